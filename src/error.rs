@@ -1,0 +1,28 @@
+//! The library's error type. Each module has its own typed error; this one wraps them
+//! and adds the path or field a user must be told about.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A condition xCAT reports with a fixed message text (kept byte-exact for scripts).
+    #[error("{0}")]
+    Xcat(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! imgport: export and import xCAT osimages as single bundle files.
+//!
+//! Data flows one way. Export: catalog rows → [`image`] discovery → [`manifest`] →
+//! [`bundle`] writer (payload files streamed, the statelite root through [`tree`]).
+//! Import: [`bundle`] reader → [`manifest`] → files staged under the [`root`] →
+//! [`tree`] restore → catalog rows written last.
+//!
+//! The library is usable without the command line: [`export::export`] and
+//! [`import::import`] take plain option structs.
+
+pub mod bundle;
+pub mod catalog;
+pub mod error;
+pub mod export;
+pub mod image;
+pub mod import;
+pub mod manifest;
+pub mod root;
+pub mod tree;
+
+pub use error::{Error, Result};

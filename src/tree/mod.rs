@@ -1,0 +1,10 @@
+//! The statelite root tree (`<rootimgdir>/rootimg`): walk it, encode it into an
+//! archive, decode archives (our pax tar and xCAT's cpio newc), restore them.
+//!
+//! This module owns "tree → bytes" and "bytes → tree". It never writes outside the
+//! directory it is given to restore into: every entry is created relative to directory
+//! file descriptors, without following symlinks the archive created.
+
+pub mod meta;
+
+pub use meta::{Entry, Kind, Timestamp};
