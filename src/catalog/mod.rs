@@ -1,1 +1,3 @@
-//! (filled in by the catalog work)
+//! xCAT's tables: schema, the SQLite store in xCAT's layout, tabdump/tabrestore CSV.
+
+pub mod schema;

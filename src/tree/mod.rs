@@ -5,6 +5,8 @@
 //! directory it is given to restore into: every entry is created relative to directory
 //! file descriptors, without following symlinks the archive created.
 
+pub mod error;
 pub mod meta;
 
+pub use error::TreeError;
 pub use meta::{Entry, Kind, Timestamp};
