@@ -13,6 +13,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A path from a manifest, table or bundle that would leave the target root.
+    #[error("refusing path {path}: {reason}")]
+    UnsafePath { path: String, reason: String },
+    /// The bundle stream is not a readable tar (or gzip'd tar).
+    #[error("corrupt bundle: {0}")]
+    Bundle(String),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
     /// A condition xCAT reports with a fixed message text (kept byte-exact for scripts).
     #[error("{0}")]
     Xcat(String),

@@ -1,1 +1,295 @@
-//! (filled in)
+//! The export flow (`imgexport`): discover an image's files, write its manifest first,
+//! then stream every payload file and the statelite root tree into one bundle.
+//!
+//! Orchestration only: discovery lives in [`crate::image`], the container in
+//! [`crate::bundle`], the tree encoding in [`crate::tree`]. A failed export leaves no
+//! partial bundle: the bundle is written to a temporary name beside the destination and
+//! renamed into place only when complete.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::bundle::{image_dir_name, BundleWriter, EXTRA_DIR, MANIFEST_NAME};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::image::{self, DiscoverOptions, ImageSet};
+use crate::report::Reporter;
+use crate::root::{basename, Root};
+use crate::tree;
+
+/// Manifest key imgport adds (xCAT ignores unknown top-level keys) to say which tree
+/// format `rootimgtree.gz` holds.
+pub const TREE_FORMAT_KEY: &str = "imgporttreeformat";
+/// Value of [`TREE_FORMAT_KEY`] for a gzip'd POSIX pax tar of `rootimg/`.
+pub const TREE_FORMAT_PAX: &str = "pax";
+
+/// Where the bundle goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A file path (relative paths are relative to the cwd).
+    Path(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+/// What to export and how.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub image: String,
+    /// `None`: `<cwd>/<image, whitespace runs → _>.tgz`.
+    pub destination: Option<Destination>,
+    pub discover: DiscoverOptions,
+    /// gzip level for compressible payload (1–9).
+    pub level: u32,
+}
+
+/// What an export did.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub image: String,
+    /// The bundle written (`None` for stdout).
+    pub bundle: Option<PathBuf>,
+    pub files: usize,
+    pub tree_entries: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub seconds: f64,
+}
+
+/// The default bundle file name for an image.
+pub fn default_bundle_name(image: &str) -> String {
+    format!("{}.tgz", image_dir_name(image))
+}
+
+/// Exports one image. Lines go to `report`; fatal problems are returned.
+pub fn export(
+    root: &Root,
+    catalog: &Catalog,
+    opts: &ExportOptions,
+    report: &mut dyn Reporter,
+) -> Result<ExportReport> {
+    let started = Instant::now();
+    let destination = match &opts.destination {
+        Some(d) => d.clone(),
+        None => Destination::Path(PathBuf::from(default_bundle_name(&opts.image))),
+    };
+    let where_to = match &destination {
+        Destination::Path(p) => absolute(p)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        Destination::Stdout => "standard output".to_string(),
+    };
+    report.info(&format!("Exporting {} to {where_to}...", opts.image));
+    let set = image::discover(root, catalog, &opts.image, &opts.discover, report)?;
+    let mtime = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+
+    let mut out = ExportReport {
+        image: opts.image.clone(),
+        bundle: None,
+        files: 0,
+        tree_entries: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        seconds: 0.0,
+    };
+    match &destination {
+        Destination::Stdout => {
+            let stdout = io::stdout().lock();
+            let spool_dir = std::env::temp_dir();
+            let w = write_bundle(root, &set, opts, mtime, BufWriter::new(stdout), &spool_dir, &mut out, report)?;
+            let mut w = w;
+            w.flush().map_err(|e| Error::io("standard output", e))?;
+        }
+        Destination::Path(p) => {
+            let path = absolute(p);
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            let tmp = tempfile::Builder::new()
+                .prefix(".imgport-export-")
+                .tempfile_in(dir)
+                .map_err(|e| Error::io(dir, e))?;
+            let file = tmp.as_file().try_clone().map_err(|e| Error::io(tmp.path(), e))?;
+            let w = write_bundle(root, &set, opts, mtime, BufWriter::new(file), dir, &mut out, report)?;
+            let file = w.into_inner().map_err(|e| Error::io(tmp.path(), e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+            // Bundles are readable like any tar xCAT writes under the default umask.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io(tmp.path(), e))?;
+            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+            out.bundle = Some(path);
+        }
+    }
+    out.seconds = started.elapsed().as_secs_f64();
+    report.info("Done!");
+    Ok(out)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Writes the whole bundle to `w`: directories, manifest first, payload, tree, extras.
+fn write_bundle<W: Write>(
+    root: &Root,
+    set: &ImageSet,
+    opts: &ExportOptions,
+    mtime: u64,
+    w: W,
+    spool_dir: &Path,
+    out: &mut ExportReport,
+    report: &mut dyn Reporter,
+) -> Result<W> {
+    let img = image_dir_name(&opts.image);
+    let mut bundle = BundleWriter::new(w, opts.level, mtime);
+    bundle.begin_image(&img, true)?;
+    let mut manifest = set.manifest.clone();
+    if set.tree.is_some() {
+        manifest
+            .other
+            .insert(TREE_FORMAT_KEY.into(), TREE_FORMAT_PAX.into());
+    }
+    bundle.add_bytes(
+        &format!("{img}/{MANIFEST_NAME}"),
+        manifest.to_xml().as_bytes(),
+        0o644,
+    )?;
+    for f in &set.files {
+        report.info(&f.src);
+        let host = root.resolve(&f.src)?;
+        bundle.add_file(&format!("{img}/{}", f.name), &host)?;
+        out.files += 1;
+    }
+    if let Some(csv) = &set.litefile_csv {
+        bundle.add_bytes(&format!("{img}/litefile.csv"), csv, 0o644)?;
+    }
+    if let Some(tree_dir) = &set.tree {
+        report.info("Packing root image. It will take a while");
+        let host = root.resolve(tree_dir)?;
+        let (stats, mut spool) = spool_tree(&host, opts.level, spool_dir)?;
+        for w in &stats.warnings {
+            report.warning(w);
+        }
+        let size = spool
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("rootimgtree spool", e))?;
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rootimgtree spool", e))?;
+        bundle.add_reader(&format!("{img}/rootimgtree.gz"), size, 0o644, false, spool)?;
+        out.tree_entries = stats.entries;
+    }
+    for extra in &set.extras {
+        add_extra(root, &mut bundle, &img, extra, report)?;
+    }
+    for kitdir in &set.kit_dirs {
+        let host = root.resolve(kitdir)?;
+        if host.is_dir() {
+            add_dir_tree(&mut bundle, &host, &format!("{img}/{}", basename(kitdir)))?;
+        } else {
+            report.error(&format!("Couldn't find kit directory {kitdir}. Skip."));
+        }
+    }
+    report.info(&format!("Compressing {} bundle.  Please be patient.", opts.image));
+    let (w, stats) = bundle.finish()?;
+    out.bytes_in = stats.bytes_in;
+    out.bytes_out = stats.bytes_out;
+    Ok(w)
+}
+
+/// Encodes the root tree into an anonymous temporary file: the tar header in front of
+/// `rootimgtree.gz` needs its size before its bytes.
+fn spool_tree(dir: &Path, level: u32, spool_dir: &Path) -> Result<(tree::writer::TreeStats, File)> {
+    let spool = tempfile::tempfile_in(spool_dir).map_err(|e| Error::io(spool_dir, e))?;
+    let opts = tree::writer::WriteOptions {
+        level,
+        ..Default::default()
+    };
+    let mut buffered = BufWriter::with_capacity(1 << 20, spool);
+    let stats = tree::writer::write_tree(dir, &mut buffered, &opts)?;
+    let spool = buffered
+        .into_inner()
+        .map_err(|e| Error::io("rootimgtree spool", e.into_error()))?;
+    Ok((stats, spool))
+}
+
+/// `-e` payload: a file as `extra/<basename>`, a directory's contents as
+/// `extra/<src without leading />/...` (what xCAT's `cp -a src/*` gives, so top-level
+/// dotfiles are left out as the shell glob leaves them).
+fn add_extra<W: Write>(
+    root: &Root,
+    bundle: &mut BundleWriter<W>,
+    img: &str,
+    extra: &image::ExtraSource,
+    report: &mut dyn Reporter,
+) -> Result<()> {
+    let host = root.resolve(&extra.src)?;
+    report.info(&extra.src);
+    if !extra.is_dir {
+        bundle.add_file(&format!("{img}/{EXTRA_DIR}/{}", basename(&extra.src)), &host)?;
+        return Ok(());
+    }
+    let base = format!("{img}/{EXTRA_DIR}/{}", extra.src.trim_matches('/'));
+    let meta = std::fs::metadata(&host).map_err(|e| Error::io(&host, e))?;
+    use std::os::unix::fs::MetadataExt;
+    bundle.add_dir(&base, meta.mode() & 0o7777, meta.mtime().max(0) as u64)?;
+    for entry in sorted_dir(&host)? {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        add_path(bundle, &entry.path(), &format!("{base}/{}", name.to_string_lossy()))?;
+    }
+    Ok(())
+}
+
+/// Adds a directory and everything below it (files, dirs, symlinks).
+fn add_dir_tree<W: Write>(bundle: &mut BundleWriter<W>, host: &Path, name: &str) -> Result<()> {
+    add_path(bundle, host, name)
+}
+
+fn add_path<W: Write>(bundle: &mut BundleWriter<W>, host: &Path, name: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(host).map_err(|e| Error::io(host, e))?;
+    let mtime = meta.mtime().max(0) as u64;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(host).map_err(|e| Error::io(host, e))?;
+        bundle.add_symlink(name, &target, mtime)
+    } else if meta.is_dir() {
+        bundle.add_dir(name, meta.mode() & 0o7777, mtime)?;
+        for entry in sorted_dir(host)? {
+            let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+            add_path(bundle, &entry.path(), &child)?;
+        }
+        Ok(())
+    } else if meta.is_file() {
+        bundle.add_file(name, host).map(|_| ())
+    } else {
+        // Devices and sockets have no place in extras or kits; xCAT's cp would copy
+        // a device's contents, which is never what an admin meant.
+        Err(Error::io(
+            host,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file, directory or symlink"),
+        ))
+    }
+}
+
+fn sorted_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .collect::<io::Result<_>>()
+        .map_err(|e| Error::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}

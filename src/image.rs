@@ -1,1 +1,563 @@
-//! (filled in)
+//! Which files an osimage needs: xCAT's discovery rules (`imgexport`'s `get_files`,
+//! `look_for_file`, `searchcompressedrootimg`, litefile collection, `-e`, `-p`).
+//!
+//! Reads the catalog and the root, writes nothing. The result is the manifest plus
+//! the list of payload sources that the export flow streams into a bundle.
+
+use std::path::PathBuf;
+
+use crate::catalog::{Catalog, Row};
+use crate::error::{Error, Result};
+use crate::manifest::{Columns, Extra, Manifest};
+use crate::report::Reporter;
+use crate::root::{basename, dirname, Root};
+
+/// Where xCAT's own shipped files live on an MN (`$XCATROOT`).
+pub const XCATROOT: &str = "/opt/xcat";
+/// xCAT's default install directory (`site.installdir`).
+pub const DEFAULT_INSTALLDIR: &str = "/install";
+
+/// The linuximage columns (and synclists from osimage) naming config files that are
+/// exported by basename and placed back on import (C12).
+pub const CONFIG_COLUMNS: &[&str] = &["template", "pkglist", "otherpkglist", "postinstall", "exlist"];
+
+/// One payload file: where it is on the MN and its name inside the image directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub src: String,
+    pub name: String,
+}
+
+/// A `-e` extra: a file or a directory of the MN, and where import puts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraSource {
+    pub src: String,
+    pub dest: String,
+    pub is_dir: bool,
+}
+
+/// Everything an export of one image needs.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub manifest: Manifest,
+    /// Flat payload files, in bundle order.
+    pub files: Vec<Payload>,
+    /// Statelite: MN path of `<rootimgdir>/rootimg`.
+    pub tree: Option<String>,
+    /// Statelite: the generated `litefile.csv` bytes.
+    pub litefile_csv: Option<Vec<u8>>,
+    pub extras: Vec<ExtraSource>,
+    /// Kit directories (`kit.kitdir`), exported whole under their basename.
+    pub kit_dirs: Vec<String>,
+}
+
+/// Options that change discovery.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverOptions {
+    /// `-e SRC[:DESTDIR]` values.
+    pub extras: Vec<String>,
+    /// `-p NODE`.
+    pub postscripts_node: Option<String>,
+}
+
+/// `site.installdir`, or `/install`.
+pub fn installdir(catalog: &Catalog) -> Result<String> {
+    Ok(catalog
+        .site("installdir")?
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_INSTALLDIR.to_string()))
+}
+
+/// Finds what image `name` needs, reporting xCAT's progress and non-fatal error lines.
+/// Fatal conditions return `Error::Xcat` with xCAT's message(s).
+pub fn discover(
+    root: &Root,
+    catalog: &Catalog,
+    name: &str,
+    opts: &DiscoverOptions,
+    report: &mut dyn Reporter,
+) -> Result<ImageSet> {
+    let osimage = catalog
+        .get("osimage", &[("imagename", name)])?
+        .ok_or_else(|| Error::Xcat(format!("Cannot find image '{name}' from the osimage table.")))?;
+    check_osimage(name, &osimage)?;
+    let mut linuximage = catalog
+        .get("linuximage", &[("imagename", name)])?
+        .ok_or_else(|| {
+            Error::Xcat(format!("Cannot find image '{name}' from the linuximage table."))
+        })?;
+
+    let mut manifest = Manifest::default();
+    let mut set = Finder {
+        root,
+        installdir: installdir(catalog)?,
+        name,
+        osimage: &osimage,
+    };
+    if osimage.get("kitcomponents").is_some_and(|k| !k.is_empty()) {
+        collect_kits(catalog, &osimage, &mut manifest)?;
+    }
+    let mut files = Vec::new();
+    let mut tree = None;
+    let mut litefile_csv = None;
+    let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
+    let osvers = set.osimage_field("osvers");
+    let osarch = set.osimage_field("osarch");
+    if provmethod.contains("install") {
+        if linuximage.get("template").is_none_or(|t| t.is_empty()) {
+            let found = set.look_for_profile_file("install", "tmpl")?.ok_or_else(|| {
+                Error::Xcat(format!("Couldn't find install template for {name}"))
+            })?;
+            report.info(&found);
+            linuximage.insert("template".into(), found);
+        }
+        manifest.media = Some("required".into());
+    } else if (provmethod.contains("netboot") || provmethod.contains("statelite"))
+        && !osvers.contains("esx")
+    {
+        if provmethod.contains("netboot") && osarch.contains("s390x") {
+            let dir = format!("{}/netboot/{osvers}/s390x/{}", set.installdir, set.osimage_field("profile"));
+            manifest.rawimagefiles = set.img_files(&dir, report)?;
+        } else {
+            if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
+                let found = set.look_for_profile_file("netboot", "pkglist")?.ok_or_else(|| {
+                    Error::Xcat(format!("Couldn't find pkglist file for {name}"))
+                })?;
+                report.info(&found);
+                linuximage.insert("pkglist".into(), found);
+            }
+            let rootimgdir = linuximage.get("rootimgdir").filter(|d| !d.is_empty()).cloned();
+            if provmethod.contains("statelite") {
+                let (kernel, ramdisk) = set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
+                let dir = rootimgdir.ok_or_else(|| {
+                    Error::Xcat("Couldn't locate the root image directory. ".into())
+                })?;
+                manifest.kernel = Some(kernel);
+                manifest.ramdisk = Some(ramdisk);
+                manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
+                manifest.litefile = Some(format!("{dir}/litefile.csv"));
+                tree = Some(format!("{dir}/rootimg"));
+                report.info("Getting litefile settings");
+                litefile_csv = Some(litefile_rows(catalog, name, &osimage)?);
+            } else {
+                let (kernel, ramdisk) =
+                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-stateless.gz")?;
+                let rootimg = match rootimgdir.as_deref() {
+                    Some(dir) => set.rootimg_in_dir(dir)?,
+                    None => set.rootimg_by_search()?,
+                }
+                .ok_or_else(|| Error::Xcat(format!("Couldn't find compressed rootimg for {name}")))?;
+                manifest.kernel = Some(kernel);
+                manifest.ramdisk = Some(ramdisk);
+                manifest.rootimg = Some(rootimg);
+            }
+        }
+    } else if (provmethod.contains("raw") || provmethod.contains("sysclone"))
+        && osarch.contains("s390x")
+    {
+        let dir = format!(
+            "{}/{provmethod}/{osvers}/s390x/{}",
+            set.installdir,
+            set.osimage_field("profile")
+        );
+        manifest.rawimagefiles = set.img_files(&dir, report)?;
+    }
+
+    for path in [&manifest.kernel, &manifest.ramdisk, &manifest.rootimg]
+        .into_iter()
+        .flatten()
+    {
+        files.push(payload(path));
+    }
+    files.extend(manifest.rawimagefiles.iter().map(|p| payload(p)));
+    // Config files: comma lists, each by basename (C12). Unreadable ones are skipped
+    // with xCAT's non-fatal error; their manifest entries stay.
+    let synclists = osimage.get("synclists").cloned();
+    let config_values = CONFIG_COLUMNS
+        .iter()
+        .filter_map(|c| linuximage.get(*c).cloned())
+        .chain(synclists);
+    for list in config_values {
+        for path in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if readable_file(root, path) {
+                files.push(payload(path));
+            } else {
+                report.error(&format!("Couldn't find file {path} for {name}. Skip."));
+            }
+        }
+    }
+    dedupe_by_name(&mut files, report);
+
+    let extras = collect_extras(root, &opts.extras, &mut manifest, report)?;
+    if let Some(node) = &opts.postscripts_node {
+        collect_postscripts(catalog, node, &mut manifest)?;
+    }
+    let kit_dirs = manifest
+        .kit
+        .iter()
+        .filter_map(|(_, row)| row.get("kitdir").cloned())
+        .collect();
+
+    manifest.osimage = to_columns(osimage);
+    manifest.linuximage = to_columns(linuximage);
+    Ok(ImageSet {
+        manifest,
+        files,
+        tree,
+        litefile_csv,
+        extras,
+        kit_dirs,
+    })
+}
+
+fn payload(path: &str) -> Payload {
+    Payload {
+        src: path.to_string(),
+        name: basename(path).to_string(),
+    }
+}
+
+fn to_columns(row: Row) -> Columns {
+    row.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+/// xCAT's osimage checks (§2 step 2): required fields, then the provmethod.
+fn check_osimage(name: &str, osimage: &Row) -> Result<()> {
+    let missing: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
+        .iter()
+        .filter(|f| osimage.get(**f).is_none_or(|v| v.is_empty()))
+        .map(|f| format!("The '{f}' field is not set for '{name}' in the osimage table."))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Xcat(missing.join("\n")));
+    }
+    let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
+    let osarch = osimage.get("osarch").map(String::as_str).unwrap_or("");
+    let known = ["install", "netboot", "statelite", "raw", "sysclone"]
+        .iter()
+        .any(|p| provmethod.contains(p));
+    let sysclone_elsewhere = provmethod.contains("sysclone")
+        && !["install", "netboot", "statelite", "raw"]
+            .iter()
+            .any(|p| provmethod.contains(p))
+        && !osarch.contains("s390x");
+    if !known || sysclone_elsewhere {
+        return Err(Error::Xcat(format!(
+            "Exporting images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, or raw"
+        )));
+    }
+    Ok(())
+}
+
+/// Discovery helpers bound to one image.
+struct Finder<'a> {
+    root: &'a Root,
+    installdir: String,
+    name: &'a str,
+    osimage: &'a Row,
+}
+
+impl Finder<'_> {
+    fn osimage_field(&self, f: &str) -> String {
+        self.osimage.get(f).cloned().unwrap_or_default()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        readable_file(self.root, path)
+    }
+
+    /// xCAT's `look_for_file` directory probe: `d/dd` where `dd` is osvers (or
+    /// `windows`) shortened from the end until `d/dd` is readable.
+    fn platform_dir(&self, base: &str) -> Option<String> {
+        let osvers = self.osimage_field("osvers");
+        let mut dd = if osvers.contains("win") {
+            "windows".to_string()
+        } else {
+            osvers
+        };
+        while !dd.is_empty() {
+            let candidate = format!("{base}/{dd}");
+            if self.root.resolve(&candidate).is_ok_and(|p| p.is_dir()) {
+                return Some(candidate);
+            }
+            dd.pop();
+        }
+        None
+    }
+
+    /// Template or pkglist search (§2.2) in `<installdir>/custom/<kind>` then
+    /// `/opt/xcat/share/xcat/<kind>`.
+    fn look_for_profile_file(&self, kind: &str, ext: &str) -> Result<Option<String>> {
+        let (profile, osvers, osarch) = (
+            self.osimage_field("profile"),
+            self.osimage_field("osvers"),
+            self.osimage_field("osarch"),
+        );
+        for base in [
+            format!("{}/custom/{kind}", self.installdir),
+            format!("{XCATROOT}/share/xcat/{kind}"),
+        ] {
+            let Some(dir) = self.platform_dir(&base) else {
+                continue;
+            };
+            for name in [
+                format!("{profile}.{osvers}.{osarch}.{ext}"),
+                format!("{profile}.{osvers}.{ext}"),
+                format!("{profile}.{osarch}.{ext}"),
+                format!("{profile}.{ext}"),
+            ] {
+                let candidate = format!("{dir}/{name}");
+                if self.exists(&candidate) {
+                    return Ok(Some(candidate));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `look_for_file` for image files: `<installdir>/netboot/<dd>/<osarch>/<profile>/<file>`.
+    fn look_for_netboot_file(&self, file: &str) -> Option<String> {
+        let dir = self.platform_dir(&format!("{}/netboot", self.installdir))?;
+        let candidate = format!(
+            "{dir}/{}/{}/{file}",
+            self.osimage_field("osarch"),
+            self.osimage_field("profile")
+        );
+        self.exists(&candidate).then_some(candidate)
+    }
+
+    fn kernel_and_ramdisk(&self, rootimgdir: Option<&str>, initrd: &str) -> Result<(String, String)> {
+        let find = |file: &str| match rootimgdir {
+            Some(dir) => {
+                let p = format!("{dir}/{file}");
+                self.exists(&p).then_some(p)
+            }
+            None => self.look_for_netboot_file(file),
+        };
+        let ramdisk = find(initrd).ok_or_else(|| {
+            Error::Xcat(format!("Couldn't find ramdisk ({initrd}) for  {}", self.name))
+        })?;
+        let kernel = find("kernel")
+            .ok_or_else(|| Error::Xcat(format!("Couldn't find kernel (kernel) for  {}", self.name)))?;
+        Ok((kernel, ramdisk))
+    }
+
+    /// `searchcompressedrootimg` with rootimgdir set (C7).
+    fn rootimg_in_dir(&self, dir: &str) -> Result<Option<String>> {
+        for name in [
+            "rootimg.cpio.gz",
+            "rootimg.cpio.xz",
+            "rootimg.tar.gz",
+            "rootimg.tar.xz",
+            "rootimg.sfs",
+            "rootimg.gz",
+        ] {
+            let p = format!("{dir}/{name}");
+            if self.exists(&p) {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The search order xCAT uses when rootimgdir is not set (no `.sfs`).
+    fn rootimg_by_search(&self) -> Result<Option<String>> {
+        Ok([
+            "rootimg.cpio.xz",
+            "rootimg.cpio.gz",
+            "rootimg.tar.xz",
+            "rootimg.tar.gz",
+            "rootimg.gz",
+        ]
+        .iter()
+        .find_map(|f| self.look_for_netboot_file(f)))
+    }
+
+    /// Regular `*.img` files of an s390x image directory, sorted.
+    fn img_files(&self, dir: &str, report: &mut dyn Reporter) -> Result<Vec<String>> {
+        let host = self.root.resolve(dir)?;
+        let Ok(read) = std::fs::read_dir(&host) else {
+            report.error(&format!("Could not open image files in directory {dir}"));
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<String> = read
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".img"))
+            .map(|n| format!("{dir}/{n}"))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Whether the MN path names a readable regular file under the root.
+pub fn readable_file(root: &Root, path: &str) -> bool {
+    root.resolve(path)
+        .is_ok_and(|p| std::fs::File::open(&p).is_ok() && p.is_file())
+}
+
+/// Drops payloads whose bundle name is already taken: xCAT copies them flat by
+/// basename, so the later one silently overwrote the earlier. We keep the first,
+/// say so, and import then places that file at every destination, as xCAT's would.
+fn dedupe_by_name(files: &mut Vec<Payload>, report: &mut dyn Reporter) {
+    let mut seen: Vec<Payload> = Vec::new();
+    files.retain(|f| match seen.iter().find(|s| s.name == f.name) {
+        Some(s) if s.src == f.src => false,
+        Some(s) => {
+            report.warning(&format!(
+                "{} and {} are both named {} in the bundle; only {} is exported",
+                s.src, f.src, f.name, s.src
+            ));
+            false
+        }
+        None => {
+            seen.push(f.clone());
+            true
+        }
+    });
+}
+
+/// litefile.csv lines (§3.4, C9).
+fn litefile_rows(catalog: &Catalog, name: &str, osimage: &Row) -> Result<Vec<u8>> {
+    let mut rows = catalog.select("litefile", &[("image", "")])?;
+    match osimage.get("groups").filter(|g| !g.is_empty()) {
+        Some(groups) => rows.extend(catalog.select("litefile", &[("image", groups)])?),
+        None => rows.extend(catalog.select("litefile", &[("image", "ALL")])?),
+    }
+    rows.extend(catalog.select("litefile", &[("image", name)])?);
+    let mut out = Vec::new();
+    for row in rows {
+        let Some(file) = row.get("file").filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        let options = row
+            .get("options")
+            .filter(|o| !o.is_empty())
+            .map(String::as_str)
+            .unwrap_or("tmpfs");
+        out.extend_from_slice(format!("\"{name}\",\"{file}\",\"{options}\",,\n").as_bytes());
+    }
+    Ok(out)
+}
+
+/// Kit rows (§2 step 4): every kit of the image's components, with all its repos and
+/// components.
+fn collect_kits(catalog: &Catalog, osimage: &Row, manifest: &mut Manifest) -> Result<()> {
+    let comps = osimage.get("kitcomponents").cloned().unwrap_or_default();
+    let mut kits: Vec<String> = Vec::new();
+    for comp in comps.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let row = catalog
+            .get("kitcomponent", &[("kitcompname", comp)])?
+            .ok_or_else(|| Error::Xcat(format!("Cannot find kit component {comp} in the kitcomponent table.")))?;
+        let kit = row
+            .get("kitname")
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Error::Xcat(format!("Kit component {comp} has no kitname.")))?;
+        if !kits.contains(kit) {
+            kits.push(kit.clone());
+        }
+    }
+    for kit in kits {
+        let row = catalog
+            .get("kit", &[("kitname", &kit)])?
+            .ok_or_else(|| Error::Xcat(format!("Cannot find kit {kit} in the kit table.")))?;
+        manifest.kit.push((kit.clone(), to_columns(row)));
+        for repo in catalog.select("kitrepo", &[("kitname", &kit)])? {
+            if let Some(n) = repo.get("kitreponame").cloned() {
+                manifest.kitrepo.push((n, to_columns(repo)));
+            }
+        }
+        for comp in catalog.select("kitcomponent", &[("kitname", &kit)])? {
+            if let Some(n) = comp.get("kitcompname").cloned() {
+                manifest.kitcomp.push((n, to_columns(comp)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `-e SRC[:DESTDIR]` (C10). Unreadable sources are skipped with xCAT's error.
+fn collect_extras(
+    root: &Root,
+    values: &[String],
+    manifest: &mut Manifest,
+    report: &mut dyn Reporter,
+) -> Result<Vec<ExtraSource>> {
+    let mut out = Vec::new();
+    for value in values {
+        let (src, dest) = match value.split_once(':') {
+            Some((s, d)) if !d.is_empty() => (s.to_string(), Some(d.to_string())),
+            Some((s, _)) => (s.to_string(), None),
+            None => (value.clone(), None),
+        };
+        let src = absolute_mn_path(root, &src);
+        let host = root.resolve(&src).ok().filter(|p| p.exists());
+        let Some(host) = host else {
+            report.error(&format!("Can not find Extra file {src}.  Argument will be ignored"));
+            continue;
+        };
+        let is_dir = host.is_dir();
+        if !is_dir && std::fs::File::open(&host).is_err() {
+            report.error(&format!("Can not find Extra file {src}.  Argument will be ignored"));
+            continue;
+        }
+        let dest = dest.unwrap_or_else(|| {
+            if is_dir {
+                src.clone()
+            } else {
+                dirname(&src).to_string()
+            }
+        });
+        manifest.extra.push(Extra {
+            src: src.clone(),
+            dest: dest.clone(),
+        });
+        out.push(ExtraSource { src, dest, is_dir });
+    }
+    Ok(out)
+}
+
+/// Relative `-e` paths are relative to the cwd, which only means something on the
+/// host's own root; under `--root` they are taken from the root's `/`.
+fn absolute_mn_path(root: &Root, src: &str) -> String {
+    if src.starts_with('/') {
+        return src.to_string();
+    }
+    if root.is_host() {
+        if let Ok(cwd) = std::env::current_dir() {
+            return PathBuf::from(cwd).join(src).display().to_string();
+        }
+    }
+    format!("/{src}")
+}
+
+/// `-p NODE` (C11): the node's postscripts with xcatdefaults' prepended.
+fn collect_postscripts(catalog: &Catalog, node: &str, manifest: &mut Manifest) -> Result<()> {
+    let first = catalog.expand_noderange(node)?.into_iter().next();
+    let first = match first {
+        Some(n) if catalog.node_exists(&n)? => n,
+        _ => {
+            return Err(Error::Xcat(format!(
+                "Unable to get postscripts, {node} is not a valide node."
+            )))
+        }
+    };
+    let defaults = catalog
+        .get("postscripts", &[("node", "xcatdefaults")])?
+        .unwrap_or_default();
+    let own = catalog.node_attrs(&first, "postscripts", &["postscripts", "postbootscripts"])?;
+    let join = |col: &str| {
+        let parts: Vec<&str> = [defaults.get(col), own.get(col)]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(","))
+    };
+    manifest.postscripts = join("postscripts");
+    manifest.postbootscripts = join("postbootscripts");
+    Ok(())
+}

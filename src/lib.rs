@@ -15,6 +15,9 @@ pub mod export;
 pub mod image;
 pub mod import;
 pub mod manifest;
+pub mod placement;
+pub mod profile;
+pub mod report;
 pub mod root;
 pub mod tree;
 

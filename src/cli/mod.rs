@@ -1,0 +1,216 @@
+//! Command line: parses flags (clap) into the library's option structs, runs the flow,
+//! prints lines the way xCAT's client does. No logic of its own beyond that.
+
+mod console;
+mod xcat;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use imgport::catalog::Catalog;
+use imgport::export::{Destination, ExportOptions};
+use imgport::image::DiscoverOptions;
+use imgport::import::{BundleSource, ImportOptions};
+use imgport::root::Root;
+
+use console::Console;
+
+/// Exit code when everything succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for any failure (xCAT's only error code).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code for a command line that could not be parsed.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgport",
+    version,
+    about = "Export and import xCAT osimages as single bundle files, fast and losslessly",
+    after_help = "Examples:\n  imgport export rhels8-x86_64-statelite-compute\n  imgport --root /srv/mn2 import rhels8-x86_64-statelite-compute.tgz -f compute_test\n  imgport tabdump osimage > osimage.csv"
+)]
+struct Cli {
+    /// Directory that stands for the management node's `/` (like `rpm --root`)
+    #[arg(long, global = true, env = "IMGPORT_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write an osimage and every file it needs into one bundle (imgexport)
+    #[command(after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage - | ssh mn2 imgport import -")]
+    Export {
+        /// The osimage name
+        image: String,
+        /// Bundle path (default `<image>.tgz` in the current directory; `-` for stdout)
+        destination: Option<String>,
+        /// Extra file or directory to carry, with the directory import puts it in
+        #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
+        extra: Vec<String>,
+        /// Take postscripts and postbootscripts from this node's definition
+        #[arg(short, long, value_name = "NODE")]
+        postscripts: Option<String>,
+        /// gzip level for compressible payload
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+        level: u32,
+        /// Show more progress lines
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Define the image(s) of a bundle on this management node (imgimport)
+    #[command(after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  ssh mn1 imgport export myimage - | imgport import -")]
+    Import {
+        /// The bundle (`-` for stdin)
+        bundle: String,
+        /// Give these nodes the bundle's postscripts
+        #[arg(short, long, value_name = "NODERANGE")]
+        postscripts: Option<String>,
+        /// Import under a new profile name
+        #[arg(short = 'f', long, value_name = "NEW_PROFILE")]
+        profile: Option<String>,
+        /// The bundle is a plain tar (also detected automatically)
+        #[arg(short, long)]
+        nozip: bool,
+        /// Show more progress lines
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print a table as xCAT's tabdump CSV
+    Tabdump { table: String },
+    /// Load a tabdump CSV into its table (replacing its rows unless -a)
+    Tabrestore {
+        /// Add the rows instead of replacing the table's rows
+        #[arg(short, long = "addrows")]
+        addrows: bool,
+        file: PathBuf,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let program = args
+        .first()
+        .map(|a| Path::new(a).file_name().unwrap_or(a.as_os_str()).to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match program.as_str() {
+        "imgexport" => return xcat::imgexport(&args[1..]),
+        "imgimport" => return xcat::imgimport(&args[1..]),
+        _ => {}
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    let root_dir = cli.root.unwrap_or_else(|| PathBuf::from("/"));
+    match cli.command {
+        Command::Export {
+            image,
+            destination,
+            extra,
+            postscripts,
+            level,
+            verbose,
+        } => {
+            let opts = ExportOptions {
+                image,
+                destination: destination.map(|d| {
+                    if d == "-" {
+                        Destination::Stdout
+                    } else {
+                        Destination::Path(PathBuf::from(d))
+                    }
+                }),
+                discover: DiscoverOptions {
+                    extras: extra,
+                    postscripts_node: postscripts,
+                },
+                level,
+            };
+            let stdout_is_bundle = opts.destination == Some(Destination::Stdout);
+            let mut console = Console::new(verbose, stdout_is_bundle);
+            run_export(&root_dir, &opts, &mut console)
+        }
+        Command::Import {
+            bundle,
+            postscripts,
+            profile,
+            nozip: _,
+            verbose,
+        } => {
+            let opts = ImportOptions {
+                bundle: if bundle == "-" {
+                    BundleSource::Stdin
+                } else {
+                    BundleSource::Path(PathBuf::from(bundle))
+                },
+                postscripts,
+                profile,
+            };
+            let mut console = Console::new(verbose, false);
+            run_import(&root_dir, &opts, &mut console)
+        }
+        Command::Tabdump { table } => {
+            let mut console = Console::new(false, false);
+            with_catalog(&root_dir, &mut console, |_, catalog, console| {
+                let mut out = std::io::stdout().lock();
+                match catalog.tabdump(&table, &mut out) {
+                    Ok(()) => EXIT_OK,
+                    Err(e) => console.fail(&e.to_string()),
+                }
+            })
+        }
+        Command::Tabrestore { addrows, file } => {
+            let mut console = Console::new(false, false);
+            with_catalog(&root_dir, &mut console, |_, catalog, console| {
+                match catalog.tabrestore(&file, addrows) {
+                    Ok(_) => EXIT_OK,
+                    Err(e) => console.fail(&e.to_string()),
+                }
+            })
+        }
+    }
+}
+
+/// Opens the root and its catalog, then runs `f`; setup failures are reported.
+fn with_catalog(
+    root_dir: &Path,
+    console: &mut Console,
+    f: impl FnOnce(&Root, &Catalog, &mut Console) -> i32,
+) -> i32 {
+    let root = match Root::new(root_dir) {
+        Ok(r) => r,
+        Err(e) => return console.fail(&format!("--root {}: {e}", root_dir.display())),
+    };
+    let xcatcfg = std::env::var("XCATCFG").ok();
+    let catalog = match Catalog::open(root.dir(), xcatcfg.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return console.fail(&e.to_string()),
+    };
+    f(&root, &catalog, console)
+}
+
+pub(crate) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Console) -> i32 {
+    with_catalog(root_dir, console, |root, catalog, console| {
+        match imgport::export::export(root, catalog, opts, console) {
+            Ok(_) => console.exit_code(),
+            Err(e) => console.fail(&e.to_string()),
+        }
+    })
+}
+
+pub(crate) fn run_import(root_dir: &Path, opts: &ImportOptions, console: &mut Console) -> i32 {
+    with_catalog(root_dir, console, |root, catalog, console| {
+        match imgport::import::import(root, catalog, opts, console) {
+            Ok(report) if report.all_ok() => console.exit_code(),
+            Ok(_) => EXIT_FAILED,
+            Err(e) => console.fail(&e.to_string()),
+        }
+    })
+}

@@ -1,0 +1,263 @@
+//! Puts staged files into their final places on the MN, all or nothing.
+//!
+//! xCAT's rules (C16): parents are created with mode 0755, an existing file is renamed
+//! `<path>.ORIG` first. On top of that every step is journaled so a failure later in
+//! the import (another file, the table writes) puts the MN back as it was: moved files
+//! are moved back, `.ORIG` backups restored, created directories removed. A `.ORIG`
+//! that a new backup replaces is kept aside until the import commits.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// One undoable step.
+#[derive(Debug)]
+enum Step {
+    CreatedDir(PathBuf),
+    /// `staged` was renamed to `dest`; `backup` holds what was at `dest` before;
+    /// `aside` an older `.ORIG` that the new backup displaced.
+    Moved {
+        dest: PathBuf,
+        backup: Option<PathBuf>,
+        aside: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+/// A journal of placements for one image.
+#[derive(Debug, Default)]
+pub struct Placement {
+    steps: Vec<Step>,
+}
+
+/// `<path>.ORIG`.
+pub fn orig_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".ORIG");
+    PathBuf::from(s)
+}
+
+impl Placement {
+    pub fn new() -> Placement {
+        Placement::default()
+    }
+
+    /// Creates `dir` and missing parents with mode 0755, journaling each one made.
+    pub fn create_dirs(&mut self, dir: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while fs::symlink_metadata(cur).is_err() {
+            missing.push(cur.to_path_buf());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&d)
+                .map_err(|e| Error::io(&d, e))?;
+            self.steps.push(Step::CreatedDir(d.clone()));
+            // The umask must not narrow xCAT's 0755.
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io(&d, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves `staged` (a file or a directory) to `dest`, backing up whatever is at
+    /// `dest` as `dest.ORIG`. Returns whether a backup was made. Both paths should be
+    /// on one filesystem; across filesystems a file is copied beside `dest` first so
+    /// the final step is still a rename.
+    pub fn put(&mut self, staged: &Path, dest: &Path) -> Result<bool> {
+        if let Some(parent) = dest.parent() {
+            self.create_dirs(parent)?;
+        }
+        let mut backup = None;
+        let mut aside = None;
+        if fs::symlink_metadata(dest).is_ok() {
+            let orig = orig_path(dest);
+            if fs::symlink_metadata(&orig).is_ok() {
+                let parked = unique_sibling(&orig, ".imgport-old")?;
+                fs::rename(&orig, &parked).map_err(|e| Error::io(&orig, e))?;
+                aside = Some((parked, orig.clone()));
+            }
+            if let Err(e) = fs::rename(dest, &orig) {
+                if let Some((parked, orig)) = &aside {
+                    let _ = fs::rename(parked, orig);
+                }
+                return Err(Error::io(dest, e));
+            }
+            backup = Some(orig);
+        }
+        let made_backup = backup.is_some();
+        let moved = match fs::rename(staged, dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                copy_then_rename(staged, dest)
+            }
+            Err(e) => Err(Error::io(dest, e)),
+        };
+        self.steps.push(Step::Moved {
+            dest: dest.to_path_buf(),
+            backup,
+            aside,
+        });
+        if let Err(e) = moved {
+            // The journal entry restores the backup; nothing was placed.
+            if let Some(Step::Moved { backup, aside, .. }) = self.steps.pop() {
+                restore_backup(dest, backup, aside, false);
+            }
+            return Err(e);
+        }
+        Ok(made_backup)
+    }
+
+    /// Keeps everything placed; drops the displaced older backups.
+    pub fn commit(self) {
+        for step in self.steps {
+            if let Step::Moved {
+                aside: Some((parked, _)),
+                ..
+            } = step
+            {
+                let _ = remove_any(&parked);
+            }
+        }
+    }
+
+    /// Undoes every step, newest first. Best effort: it keeps going past failures and
+    /// returns the paths it could not restore.
+    pub fn rollback(self) -> Vec<PathBuf> {
+        let mut failed = Vec::new();
+        for step in self.steps.into_iter().rev() {
+            match step {
+                Step::CreatedDir(d) => {
+                    let _ = fs::remove_dir(&d);
+                }
+                Step::Moved {
+                    dest,
+                    backup,
+                    aside,
+                } => {
+                    if !restore_backup(&dest, backup, aside, true) {
+                        failed.push(dest);
+                    }
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// Removes what was placed at `dest` (when `remove_new`) and moves the backups back.
+fn restore_backup(
+    dest: &Path,
+    backup: Option<PathBuf>,
+    aside: Option<(PathBuf, PathBuf)>,
+    remove_new: bool,
+) -> bool {
+    let mut ok = true;
+    if remove_new {
+        ok &= remove_any(dest).is_ok();
+    }
+    if let Some(orig) = backup {
+        ok &= fs::rename(&orig, dest).is_ok();
+    }
+    if let Some((parked, orig)) = aside {
+        ok &= fs::rename(&parked, &orig).is_ok();
+    }
+    ok
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A name beside `p` that does not exist yet.
+fn unique_sibling(p: &Path, suffix: &str) -> Result<PathBuf> {
+    for n in 0..1000 {
+        let mut s = p.as_os_str().to_os_string();
+        s.push(format!("{suffix}.{}.{n}", std::process::id()));
+        let candidate = PathBuf::from(s);
+        if fs::symlink_metadata(&candidate).is_err() {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::io(
+        p,
+        io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name beside it"),
+    ))
+}
+
+fn copy_then_rename(staged: &Path, dest: &Path) -> Result<()> {
+    let tmp = unique_sibling(dest, ".imgport-tmp")?;
+    fs::copy(staged, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = fs::rename(&tmp, dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(dest, e));
+    }
+    let _ = fs::remove_file(staged);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_backs_up_and_rollback_restores() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("a/b/kernel");
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::write(&dest, "old").unwrap();
+        fs::write(orig_path(&dest), "older").unwrap();
+        let staged = t.path().join("staged");
+        fs::write(&staged, "new").unwrap();
+        let mut p = Placement::new();
+        assert!(p.put(&staged, &dest).unwrap());
+        assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(fs::read_to_string(orig_path(&dest)).unwrap(), "old");
+        assert!(p.rollback().is_empty());
+        assert_eq!(fs::read_to_string(&dest).unwrap(), "old");
+        assert_eq!(fs::read_to_string(orig_path(&dest)).unwrap(), "older");
+    }
+
+    #[test]
+    fn created_parents_are_0755_and_removed_on_rollback() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("x/y/file");
+        let staged = t.path().join("staged");
+        fs::write(&staged, "new").unwrap();
+        let mut p = Placement::new();
+        assert!(!p.put(&staged, &dest).unwrap());
+        let mode = fs::metadata(t.path().join("x/y")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        p.rollback();
+        assert!(!t.path().join("x").exists());
+    }
+
+    #[test]
+    fn commit_drops_the_displaced_backup() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("f");
+        fs::write(&dest, "old").unwrap();
+        fs::write(orig_path(&dest), "older").unwrap();
+        let staged = t.path().join("s");
+        fs::write(&staged, "new").unwrap();
+        let mut p = Placement::new();
+        p.put(&staged, &dest).unwrap();
+        p.commit();
+        let names: Vec<_> = fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+}
