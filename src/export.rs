@@ -102,7 +102,16 @@ pub fn export(
         Destination::Stdout => {
             let stdout = io::stdout().lock();
             let spool_dir = std::env::temp_dir();
-            let w = write_bundle(root, &set, opts, mtime, BufWriter::new(stdout), &spool_dir, &mut out, report)?;
+            let w = write_bundle(
+                root,
+                &set,
+                opts,
+                mtime,
+                BufWriter::new(stdout),
+                &spool_dir,
+                &mut out,
+                report,
+            )?;
             let mut w = w;
             w.flush().map_err(|e| Error::io("standard output", e))?;
         }
@@ -113,9 +122,23 @@ pub fn export(
                 .prefix(".imgport-export-")
                 .tempfile_in(dir)
                 .map_err(|e| Error::io(dir, e))?;
-            let file = tmp.as_file().try_clone().map_err(|e| Error::io(tmp.path(), e))?;
-            let w = write_bundle(root, &set, opts, mtime, BufWriter::new(file), dir, &mut out, report)?;
-            let file = w.into_inner().map_err(|e| Error::io(tmp.path(), e.into_error()))?;
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| Error::io(tmp.path(), e))?;
+            let w = write_bundle(
+                root,
+                &set,
+                opts,
+                mtime,
+                BufWriter::new(file),
+                dir,
+                &mut out,
+                report,
+            )?;
+            let file = w
+                .into_inner()
+                .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
             file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
             // Bundles are readable like any tar xCAT writes under the default umask.
             use std::os::unix::fs::PermissionsExt;
@@ -201,7 +224,10 @@ fn write_bundle<W: Write>(
             report.error(&format!("Couldn't find kit directory {kitdir}. Skip."));
         }
     }
-    report.info(&format!("Compressing {} bundle.  Please be patient.", opts.image));
+    report.info(&format!(
+        "Compressing {} bundle.  Please be patient.",
+        opts.image
+    ));
     let (w, stats) = bundle.finish()?;
     out.bytes_in = stats.bytes_in;
     out.bytes_out = stats.bytes_out;
@@ -237,7 +263,10 @@ fn add_extra<W: Write>(
     let host = root.resolve(&extra.src)?;
     report.info(&extra.src);
     if !extra.is_dir {
-        bundle.add_file(&format!("{img}/{EXTRA_DIR}/{}", basename(&extra.src)), &host)?;
+        bundle.add_file(
+            &format!("{img}/{EXTRA_DIR}/{}", basename(&extra.src)),
+            &host,
+        )?;
         return Ok(());
     }
     let base = format!("{img}/{EXTRA_DIR}/{}", extra.src.trim_matches('/'));
@@ -249,7 +278,11 @@ fn add_extra<W: Write>(
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        add_path(bundle, &entry.path(), &format!("{base}/{}", name.to_string_lossy()))?;
+        add_path(
+            bundle,
+            &entry.path(),
+            &format!("{base}/{}", name.to_string_lossy()),
+        )?;
     }
     Ok(())
 }
@@ -280,7 +313,10 @@ fn add_path<W: Write>(bundle: &mut BundleWriter<W>, host: &Path, name: &str) -> 
         // a device's contents, which is never what an admin meant.
         Err(Error::io(
             host,
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file, directory or symlink"),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a file, directory or symlink",
+            ),
         ))
     }
 }

@@ -19,7 +19,13 @@ pub const DEFAULT_INSTALLDIR: &str = "/install";
 
 /// The linuximage columns (and synclists from osimage) naming config files that are
 /// exported by basename and placed back on import (C12).
-pub const CONFIG_COLUMNS: &[&str] = &["template", "pkglist", "otherpkglist", "postinstall", "exlist"];
+pub const CONFIG_COLUMNS: &[&str] = &[
+    "template",
+    "pkglist",
+    "otherpkglist",
+    "postinstall",
+    "exlist",
+];
 
 /// One payload file: where it is on the MN and its name inside the image directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +85,18 @@ pub fn discover(
 ) -> Result<ImageSet> {
     let osimage = catalog
         .get("osimage", &[("imagename", name)])?
-        .ok_or_else(|| Error::Xcat(format!("Cannot find image '{name}' from the osimage table.")))?;
+        .ok_or_else(|| {
+            Error::Xcat(format!(
+                "Cannot find image '{name}' from the osimage table."
+            ))
+        })?;
     check_osimage(name, &osimage)?;
     let mut linuximage = catalog
         .get("linuximage", &[("imagename", name)])?
         .ok_or_else(|| {
-            Error::Xcat(format!("Cannot find image '{name}' from the linuximage table."))
+            Error::Xcat(format!(
+                "Cannot find image '{name}' from the linuximage table."
+            ))
         })?;
 
     let mut manifest = Manifest::default();
@@ -105,9 +117,9 @@ pub fn discover(
     let osarch = set.osimage_field("osarch");
     if provmethod.contains("install") {
         if linuximage.get("template").is_none_or(|t| t.is_empty()) {
-            let found = set.look_for_profile_file("install", "tmpl")?.ok_or_else(|| {
-                Error::Xcat(format!("Couldn't find install template for {name}"))
-            })?;
+            let found = set
+                .look_for_profile_file("install", "tmpl")?
+                .ok_or_else(|| Error::Xcat(format!("Couldn't find install template for {name}")))?;
             report.info(&found);
             linuximage.insert("template".into(), found);
         }
@@ -116,19 +128,27 @@ pub fn discover(
         && !osvers.contains("esx")
     {
         if provmethod.contains("netboot") && osarch.contains("s390x") {
-            let dir = format!("{}/netboot/{osvers}/s390x/{}", set.installdir, set.osimage_field("profile"));
+            let dir = format!(
+                "{}/netboot/{osvers}/s390x/{}",
+                set.installdir,
+                set.osimage_field("profile")
+            );
             manifest.rawimagefiles = set.img_files(&dir, report)?;
         } else {
             if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
-                let found = set.look_for_profile_file("netboot", "pkglist")?.ok_or_else(|| {
-                    Error::Xcat(format!("Couldn't find pkglist file for {name}"))
-                })?;
+                let found = set
+                    .look_for_profile_file("netboot", "pkglist")?
+                    .ok_or_else(|| Error::Xcat(format!("Couldn't find pkglist file for {name}")))?;
                 report.info(&found);
                 linuximage.insert("pkglist".into(), found);
             }
-            let rootimgdir = linuximage.get("rootimgdir").filter(|d| !d.is_empty()).cloned();
+            let rootimgdir = linuximage
+                .get("rootimgdir")
+                .filter(|d| !d.is_empty())
+                .cloned();
             if provmethod.contains("statelite") {
-                let (kernel, ramdisk) = set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
+                let (kernel, ramdisk) =
+                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
                 let dir = rootimgdir.ok_or_else(|| {
                     Error::Xcat("Couldn't locate the root image directory. ".into())
                 })?;
@@ -146,7 +166,9 @@ pub fn discover(
                     Some(dir) => set.rootimg_in_dir(dir)?,
                     None => set.rootimg_by_search()?,
                 }
-                .ok_or_else(|| Error::Xcat(format!("Couldn't find compressed rootimg for {name}")))?;
+                .ok_or_else(|| {
+                    Error::Xcat(format!("Couldn't find compressed rootimg for {name}"))
+                })?;
                 manifest.kernel = Some(kernel);
                 manifest.ramdisk = Some(ramdisk);
                 manifest.rootimg = Some(rootimg);
@@ -326,7 +348,11 @@ impl Finder<'_> {
         self.exists(&candidate).then_some(candidate)
     }
 
-    fn kernel_and_ramdisk(&self, rootimgdir: Option<&str>, initrd: &str) -> Result<(String, String)> {
+    fn kernel_and_ramdisk(
+        &self,
+        rootimgdir: Option<&str>,
+        initrd: &str,
+    ) -> Result<(String, String)> {
         let find = |file: &str| match rootimgdir {
             Some(dir) => {
                 let p = format!("{dir}/{file}");
@@ -335,10 +361,14 @@ impl Finder<'_> {
             None => self.look_for_netboot_file(file),
         };
         let ramdisk = find(initrd).ok_or_else(|| {
-            Error::Xcat(format!("Couldn't find ramdisk ({initrd}) for  {}", self.name))
+            Error::Xcat(format!(
+                "Couldn't find ramdisk ({initrd}) for  {}",
+                self.name
+            ))
         })?;
-        let kernel = find("kernel")
-            .ok_or_else(|| Error::Xcat(format!("Couldn't find kernel (kernel) for  {}", self.name)))?;
+        let kernel = find("kernel").ok_or_else(|| {
+            Error::Xcat(format!("Couldn't find kernel (kernel) for  {}", self.name))
+        })?;
         Ok((kernel, ramdisk))
     }
 
@@ -450,7 +480,11 @@ fn collect_kits(catalog: &Catalog, osimage: &Row, manifest: &mut Manifest) -> Re
     for comp in comps.split(',').map(str::trim).filter(|c| !c.is_empty()) {
         let row = catalog
             .get("kitcomponent", &[("kitcompname", comp)])?
-            .ok_or_else(|| Error::Xcat(format!("Cannot find kit component {comp} in the kitcomponent table.")))?;
+            .ok_or_else(|| {
+                Error::Xcat(format!(
+                    "Cannot find kit component {comp} in the kitcomponent table."
+                ))
+            })?;
         let kit = row
             .get("kitname")
             .filter(|k| !k.is_empty())
@@ -495,12 +529,16 @@ fn collect_extras(
         let src = absolute_mn_path(root, &src);
         let host = root.resolve(&src).ok().filter(|p| p.exists());
         let Some(host) = host else {
-            report.error(&format!("Can not find Extra file {src}.  Argument will be ignored"));
+            report.error(&format!(
+                "Can not find Extra file {src}.  Argument will be ignored"
+            ));
             continue;
         };
         let is_dir = host.is_dir();
         if !is_dir && std::fs::File::open(&host).is_err() {
-            report.error(&format!("Can not find Extra file {src}.  Argument will be ignored"));
+            report.error(&format!(
+                "Can not find Extra file {src}.  Argument will be ignored"
+            ));
             continue;
         }
         let dest = dest.unwrap_or_else(|| {

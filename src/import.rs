@@ -171,7 +171,8 @@ pub fn import(
                 if let Some(Ok(plan)) = &dir.manifest {
                     if plan.manifest.rootimgtree.is_some() {
                         report.info("Extracting rootimgtree.gz. It will take a while.");
-                        let staged = ctx.stage_tree(plan, &mut dir.placement, member.data, report)?;
+                        let staged =
+                            ctx.stage_tree(plan, &mut dir.placement, member.data, report)?;
                         dir.tree = Some(staged);
                         return Ok(());
                     }
@@ -259,12 +260,22 @@ pub fn import(
             tree_entries: 0,
         };
         let mut tree = dir.tree;
-        let result = ctx.commit_image(&plan, &dir.members, &mut tree, &mut placement, &mut outcome, report);
+        let result = ctx.commit_image(
+            &plan,
+            &dir.members,
+            &mut tree,
+            &mut placement,
+            &mut outcome,
+            report,
+        );
         match result {
             Ok(()) => {
                 placement.commit();
                 outcome.ok = true;
-                report.info(&format!("Successfully imported the image {}.", plan.imagename));
+                report.info(&format!(
+                    "Successfully imported the image {}.",
+                    plan.imagename
+                ));
             }
             Err(e) => {
                 let stuck = placement.rollback();
@@ -273,7 +284,10 @@ pub fn import(
                 }
                 report.error(&e.to_string());
                 for p in stuck {
-                    report.error(&format!("Could not restore {} after the failure", p.display()));
+                    report.error(&format!(
+                        "Could not restore {} after the failure",
+                        p.display()
+                    ));
                 }
                 outcome.errors.push(e.to_string());
             }
@@ -347,8 +361,7 @@ struct Context<'a> {
 impl Context<'_> {
     /// Parses, checks (`verify_manifest`, `check_media`) and applies `-f`.
     fn plan(&self, xml: &[u8]) -> std::result::Result<Plan, ManifestProblem> {
-        let manifest =
-            Manifest::parse(xml).map_err(|e| ManifestProblem::Invalid(e.to_string()))?;
+        let manifest = Manifest::parse(xml).map_err(|e| ManifestProblem::Invalid(e.to_string()))?;
         let problems = verify(&manifest);
         if !problems.is_empty() {
             return Err(ManifestProblem::Refused(problems));
@@ -388,7 +401,9 @@ impl Context<'_> {
     ) -> Result<StagedTree> {
         let tree_file = plan.manifest.rootimgtree.as_deref().unwrap_or("");
         let rootimgdir = crate::root::dirname(tree_file);
-        let dest = self.root.resolve_for_write(&format!("{rootimgdir}/rootimg"))?;
+        let dest = self
+            .root
+            .resolve_for_write(&format!("{rootimgdir}/rootimg"))?;
         let parent = dest.parent().unwrap_or(self.root.dir()).to_path_buf();
         placement.create_dirs(&parent)?;
         let staging = tempfile::Builder::new()
@@ -397,7 +412,12 @@ impl Context<'_> {
             .map_err(|e| Error::io(&parent, e))?
             .keep();
         let opts = tree::restore::RestoreOptions::default();
-        match tree::restore::restore_gz(BufReader::with_capacity(1 << 20, data), &staging, b"rootimg", &opts) {
+        match tree::restore::restore_gz(
+            BufReader::with_capacity(1 << 20, data),
+            &staging,
+            b"rootimg",
+            &opts,
+        ) {
             Ok(stats) => {
                 for w in &stats.warnings {
                     report.warning(w);
@@ -434,11 +454,16 @@ impl Context<'_> {
         }
         // 1. Image payload (kernel, ramdisk, rootimg, litefile), fatal when absent.
         let mut litefile_rows = None;
-        for value in [&m.kernel, &m.ramdisk, &m.rootimg, &m.litefile].into_iter().flatten() {
+        for value in [&m.kernel, &m.ramdisk, &m.rootimg, &m.litefile]
+            .into_iter()
+            .flatten()
+        {
             for dest in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
                 let member = basename(dest);
                 let spooled = spooled_file(members, member).ok_or_else(|| {
-                    Error::Xcat(format!("The bundle has no {member} for {dest} of image {name}."))
+                    Error::Xcat(format!(
+                        "The bundle has no {member} for {dest} of image {name}."
+                    ))
                 })?;
                 if Some(dest) == m.litefile.as_deref() {
                     let csv = fs::read(spooled).map_err(|e| Error::io(spooled, e))?;
@@ -491,7 +516,13 @@ impl Context<'_> {
                     format!("{base}.img")
                 };
                 report.info(&format!("Moving {base} to {dir} as {target}"));
-                self.place(spooled, &format!("{dir}/{target}"), placement, outcome, report)?;
+                self.place(
+                    spooled,
+                    &format!("{dir}/{target}"),
+                    placement,
+                    outcome,
+                    report,
+                )?;
             }
         }
         // 4. Kits: the kit directory beside its kitdir, table rows below.
@@ -528,7 +559,10 @@ impl Context<'_> {
         // 6. Extras.
         for extra in &m.extra {
             let dir_member = format!("{EXTRA_DIR}/{}", extra.src.trim_matches('/'));
-            if matches!(members.get(&dir_member).map(|s| &s.kind), Some(MemberKind::Dir)) {
+            if matches!(
+                members.get(&dir_member).map(|s| &s.kind),
+                Some(MemberKind::Dir)
+            ) {
                 let children: Vec<&String> = members
                     .keys()
                     .filter(|k| is_direct_child(k, &dir_member))
@@ -555,7 +589,10 @@ impl Context<'_> {
             }
         }
         // 7. Rows, last: osimage, linuximage, kits, litefile, postscripts.
-        upserts.insert(0, upsert("linuximage", &[("imagename", name)], &m.linuximage));
+        upserts.insert(
+            0,
+            upsert("linuximage", &[("imagename", name)], &m.linuximage),
+        );
         upserts.insert(0, upsert("osimage", &[("imagename", name)], &m.osimage));
         for (table, key, entries) in [
             ("kit", "kitname", &m.kit),
@@ -577,7 +614,9 @@ impl Context<'_> {
             ));
         }
         if m.litefile.is_some() {
-            report.info("The litetree and statelite tables are untouched. You can update them if needed.");
+            report.info(
+                "The litetree and statelite tables are untouched. You can update them if needed.",
+            );
         }
         Ok(())
     }
@@ -635,7 +674,11 @@ impl Context<'_> {
                     reason: "bundle member lies below a symlink of the same bundle".into(),
                 });
             }
-            let target = if sub.is_empty() { top.clone() } else { top.join(sub) };
+            let target = if sub.is_empty() {
+                top.clone()
+            } else {
+                top.join(sub)
+            };
             if let Some(p) = target.parent() {
                 fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
             }
@@ -672,14 +715,22 @@ impl Context<'_> {
             if file.is_empty() {
                 continue;
             }
-            let all = self.catalog.get("litefile", &[("image", "ALL"), ("file", file)])?;
-            let all_options = all.as_ref().and_then(|r| r.get("options")).map(String::as_str);
+            let all = self
+                .catalog
+                .get("litefile", &[("image", "ALL"), ("file", file)])?;
+            let all_options = all
+                .as_ref()
+                .and_then(|r| r.get("options"))
+                .map(String::as_str);
             if all.is_some() && all_options.unwrap_or("") == *options {
                 continue;
             }
             out.push(Upsert {
                 table: "litefile".into(),
-                key: vec![("image".into(), image.into()), ("file".into(), file.to_string())],
+                key: vec![
+                    ("image".into(), image.into()),
+                    ("file".into(), file.to_string()),
+                ],
                 values: vec![("options".into(), Some(options.to_string()))],
             });
         }
@@ -703,11 +754,15 @@ impl Context<'_> {
             }
         }
         if !missing.is_empty() {
-            report.warning("The following nodes will be skipped because they are not in the nodelist table.");
+            report.warning(
+                "The following nodes will be skipped because they are not in the nodelist table.",
+            );
             report.warning(&missing.join(","));
         }
         if nodes.is_empty() {
-            return Err(Error::Xcat(format!("The nodes {noderange} are not defined in xCAT DB.")));
+            return Err(Error::Xcat(format!(
+                "The nodes {noderange} are not defined in xCAT DB."
+            )));
         }
         let defaults = self
             .catalog
@@ -753,7 +808,10 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 
 fn set_mtime(p: &Path, mtime: u64) -> Result<()> {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-    let f = File::options().write(true).open(p).map_err(|e| Error::io(p, e))?;
+    let f = File::options()
+        .write(true)
+        .open(p)
+        .map_err(|e| Error::io(p, e))?;
     f.set_times(fs::FileTimes::new().set_modified(t))
         .map_err(|e| Error::io(p, e))
 }
@@ -771,7 +829,10 @@ fn spooled_file<'a>(members: &'a BTreeMap<String, Spooled>, rel: &str) -> Option
 fn upsert(table: &str, key: &[(&str, &str)], columns: &BTreeMap<String, String>) -> Upsert {
     Upsert {
         table: table.into(),
-        key: key.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        key: key
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         values: columns
             .iter()
             .filter(|(k, _)| !key.iter().any(|(kk, _)| kk == k))
@@ -813,7 +874,9 @@ pub fn verify(m: &Manifest) -> Vec<String> {
     }
     let need = |errors: &mut Vec<String>, name: &str, v: &Option<String>| {
         if v.as_deref().is_none_or(|s| s.is_empty()) {
-            errors.push(format!("The '{name}' field is not defined in manifest.xml."));
+            errors.push(format!(
+                "The '{name}' field is not defined in manifest.xml."
+            ));
         }
     };
     if osvers.contains("esx") {
@@ -824,7 +887,10 @@ pub fn verify(m: &Manifest) -> Vec<String> {
         need(&mut errors, "kernel", &m.kernel);
         need(&mut errors, "rootimg", &m.rootimg);
     }
-    if (provmethod.contains("netboot") || provmethod.contains("sysclone")) && s390x && m.rawimagefiles.is_empty() {
+    if (provmethod.contains("netboot") || provmethod.contains("sysclone"))
+        && s390x
+        && m.rawimagefiles.is_empty()
+    {
         errors.push("The 'rawimagefiles' field is not defined in manifest.xml.".into());
     }
     if provmethod.contains("statelite") {

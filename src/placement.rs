@@ -194,7 +194,10 @@ fn unique_sibling(p: &Path, suffix: &str) -> Result<PathBuf> {
     }
     Err(Error::io(
         p,
-        io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name beside it"),
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free temporary name beside it",
+        ),
     ))
 }
 
@@ -240,7 +243,10 @@ mod tests {
         fs::write(&staged, "new").unwrap();
         let mut p = Placement::new();
         assert!(!p.put(&staged, &dest).unwrap());
-        let mode = fs::metadata(t.path().join("x/y")).unwrap().permissions().mode();
+        let mode = fs::metadata(t.path().join("x/y"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o755);
         p.rollback();
         assert!(!t.path().join("x").exists());
@@ -257,7 +263,10 @@ mod tests {
         let mut p = Placement::new();
         p.put(&staged, &dest).unwrap();
         p.commit();
-        let names: Vec<_> = fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 }

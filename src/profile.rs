@@ -62,10 +62,17 @@ pub fn change_profile(manifest: &Manifest, new: &str, installdir: &str) -> Rewri
         };
     }
     m.osimage.insert("profile".into(), new.to_string());
-    if m.linuximage.get("rootimgdir").is_some_and(|d| !d.is_empty()) {
+    if m.linuximage
+        .get("rootimgdir")
+        .is_some_and(|d| !d.is_empty())
+    {
         let s390_raw = osarch.contains("s390x")
             && (provmethod.contains("raw") || provmethod.contains("sysclone"));
-        let kind = if s390_raw { provmethod.as_str() } else { "netboot" };
+        let kind = if s390_raw {
+            provmethod.as_str()
+        } else {
+            "netboot"
+        };
         let dir = format!("{installdir}/{kind}/{osvers}/{osarch}/{new}");
         m.linuximage.insert("rootimgdir".into(), dir.clone());
         for slot in [
@@ -185,7 +192,10 @@ mod tests {
             m.linuximage["pkglist"],
             "/install/custom/netboot/rh/compute_test.rhels8.x86_64.pkglist"
         );
-        assert_eq!(m.linuximage["exlist"], "/install/custom/x/compute_test.my.exlist");
+        assert_eq!(
+            m.linuximage["exlist"],
+            "/install/custom/x/compute_test.my.exlist"
+        );
         assert_eq!(
             r.renamed["/install/custom/netboot/rh/compute_test.rhels8.x86_64.pkglist"],
             "compute.rhels8.x86_64.pkglist"

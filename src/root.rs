@@ -212,7 +212,10 @@ mod tests {
         let (_t, r) = scratch();
         std::fs::create_dir_all(r.dir().join("a")).unwrap();
         symlink("../../../../../../etc", r.dir().join("a/up")).unwrap();
-        assert_eq!(r.resolve("/a/up/passwd").unwrap(), r.dir().join("etc/passwd"));
+        assert_eq!(
+            r.resolve("/a/up/passwd").unwrap(),
+            r.dir().join("etc/passwd")
+        );
     }
 
     #[test]

@@ -281,10 +281,7 @@ impl<W: Write> BundleWriter<W> {
     /// Ends the tar and the last gzip member; returns the writer and the statistics.
     pub fn finish(self) -> Result<(W, WriteStats)> {
         let mut stats = self.stats;
-        let members = self
-            .tar
-            .into_inner()
-            .map_err(|e| Error::io("bundle", e))?;
+        let members = self.tar.into_inner().map_err(|e| Error::io("bundle", e))?;
         let (w, out) = members.finish().map_err(|e| Error::io("bundle", e))?;
         stats.bytes_out = out;
         stats.members += 1;
@@ -301,7 +298,9 @@ struct Exact<R> {
 
 impl<R: Read> Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         if want == 0 {
             return Ok(0);
         }

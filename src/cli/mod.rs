@@ -42,7 +42,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write an osimage and every file it needs into one bundle (imgexport)
-    #[command(after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage - | ssh mn2 imgport import -")]
+    #[command(
+        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage - | ssh mn2 imgport import -"
+    )]
     Export {
         /// The osimage name
         image: String,
@@ -62,7 +64,9 @@ enum Command {
         verbose: bool,
     },
     /// Define the image(s) of a bundle on this management node (imgimport)
-    #[command(after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  ssh mn1 imgport export myimage - | imgport import -")]
+    #[command(
+        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  ssh mn1 imgport export myimage - | imgport import -"
+    )]
     Import {
         /// The bundle (`-` for stdin)
         bundle: String,
@@ -94,7 +98,13 @@ enum Command {
 pub fn run(args: Vec<OsString>) -> i32 {
     let program = args
         .first()
-        .map(|a| Path::new(a).file_name().unwrap_or(a.as_os_str()).to_string_lossy().into_owned())
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or(a.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        })
         .unwrap_or_default();
     match program.as_str() {
         "imgexport" => return xcat::imgexport(&args[1..]),
@@ -168,11 +178,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
         Command::Tabrestore { addrows, file } => {
             let mut console = Console::new(false, false);
-            with_catalog(&root_dir, &mut console, |_, catalog, console| {
-                match catalog.tabrestore(&file, addrows) {
-                    Ok(_) => EXIT_OK,
-                    Err(e) => console.fail(&e.to_string()),
-                }
+            with_catalog(&root_dir, &mut console, |_, catalog, console| match catalog
+                .tabrestore(&file, addrows)
+            {
+                Ok(_) => EXIT_OK,
+                Err(e) => console.fail(&e.to_string()),
             })
         }
     }
@@ -197,20 +207,24 @@ fn with_catalog(
 }
 
 pub(crate) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Console) -> i32 {
-    with_catalog(root_dir, console, |root, catalog, console| {
-        match imgport::export::export(root, catalog, opts, console) {
+    with_catalog(
+        root_dir,
+        console,
+        |root, catalog, console| match imgport::export::export(root, catalog, opts, console) {
             Ok(_) => console.exit_code(),
             Err(e) => console.fail(&e.to_string()),
-        }
-    })
+        },
+    )
 }
 
 pub(crate) fn run_import(root_dir: &Path, opts: &ImportOptions, console: &mut Console) -> i32 {
-    with_catalog(root_dir, console, |root, catalog, console| {
-        match imgport::import::import(root, catalog, opts, console) {
+    with_catalog(
+        root_dir,
+        console,
+        |root, catalog, console| match imgport::import::import(root, catalog, opts, console) {
             Ok(report) if report.all_ok() => console.exit_code(),
             Ok(_) => EXIT_FAILED,
             Err(e) => console.fail(&e.to_string()),
-        }
-    })
+        },
+    )
 }

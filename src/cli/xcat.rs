@@ -25,7 +25,11 @@ Usage:
 \timgimport <bundle_file_name> [-p|--postscripts <nodelist>] [-f|--profile <new_profile>] [-R|--remotehost <userid@host>] [-n|--nozip] [-v]";
 
 #[derive(Debug, Parser)]
-#[command(name = "imgexport", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    name = "imgexport",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct ExportArgs {
     #[arg(short = 'h', long = "help", short_alias = '?')]
     help: bool,
@@ -43,7 +47,11 @@ struct ExportArgs {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "imgimport", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    name = "imgimport",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct ImportArgs {
     #[arg(short = 'h', long = "help", short_alias = '?')]
     help: bool,

@@ -18,8 +18,14 @@ pub enum Kind {
     Symlink(Vec<u8>),
     /// A hard link to an earlier entry, named by its archive path (raw bytes).
     HardLink(Vec<u8>),
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 
