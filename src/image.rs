@@ -425,7 +425,7 @@ impl Finder<'_> {
 /// Whether the MN path names a readable regular file under the root.
 pub fn readable_file(root: &Root, path: &str) -> bool {
     root.resolve(path)
-        .is_ok_and(|p| std::fs::File::open(&p).is_ok() && p.is_file())
+        .is_ok_and(|p| p.is_file() && std::fs::File::open(&p).is_ok())
 }
 
 /// Drops payloads whose bundle name is already taken: xCAT copies them flat by
@@ -535,7 +535,8 @@ fn collect_extras(
             continue;
         };
         let is_dir = host.is_dir();
-        if !is_dir && std::fs::File::open(&host).is_err() {
+        // Opening a FIFO would block: only regular files are opened to test access.
+        if !is_dir && !(host.is_file() && std::fs::File::open(&host).is_ok()) {
             report.error(&format!(
                 "Can not find Extra file {src}.  Argument will be ignored"
             ));
