@@ -40,36 +40,60 @@ pub enum CatalogError {
     #[error(
         "{origin}: unsupported xCAT database backend '{backend}' (imgport only supports SQLite)"
     )]
-    UnsupportedBackend { origin: String, backend: String },
+    UnsupportedBackend {
+        /// `XCATCFG` or the path of the cfgloc file the string was read from.
+        origin: String,
+        /// The backend scheme, the text before the first `:`.
+        backend: String,
+    },
     /// A table name that is not in imgport's schema (see [`schema::TABLES`]).
     #[error("unknown xCAT table '{table}'")]
-    UnknownTable { table: String },
+    UnknownTable {
+        /// The name as given.
+        table: String,
+    },
     /// A column the table's schema does not define, used as a key or requested column.
     #[error("table '{table}' has no column '{column}'")]
-    UnknownColumn { table: String, column: String },
+    UnknownColumn {
+        /// The table whose schema lacks the column.
+        table: String,
+        /// The column name as given.
+        column: String,
+    },
     /// [`Catalog::node_attrs`] on a table that is not keyed by `node`.
     #[error("table '{table}' is not keyed by node, so node attributes cannot be looked up in it")]
-    NotANodeTable { table: String },
+    NotANodeTable {
+        /// The table asked for.
+        table: String,
+    },
     /// An SQLite failure, with the table file and what was being done.
     #[error("{}: {action} table '{table}': {source}", file.display())]
     Sqlite {
+        /// The table file (`:memory:` for plan's scratch database).
         file: PathBuf,
+        /// The table concerned.
         table: String,
+        /// What was being done, e.g. `writing`, `committing`.
         action: &'static str,
+        /// SQLite's error (boxed: it is large and errors are rare).
         #[source]
         source: Box<rusqlite::Error>,
     },
     /// A file-system failure (cfgloc, creating a table file, reading a CSV file).
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file concerned.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
     /// Writing tabdump output failed.
     #[error("writing tabdump output of table '{table}': {source}")]
     Write {
+        /// The table being dumped.
         table: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -78,13 +102,21 @@ pub enum CatalogError {
     /// numbers), so a caller can print each as `Error: [<server>]: <message>`.
     #[error("{}: {}", path.display(), messages.join("\n"))]
     Restore {
+        /// The CSV file.
         path: PathBuf,
+        /// The table named by the file (may be unknown, see the messages).
         table: String,
+        /// xCAT's messages, verbatim, in order.
         messages: Vec<String>,
     },
     /// A noderange item that would expand to an unreasonable number of names.
     #[error("noderange '{range}': {reason}")]
-    BadNoderange { range: String, reason: String },
+    BadNoderange {
+        /// The offending item.
+        range: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// One setAttribs-style upsert: find the rows of `table` matching every `key` pair
@@ -92,8 +124,11 @@ pub enum CatalogError {
 /// keys+values when none matches. A `None` or `""` value means NULL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upsert {
+    /// Table name (must be in [`schema::TABLES`]).
     pub table: String,
+    /// `(column, value)` pairs that find the row; `''` matches NULL. Empty = always insert.
     pub key: Vec<(String, String)>,
+    /// `(column, value)` pairs to set; None or `""` writes NULL. Unknown columns are dropped.
     pub values: Vec<(String, Option<String>)>,
 }
 
@@ -112,9 +147,11 @@ pub enum ChangeKind {
 /// The effect of an [`Upsert`] on one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// The table written.
     pub table: String,
     /// The upsert's key, as given.
     pub key: Vec<(String, String)>,
+    /// Insert, update or nothing.
     pub kind: ChangeKind,
     /// The row before (including a disabled row: setAttribs matches those too), or
     /// None for an insert or a skipped insert.
