@@ -5,6 +5,7 @@
 /// One xCAT table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableSpec {
+    /// The table name, also the SQLite file's stem (`<name>.sqlite`).
     pub name: &'static str,
     /// Every column in schema order (the order tabdump prints).
     pub columns: &'static [&'static str],
@@ -18,15 +19,19 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// Whether `column` is one of the table's schema columns (exact, case-sensitive).
     pub fn has_column(&self, column: &str) -> bool {
         self.columns.contains(&column)
     }
 
+    /// Whether `column` is part of the primary key.
     pub fn is_key(&self, column: &str) -> bool {
         self.keys.contains(&column)
     }
 }
 
+/// The `osimage` table.
+#[rustfmt::skip]
 pub const OSIMAGE: TableSpec = TableSpec {
     name: "osimage",
     columns: &[
@@ -58,6 +63,8 @@ pub const OSIMAGE: TableSpec = TableSpec {
     types: &[("osupdatename", "VARCHAR(1024)")],
 };
 
+/// The `linuximage` table.
+#[rustfmt::skip]
 pub const LINUXIMAGE: TableSpec = TableSpec {
     name: "linuximage",
     columns: &[
@@ -91,6 +98,8 @@ pub const LINUXIMAGE: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `postscripts` table.
+#[rustfmt::skip]
 pub const POSTSCRIPTS: TableSpec = TableSpec {
     name: "postscripts",
     columns: &[
@@ -105,6 +114,8 @@ pub const POSTSCRIPTS: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `litefile` table.
+#[rustfmt::skip]
 pub const LITEFILE: TableSpec = TableSpec {
     name: "litefile",
     columns: &["image", "file", "options", "comments", "disable"],
@@ -113,6 +124,8 @@ pub const LITEFILE: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `nodelist` table.
+#[rustfmt::skip]
 pub const NODELIST: TableSpec = TableSpec {
     name: "nodelist",
     columns: &[
@@ -135,6 +148,8 @@ pub const NODELIST: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `site` table.
+#[rustfmt::skip]
 pub const SITE: TableSpec = TableSpec {
     name: "site",
     columns: &["key", "value", "comments", "disable"],
@@ -143,6 +158,8 @@ pub const SITE: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `litetree` table.
+#[rustfmt::skip]
 pub const LITETREE: TableSpec = TableSpec {
     name: "litetree",
     columns: &[
@@ -158,6 +175,8 @@ pub const LITETREE: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `statelite` table.
+#[rustfmt::skip]
 pub const STATELITE: TableSpec = TableSpec {
     name: "statelite",
     columns: &[
@@ -168,6 +187,8 @@ pub const STATELITE: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `kit` table.
+#[rustfmt::skip]
 pub const KIT: TableSpec = TableSpec {
     name: "kit",
     columns: &[
@@ -188,6 +209,8 @@ pub const KIT: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `kitrepo` table.
+#[rustfmt::skip]
 pub const KITREPO: TableSpec = TableSpec {
     name: "kitrepo",
     columns: &[
@@ -207,6 +230,8 @@ pub const KITREPO: TableSpec = TableSpec {
     types: &[],
 };
 
+/// The `kitcomponent` table.
+#[rustfmt::skip]
 pub const KITCOMPONENT: TableSpec = TableSpec {
     name: "kitcomponent",
     columns: &[
@@ -234,6 +259,7 @@ pub const KITCOMPONENT: TableSpec = TableSpec {
 };
 
 /// Every table imgport knows, by name.
+#[rustfmt::skip]
 pub const TABLES: &[TableSpec] = &[
     OSIMAGE,
     LINUXIMAGE,
