@@ -100,7 +100,7 @@ pub fn discover(
         })?;
 
     let mut manifest = Manifest::default();
-    let mut set = Finder {
+    let set = Finder {
         root,
         installdir: installdir(catalog)?,
         name,
