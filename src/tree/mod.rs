@@ -7,6 +7,9 @@
 
 pub mod error;
 pub mod meta;
+pub mod pax;
+pub mod walk;
+pub mod writer;
 
 pub use error::TreeError;
 pub use meta::{Entry, Kind, Timestamp};
