@@ -5,8 +5,11 @@
 //! directory it is given to restore into: every entry is created relative to directory
 //! file descriptors, without following symlinks the archive created.
 
+pub mod cpio;
 pub mod error;
 pub mod meta;
+pub mod reader;
+pub mod restore;
 
 pub use error::TreeError;
 pub use meta::{Entry, Kind, Timestamp};
