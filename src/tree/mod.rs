@@ -5,9 +5,12 @@
 //! directory it is given to restore into: every entry is created relative to directory
 //! file descriptors, without following symlinks the archive created.
 
+pub mod cpio;
 pub mod error;
 pub mod meta;
 pub mod pax;
+pub mod reader;
+pub mod restore;
 pub mod walk;
 pub mod writer;
 
