@@ -98,7 +98,7 @@ fn c04_manifest_is_xml_simple_format() {
     assert_eq!(lines[0], r#"<?xml version="1.0"?>"#);
     assert_eq!(lines[1], "<xcatimage>");
     assert_eq!(*lines.last().unwrap(), "</xcatimage>");
-    assert!(!xml.contains('='), "no attributes: {xml}");
+    assert!(!lines[1..].iter().any(|l| l.contains('=')), "no attributes: {xml}");
     // Top-level children sorted, two-space indent.
     let top: Vec<&str> = lines
         .iter()
@@ -314,11 +314,19 @@ fn c12_config_files_by_basename_and_discovered_pkglist() {
     row2[idx] = String::new();
     mn.tabrestore("linuximage", &format!("{header}\n{}\n", row2.join(",")), false);
     let work = tempfile::tempdir().unwrap();
+    let out = mn.run_in(work.path(), &["export", IMG]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("Couldn't find pkglist file for {IMG}")), "{}", text(&out));
+    // xCAT's search: <installdir>/custom/netboot first, osvers shortened to a readable
+    // directory, then <profile>.<osvers>.<osarch>.pkglist and shorter names.
+    fs::create_dir_all(mn.path("/install/custom/netboot/rh")).unwrap();
+    fs::write(mn.path("/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist"), "bash\n").unwrap();
+    fs::write(mn.path("/opt/xcat/share/xcat/netboot/rh/compute.pkglist"), "bash\n").unwrap();
     let bundle = export_sample(&mn, work.path(), &[]);
     let xml = manifest_of(&bundle);
-    assert!(xml.contains("<pkglist>/opt/xcat/share/xcat/netboot/rh/compute.rhels8.x86_64.pkglist</pkglist>"), "{xml}");
+    assert!(xml.contains("<pkglist>/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist</pkglist>"), "{xml}");
     let names = tar_names(&bundle);
-    for f in ["compute.rhels8.x86_64.pkglist", "compute.rhels8.x86_64.exlist", "compute.rhels8.x86_64.postinstall"] {
+    for f in ["compute.rhels8.5.0.x86_64.pkglist", "compute.rhels8.x86_64.exlist", "compute.rhels8.x86_64.postinstall"] {
         assert!(names.contains(&format!("./{IMG}/{f}")), "{f}: {names:?}");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -183,6 +183,18 @@ impl Catalog {
             return Ok(false);
         }
         let path = self.table_file(spec);
+        // A new MN (or scratch root) may not have the catalog directory yet; xCAT's
+        // installer makes /etc/xcat 0755.
+        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|source| CatalogError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         // An empty file is a valid empty SQLite database; creating it ourselves is the
         // only way to get 0600 without touching the process umask.
         let created = match OpenOptions::new()
