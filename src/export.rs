@@ -102,16 +102,14 @@ pub fn export(
         Destination::Stdout => {
             let stdout = io::stdout().lock();
             let spool_dir = std::env::temp_dir();
-            let w = write_bundle(
+            let job = Job {
                 root,
-                &set,
+                set: &set,
                 opts,
                 mtime,
-                BufWriter::new(stdout),
-                &spool_dir,
-                &mut out,
-                report,
-            )?;
+                spool_dir: &spool_dir,
+            };
+            let w = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
             let mut w = w;
             w.flush().map_err(|e| Error::io("standard output", e))?;
         }
@@ -126,16 +124,14 @@ pub fn export(
                 .as_file()
                 .try_clone()
                 .map_err(|e| Error::io(tmp.path(), e))?;
-            let w = write_bundle(
+            let job = Job {
                 root,
-                &set,
+                set: &set,
                 opts,
                 mtime,
-                BufWriter::new(file),
-                dir,
-                &mut out,
-                report,
-            )?;
+                spool_dir: dir,
+            };
+            let w = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
             let file = w
                 .into_inner()
                 .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
@@ -163,17 +159,31 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// What one bundle is written from.
+struct Job<'a> {
+    root: &'a Root,
+    set: &'a ImageSet,
+    opts: &'a ExportOptions,
+    /// Stamp for generated entries.
+    mtime: u64,
+    /// Where the tree archive is spooled before it goes into the bundle.
+    spool_dir: &'a Path,
+}
+
 /// Writes the whole bundle to `w`: directories, manifest first, payload, tree, extras.
 fn write_bundle<W: Write>(
-    root: &Root,
-    set: &ImageSet,
-    opts: &ExportOptions,
-    mtime: u64,
+    job: &Job<'_>,
     w: W,
-    spool_dir: &Path,
     out: &mut ExportReport,
     report: &mut dyn Reporter,
 ) -> Result<W> {
+    let Job {
+        root,
+        set,
+        opts,
+        mtime,
+        spool_dir,
+    } = *job;
     let img = image_dir_name(&opts.image);
     let mut bundle = BundleWriter::new(w, opts.level, mtime);
     bundle.begin_image(&img, true)?;

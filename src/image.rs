@@ -4,8 +4,6 @@
 //! Reads the catalog and the root, writes nothing. The result is the manifest plus
 //! the list of payload sources that the export flow streams into a bundle.
 
-use std::path::PathBuf;
-
 use crate::catalog::{Catalog, Row};
 use crate::error::{Error, Result};
 use crate::manifest::{Columns, Extra, Manifest};
@@ -536,7 +534,7 @@ fn collect_extras(
         };
         let is_dir = host.is_dir();
         // Opening a FIFO would block: only regular files are opened to test access.
-        if !is_dir && !(host.is_file() && std::fs::File::open(&host).is_ok()) {
+        if !(is_dir || host.is_file() && std::fs::File::open(&host).is_ok()) {
             report.error(&format!(
                 "Can not find Extra file {src}.  Argument will be ignored"
             ));
@@ -566,7 +564,7 @@ fn absolute_mn_path(root: &Root, src: &str) -> String {
     }
     if root.is_host() {
         if let Ok(cwd) = std::env::current_dir() {
-            return PathBuf::from(cwd).join(src).display().to_string();
+            return cwd.join(src).display().to_string();
         }
     }
     format!("/{src}")

@@ -55,10 +55,17 @@ fn c02_names_start_with_dot_slash_and_manifest_is_first_file() {
     let names: Vec<&str> = listing.lines().collect();
     assert_eq!(names[0], "./");
     assert_eq!(names[1], format!("./{IMG}/"));
-    assert_eq!(names[2], format!("./{IMG}/manifest.xml"), "manifest first: {names:?}");
+    assert_eq!(
+        names[2],
+        format!("./{IMG}/manifest.xml"),
+        "manifest first: {names:?}"
+    );
     for n in &names {
         assert!(n.starts_with("./"), "{n}");
-        assert!(n == &"./" || n.starts_with(&format!("./{IMG}/")), "one top dir: {n}");
+        assert!(
+            n == &"./" || n.starts_with(&format!("./{IMG}/")),
+            "one top dir: {n}"
+        );
     }
 }
 
@@ -98,12 +105,21 @@ fn c04_manifest_is_xml_simple_format() {
     assert_eq!(lines[0], r#"<?xml version="1.0"?>"#);
     assert_eq!(lines[1], "<xcatimage>");
     assert_eq!(*lines.last().unwrap(), "</xcatimage>");
-    assert!(!lines[1..].iter().any(|l| l.contains('=')), "no attributes: {xml}");
+    assert!(
+        !lines[1..].iter().any(|l| l.contains('=')),
+        "no attributes: {xml}"
+    );
     // Top-level children sorted, two-space indent.
     let top: Vec<&str> = lines
         .iter()
         .filter(|l| l.starts_with("  <") && !l.starts_with("  </") && !l.starts_with("   "))
-        .map(|l| l.trim_start().trim_start_matches('<').split(['>', ' ']).next().unwrap())
+        .map(|l| {
+            l.trim_start()
+                .trim_start_matches('<')
+                .split(['>', ' '])
+                .next()
+                .unwrap()
+        })
         .collect();
     let mut sorted = top.clone();
     sorted.sort();
@@ -117,7 +133,13 @@ fn c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden(
     let work = tempfile::tempdir().unwrap();
     let bundle = export_sample(&mn, work.path(), &[]);
     let xml = manifest_of(&bundle);
-    let osimage = xml.split("<osimage>").nth(1).unwrap().split("</osimage>").next().unwrap();
+    let osimage = xml
+        .split("<osimage>")
+        .nth(1)
+        .unwrap()
+        .split("</osimage>")
+        .next()
+        .unwrap();
     let cols: Vec<&str> = osimage
         .lines()
         .filter_map(|l| l.trim().strip_prefix('<'))
@@ -125,7 +147,16 @@ fn c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden(
         .collect();
     assert_eq!(
         cols,
-        ["imagename", "imagetype", "osarch", "osdistroname", "osname", "osvers", "profile", "provmethod"]
+        [
+            "imagename",
+            "imagetype",
+            "osarch",
+            "osdistroname",
+            "osname",
+            "osvers",
+            "profile",
+            "provmethod"
+        ]
     );
     // Disable the row: the image is gone for export.
     mn.tabrestore(
@@ -135,7 +166,13 @@ fn c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden(
     );
     let out = mn.run_in(work.path(), &["export", IMG, "x.tgz"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("Cannot find image '{IMG}' from the osimage table.")), "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "Cannot find image '{IMG}' from the osimage table."
+        )),
+        "{}",
+        text(&out)
+    );
     assert!(!work.path().join("x.tgz").exists());
 }
 
@@ -155,7 +192,12 @@ fn c06_statelite_paths_are_absolute_sources_and_files_are_in_the_bundle() {
     }
     assert!(!xml.contains("<rootimg>"));
     let names = tar_names(&bundle);
-    for f in ["kernel", "initrd-statelite.gz", "rootimgtree.gz", "litefile.csv"] {
+    for f in [
+        "kernel",
+        "initrd-statelite.gz",
+        "rootimgtree.gz",
+        "litefile.csv",
+    ] {
         assert!(names.contains(&format!("./{IMG}/{f}")), "{f}: {names:?}");
     }
     // Payload is streamed byte-for-byte.
@@ -188,8 +230,19 @@ fn netboot_mn(files: &[&str]) -> Mn {
 #[test]
 fn c07_netboot_rootimg_priority() {
     for (present, chosen) in [
-        (vec!["rootimg.gz", "rootimg.sfs", "rootimg.tar.xz", "rootimg.cpio.gz"], "rootimg.cpio.gz"),
-        (vec!["rootimg.gz", "rootimg.sfs", "rootimg.tar.xz"], "rootimg.tar.xz"),
+        (
+            vec![
+                "rootimg.gz",
+                "rootimg.sfs",
+                "rootimg.tar.xz",
+                "rootimg.cpio.gz",
+            ],
+            "rootimg.cpio.gz",
+        ),
+        (
+            vec!["rootimg.gz", "rootimg.sfs", "rootimg.tar.xz"],
+            "rootimg.tar.xz",
+        ),
         (vec!["rootimg.gz", "rootimg.sfs"], "rootimg.sfs"),
         (vec!["rootimg.gz"], "rootimg.gz"),
     ] {
@@ -199,7 +252,10 @@ fn c07_netboot_rootimg_priority() {
         assert!(out.status.success(), "{}", text(&out));
         let bundle = work.path().join("nb.tgz");
         let xml = manifest_of(&bundle);
-        assert!(xml.contains(&format!("/nb/{chosen}</rootimg>")), "{present:?}: {xml}");
+        assert!(
+            xml.contains(&format!("/nb/{chosen}</rootimg>")),
+            "{present:?}: {xml}"
+        );
         assert_eq!(
             member_bytes(&bundle, &format!("./nb/{chosen}")),
             format!("content of {chosen}").into_bytes()
@@ -208,7 +264,11 @@ fn c07_netboot_rootimg_priority() {
     let mn = netboot_mn(&[]);
     let out = mn.run(&["export", "nb"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Couldn't find compressed rootimg for nb"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("Couldn't find compressed rootimg for nb"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -219,11 +279,18 @@ fn c08_statelite_tree_is_a_gzip_tar_of_rootimg_that_gnu_tar_restores() {
     let work = tempfile::tempdir().unwrap();
     let bundle = export_sample(&mn, work.path(), &[]);
     let tree = work.path().join("rootimgtree.gz");
-    fs::write(&tree, member_bytes(&bundle, &format!("./{IMG}/rootimgtree.gz"))).unwrap();
+    fs::write(
+        &tree,
+        member_bytes(&bundle, &format!("./{IMG}/rootimgtree.gz")),
+    )
+    .unwrap();
     let listing = sh(&format!("tar -tzf {}", tree.display()));
     let first = listing.lines().next().unwrap();
     assert!(first == "rootimg/" || first == "rootimg", "{first}");
-    assert!(listing.lines().all(|l| l.starts_with("rootimg")), "{listing}");
+    assert!(
+        listing.lines().all(|l| l.starts_with("rootimg")),
+        "{listing}"
+    );
     let x = work.path().join("x");
     fs::create_dir(&x).unwrap();
     sh(&format!(
@@ -263,15 +330,31 @@ fn c10_extras_files_and_directories() {
     let bundle = export_sample(
         &mn,
         work.path(),
-        &["-e", "/install/postscripts/hello", "-e", "/srv/mydir:/usr/mydir"],
+        &[
+            "-e",
+            "/install/postscripts/hello",
+            "-e",
+            "/srv/mydir:/usr/mydir",
+        ],
     );
     let xml = manifest_of(&bundle);
     assert!(xml.contains("  <extra>\n    <dest>/install/postscripts</dest>\n    <src>/install/postscripts/hello</src>\n  </extra>\n"), "{xml}");
-    assert!(xml.contains("  <extra>\n    <dest>/usr/mydir</dest>\n    <src>/srv/mydir</src>\n  </extra>\n"), "{xml}");
+    assert!(
+        xml.contains(
+            "  <extra>\n    <dest>/usr/mydir</dest>\n    <src>/srv/mydir</src>\n  </extra>\n"
+        ),
+        "{xml}"
+    );
     let names = tar_names(&bundle);
     assert!(names.contains(&format!("./{IMG}/extra/hello")), "{names:?}");
-    assert!(names.contains(&format!("./{IMG}/extra/srv/mydir/sub/a")), "{names:?}");
-    assert!(!names.iter().any(|n| n.ends_with(".hidden")), "top-level dotfiles are skipped like cp src/*");
+    assert!(
+        names.contains(&format!("./{IMG}/extra/srv/mydir/sub/a")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with(".hidden")),
+        "top-level dotfiles are skipped like cp src/*"
+    );
 
     // A missing extra is reported (exit 1) but the bundle is still made.
     let out = mn.run_in(work.path(), &["export", IMG, "y.tgz", "-e", "/nope"]);
@@ -283,8 +366,14 @@ fn c10_extras_files_and_directories() {
     let target = Mn::empty();
     let out = target.run_in(work.path(), &["import", bundle.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(fs::read_to_string(target.path("/install/postscripts/hello")).unwrap(), "#!/bin/sh\necho hello from a postscript\n");
-    assert_eq!(fs::read_to_string(target.path("/usr/mydir/sub/a")).unwrap(), "a");
+    assert_eq!(
+        fs::read_to_string(target.path("/install/postscripts/hello")).unwrap(),
+        "#!/bin/sh\necho hello from a postscript\n"
+    );
+    assert_eq!(
+        fs::read_to_string(target.path("/usr/mydir/sub/a")).unwrap(),
+        "a"
+    );
 }
 
 #[test]
@@ -293,11 +382,21 @@ fn c11_postscripts_of_a_node_with_defaults_first() {
     let work = tempfile::tempdir().unwrap();
     let bundle = export_sample(&mn, work.path(), &["-p", "cn01"]);
     let xml = manifest_of(&bundle);
-    assert!(xml.contains("  <postscripts>syslog,remoteshell,syncfiles,confignetwork</postscripts>\n"), "{xml}");
-    assert!(xml.contains("  <postbootscripts>otherpkgs,mypostboot</postbootscripts>\n"), "{xml}");
+    assert!(
+        xml.contains("  <postscripts>syslog,remoteshell,syncfiles,confignetwork</postscripts>\n"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("  <postbootscripts>otherpkgs,mypostboot</postbootscripts>\n"),
+        "{xml}"
+    );
     let out = mn.run_in(work.path(), &["export", IMG, "z.tgz", "-p", "nosuchnode"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Unable to get postscripts, nosuchnode is not a valide node."), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("Unable to get postscripts, nosuchnode is not a valide node."),
+        "{}",
+        text(&out)
+    );
     assert!(!work.path().join("z.tgz").exists());
 }
 
@@ -309,24 +408,55 @@ fn c12_config_files_by_basename_and_discovered_pkglist() {
     let header = dump.lines().next().unwrap();
     let cols: Vec<&str> = header.trim_start_matches('#').split(',').collect();
     let idx = cols.iter().position(|c| *c == "pkglist").unwrap();
-    let row: Vec<String> = dump.lines().nth(1).unwrap().split(',').map(String::from).collect();
+    let row: Vec<String> = dump
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
     let mut row2 = row.clone();
     row2[idx] = String::new();
-    mn.tabrestore("linuximage", &format!("{header}\n{}\n", row2.join(",")), false);
+    mn.tabrestore(
+        "linuximage",
+        &format!("{header}\n{}\n", row2.join(",")),
+        false,
+    );
     let work = tempfile::tempdir().unwrap();
     let out = mn.run_in(work.path(), &["export", IMG]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("Couldn't find pkglist file for {IMG}")), "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!("Couldn't find pkglist file for {IMG}")),
+        "{}",
+        text(&out)
+    );
     // xCAT's search: <installdir>/custom/netboot first, osvers shortened to a readable
     // directory, then <profile>.<osvers>.<osarch>.pkglist and shorter names.
     fs::create_dir_all(mn.path("/install/custom/netboot/rh")).unwrap();
-    fs::write(mn.path("/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist"), "bash\n").unwrap();
-    fs::write(mn.path("/opt/xcat/share/xcat/netboot/rh/compute.pkglist"), "bash\n").unwrap();
+    fs::write(
+        mn.path("/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist"),
+        "bash\n",
+    )
+    .unwrap();
+    fs::write(
+        mn.path("/opt/xcat/share/xcat/netboot/rh/compute.pkglist"),
+        "bash\n",
+    )
+    .unwrap();
     let bundle = export_sample(&mn, work.path(), &[]);
     let xml = manifest_of(&bundle);
-    assert!(xml.contains("<pkglist>/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist</pkglist>"), "{xml}");
+    assert!(
+        xml.contains(
+            "<pkglist>/install/custom/netboot/rh/compute.rhels8.5.0.x86_64.pkglist</pkglist>"
+        ),
+        "{xml}"
+    );
     let names = tar_names(&bundle);
-    for f in ["compute.rhels8.5.0.x86_64.pkglist", "compute.rhels8.x86_64.exlist", "compute.rhels8.x86_64.postinstall"] {
+    for f in [
+        "compute.rhels8.5.0.x86_64.pkglist",
+        "compute.rhels8.x86_64.exlist",
+        "compute.rhels8.x86_64.postinstall",
+    ] {
         assert!(names.contains(&format!("./{IMG}/{f}")), "{f}: {names:?}");
     }
 }
@@ -351,7 +481,11 @@ fn xcat_bundle(mn: &Mn, work: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     let lite = work.join("litefile.csv");
-    fs::write(&lite, format!("\"{IMG}\",\"/etc/adjtime\",\"tmpfs\",,\n\"{IMG}\",\"/etc/ntp.conf\",\"rw\",,\n")).unwrap();
+    fs::write(
+        &lite,
+        format!("\"{IMG}\",\"/etc/adjtime\",\"tmpfs\",,\n\"{IMG}\",\"/etc/ntp.conf\",\"rw\",,\n"),
+    )
+    .unwrap();
     let bundle = work.join("xcat.tgz");
     sh(&format!(
         "bash {} {} {IMG} {} --tree {} --litefile {} {}/kernel {}/initrd-statelite.gz {}",
@@ -362,7 +496,8 @@ fn xcat_bundle(mn: &Mn, work: &Path) -> std::path::PathBuf {
         lite.display(),
         d.display(),
         d.display(),
-        mn.path("/opt/xcat/share/xcat/netboot/rh/compute.rhels8.x86_64.pkglist").display()
+        mn.path("/opt/xcat/share/xcat/netboot/rh/compute.rhels8.x86_64.pkglist")
+            .display()
     ));
     bundle
 }
@@ -375,7 +510,10 @@ fn c13_imports_a_bundle_made_the_xcat_way() {
     let names = sh(&format!("tar -tzf {}", bundle.display()));
     let target = Mn::empty();
     let out = import_ok(&target, &bundle, &[]);
-    assert!(out.contains(&format!("Successfully imported the image {IMG}.")), "{out}\n{names}");
+    assert!(
+        out.contains(&format!("Successfully imported the image {IMG}.")),
+        "{out}\n{names}"
+    );
     // newc keeps owners, modes, devices, symlinks and hard links (not xattrs).
     let diff = sh(&format!(
         "rsync -aHn --numeric-ids --itemize-changes {}/ {}/",
@@ -409,9 +547,18 @@ fn c13_legacy_flat_manifest_imports_into_both_sections() {
     ));
     let target = Mn::empty();
     import_ok(&target, &bundle, &[]);
-    assert_eq!(target.sql("osimage", "select imagename, postscripts from osimage"), "nb|a,b\n");
-    assert_eq!(target.sql("linuximage", "select imagename, rootimgdir from linuximage"), format!("nb|{d}\n"));
-    assert_eq!(fs::read_to_string(target.path(&format!("{d}/rootimg.gz"))).unwrap(), "content of rootimg.gz");
+    assert_eq!(
+        target.sql("osimage", "select imagename, postscripts from osimage"),
+        "nb|a,b\n"
+    );
+    assert_eq!(
+        target.sql("linuximage", "select imagename, rootimgdir from linuximage"),
+        format!("nb|{d}\n")
+    );
+    assert_eq!(
+        fs::read_to_string(target.path(&format!("{d}/rootimg.gz"))).unwrap(),
+        "content of rootimg.gz"
+    );
 }
 
 fn bundle_with_manifest(work: &Path, xml: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
@@ -447,8 +594,15 @@ fn osimage_xml(fields: &[(&str, &str)], top: &str) -> String {
 
 #[test]
 fn c14_validation_errors_match_xcat() {
-    let base = [("imagename", "img"), ("osvers", "rhels8"), ("osarch", "x86_64"), ("profile", "p")];
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    let base = [
+        ("imagename", "img"),
+        ("osvers", "rhels8"),
+        ("osarch", "x86_64"),
+        ("profile", "p"),
+    ];
+    // (osimage fields, extra top-level XML, expected error line)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("imagename", "img"), ("provmethod", "netboot")], "", "The 'profile' field is not defined in manifest.xml."),
         ([&base[..], &[("provmethod", "diskful")]].concat(), "", "Importing images with 'provmethod' diskful is not supported. Hint: install, netboot, statelite, sysclone or raw"),
         ([&base[..], &[("provmethod", "statelite")]].concat(), "  <kernel>/k</kernel>\n  <ramdisk>/r</ramdisk>\n", "The 'rootimgtree' field is not defined in manifest.xml."),
@@ -461,7 +615,10 @@ fn c14_validation_errors_match_xcat() {
         let out = target.run(&["import", bundle.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(stderr(&out).contains(msg), "want {msg}: {}", text(&out));
-        assert!(!target.path("/etc/xcat/osimage.sqlite").exists(), "no rows written");
+        assert!(
+            !target.path("/etc/xcat/osimage.sqlite").exists(),
+            "no rows written"
+        );
     }
     // install with a template but no copied media.
     let work = tempfile::tempdir().unwrap();
@@ -471,11 +628,18 @@ fn c14_validation_errors_match_xcat() {
     let target = Mn::empty();
     let out = target.run(&["import", bundle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("This image requires that you first copy media for rhels8-x86_64"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("This image requires that you first copy media for rhels8-x86_64"),
+        "{}",
+        text(&out)
+    );
     fs::create_dir_all(target.path("/install/rhels8/x86_64")).unwrap();
     let out = target.run(&["import", bundle.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(fs::read_to_string(target.path("/install/custom/install/rh/p.tmpl")).unwrap(), "tmpl");
+    assert_eq!(
+        fs::read_to_string(target.path("/install/custom/install/rh/p.tmpl")).unwrap(),
+        "tmpl"
+    );
 }
 
 #[test]
@@ -491,10 +655,16 @@ fn c15_rows_are_merged_and_nulls_are_null() {
     );
     import_ok(&target, &bundle, &[]);
     assert_eq!(
-        target.sql("osimage", "select description, profile, provmethod, groups from osimage"),
+        target.sql(
+            "osimage",
+            "select description, profile, provmethod, groups from osimage"
+        ),
         "keep me|compute|statelite|<NULL>\n"
     );
-    assert_eq!(target.sql("osimage", "select count(*) from osimage where groups = ''"), "0\n");
+    assert_eq!(
+        target.sql("osimage", "select count(*) from osimage where groups = ''"),
+        "0\n"
+    );
     assert_eq!(
         target.sql("linuximage", "select rootimgdir, kerneldir from linuximage"),
         format!("{ROOTIMGDIR}|<NULL>\n")
@@ -511,12 +681,26 @@ fn c16_files_at_exact_paths_with_orig_backups_and_0755_parents() {
     fs::create_dir_all(kernel.parent().unwrap()).unwrap();
     fs::write(&kernel, "old kernel").unwrap();
     let out = import_ok(&target, &bundle, &[]);
-    assert!(out.contains(&format!("  Moving old {ROOTIMGDIR}/kernel to {ROOTIMGDIR}/kernel.ORIG.")), "{out}");
-    assert_eq!(fs::read_to_string(format!("{}.ORIG", kernel.display())).unwrap(), "old kernel");
-    assert_eq!(fs::read(&kernel).unwrap(), fs::read(src.path(&format!("{ROOTIMGDIR}/kernel"))).unwrap());
+    assert!(
+        out.contains(&format!(
+            "  Moving old {ROOTIMGDIR}/kernel to {ROOTIMGDIR}/kernel.ORIG."
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read_to_string(format!("{}.ORIG", kernel.display())).unwrap(),
+        "old kernel"
+    );
+    assert_eq!(
+        fs::read(&kernel).unwrap(),
+        fs::read(src.path(&format!("{ROOTIMGDIR}/kernel"))).unwrap()
+    );
     let pkglist = target.path("/opt/xcat/share/xcat/netboot/rh/compute.rhels8.x86_64.pkglist");
     assert!(pkglist.is_file());
-    let mode = fs::metadata(target.path("/opt/xcat/share/xcat/netboot/rh")).unwrap().permissions().mode();
+    let mode = fs::metadata(target.path("/opt/xcat/share/xcat/netboot/rh"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o755);
 }
 
@@ -527,7 +711,11 @@ fn c17_statelite_tree_and_litefile_rows() {
     let bundle = export_sample(&src, work.path(), &[]);
     let target = Mn::empty();
     // An enabled ALL row with the same file and options: that line is skipped.
-    target.tabrestore("litefile", "#image,file,options\n\"ALL\",\"/etc/adjtime\",\"tmpfs\"\n", false);
+    target.tabrestore(
+        "litefile",
+        "#image,file,options\n\"ALL\",\"/etc/adjtime\",\"tmpfs\"\n",
+        false,
+    );
     import_ok(&target, &bundle, &[]);
     let d = target.path(ROOTIMGDIR);
     assert!(d.join("rootimg/bin/ping").is_file());
@@ -547,12 +735,21 @@ fn c18_new_profile() {
     let target = Mn::empty();
     let out = import_ok(&target, &bundle, &["-f", "compute_test"]);
     let name = "rhels8.5.0-x86_64-statelite-compute_test";
-    assert!(out.contains(&format!("Successfully imported the image {name}.")), "{out}");
+    assert!(
+        out.contains(&format!("Successfully imported the image {name}.")),
+        "{out}"
+    );
     let dir = "/install/netboot/rhels8.5.0/x86_64/compute_test";
     assert!(target.path(&format!("{dir}/rootimg/bin/ping")).is_file());
     assert!(target.path(&format!("{dir}/kernel")).is_file());
-    let custom = sh(&format!("ls {}/install/custom/netboot/rh/compute_test.*", target.root().display()));
-    assert!(custom.contains("compute_test.rhels8.x86_64.pkglist"), "{custom}");
+    let custom = sh(&format!(
+        "ls {}/install/custom/netboot/rh/compute_test.*",
+        target.root().display()
+    ));
+    assert!(
+        custom.contains("compute_test.rhels8.x86_64.pkglist"),
+        "{custom}"
+    );
     assert_eq!(
         target.sql("osimage", "select imagename, profile from osimage"),
         format!("{name}|compute_test\n")
@@ -561,7 +758,10 @@ fn c18_new_profile() {
         target.sql("linuximage", "select rootimgdir, pkglist from linuximage"),
         format!("{dir}|/install/custom/netboot/rh/compute_test.rhels8.x86_64.pkglist\n")
     );
-    assert!(!target.path("/opt/xcat/share/xcat/netboot/rh").exists(), "shipped files untouched");
+    assert!(
+        !target.path("/opt/xcat/share/xcat/netboot/rh").exists(),
+        "shipped files untouched"
+    );
 }
 
 #[test]
@@ -570,18 +770,32 @@ fn c19_postscripts_for_nodes_on_import() {
     let work = tempfile::tempdir().unwrap();
     let bundle = export_sample(&src, work.path(), &["-p", "cn01"]);
     let target = Mn::empty();
-    target.tabrestore("nodelist", "#node,groups\n\"n1\",\"compute,all\"\n\"n2\",\"all\"\n", false);
-    target.tabrestore("postscripts", "#node,postscripts,postbootscripts\n\"xcatdefaults\",\"syslog,remoteshell\",\n", false);
+    target.tabrestore(
+        "nodelist",
+        "#node,groups\n\"n1\",\"compute,all\"\n\"n2\",\"all\"\n",
+        false,
+    );
+    target.tabrestore(
+        "postscripts",
+        "#node,postscripts,postbootscripts\n\"xcatdefaults\",\"syslog,remoteshell\",\n",
+        false,
+    );
     let out = target.run(&["import", bundle.to_str().unwrap(), "-p", "n1,n2,ghost"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(stderr(&out).contains("The following nodes will be skipped because they are not in the nodelist table."));
+    assert!(stderr(&out).contains(
+        "The following nodes will be skipped because they are not in the nodelist table."
+    ));
     assert_eq!(
         target.sql("postscripts", "select node, postscripts, postbootscripts from postscripts where node like 'n%' order by node"),
         "n1|syncfiles,confignetwork|otherpkgs,mypostboot\nn2|syncfiles,confignetwork|otherpkgs,mypostboot\n"
     );
     let out = target.run(&["import", bundle.to_str().unwrap(), "-p", "ghost"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("The nodes ghost are not defined in xCAT DB."), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("The nodes ghost are not defined in xCAT DB."),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -593,7 +807,11 @@ fn c20_success_lines() {
     assert_eq!(lines.lines().last(), Some("Done!"), "{lines}");
     let target = Mn::empty();
     let out = import_ok(&target, &work.path().join(format!("{IMG}.tgz")), &[]);
-    assert!(out.lines().any(|l| l == format!("Successfully imported the image {IMG}.")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l == format!("Successfully imported the image {IMG}.")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -601,18 +819,32 @@ fn c21_usage_and_help_of_the_xcat_names() {
     for name in ["imgexport", "imgimport"] {
         let (_d, link) = alias(name);
         for flag in ["-h", "--help"] {
-            let out = std::process::Command::new(&link).arg(flag).output().unwrap();
+            let out = std::process::Command::new(&link)
+                .arg(flag)
+                .output()
+                .unwrap();
             assert_eq!(out.status.code(), Some(0), "{name} {flag}");
-            assert!(stdout(&out).contains("Usage"), "{name} {flag}: {}", text(&out));
+            assert!(
+                stdout(&out).contains("Usage"),
+                "{name} {flag}: {}",
+                text(&out)
+            );
         }
         let out = std::process::Command::new(&link).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{name} without args");
         assert!(stdout(&out).contains("Usage"));
     }
     let (_d, link) = alias("imgimport");
-    let out = std::process::Command::new(&link).args(["-p", "n1"]).output().unwrap();
+    let out = std::process::Command::new(&link)
+        .args(["-p", "n1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("Usage"), "no positional left: {}", text(&out));
+    assert!(
+        stdout(&out).contains("Usage"),
+        "no positional left: {}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -646,10 +878,16 @@ fn c22_plain_tar_bundles_are_accepted() {
     let work = tempfile::tempdir().unwrap();
     let bundle = export_sample(&src, work.path(), &[]);
     let plain = work.path().join("plain.tar");
-    sh(&format!("gzip -dc {} > {}", bundle.display(), plain.display()));
+    sh(&format!(
+        "gzip -dc {} > {}",
+        bundle.display(),
+        plain.display()
+    ));
     let target = Mn::empty();
     import_ok(&target, &plain, &["-n"]);
-    assert!(target.path(&format!("{ROOTIMGDIR}/rootimg/etc/passwd")).is_file());
+    assert!(target
+        .path(&format!("{ROOTIMGDIR}/rootimg/etc/passwd"))
+        .is_file());
 }
 
 #[test]
@@ -670,17 +908,36 @@ fn c23_sqlite_layout_ddl_and_modes() {
     fs::write(other.path("/etc/xcat/cfgloc"), "SQLite:/var/lib/xcatdb\n").unwrap();
     other.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
     assert!(other.path("/var/lib/xcatdb/site.sqlite").is_file());
-    fs::write(other.path("/etc/xcat/cfgloc"), "mysql:dbname=xcatdb;host=10.0.0.1|xcatadmin|pw\n").unwrap();
+    fs::write(
+        other.path("/etc/xcat/cfgloc"),
+        "mysql:dbname=xcatdb;host=10.0.0.1|xcatadmin|pw\n",
+    )
+    .unwrap();
     let out = other.run(&["tabdump", "site"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).to_lowercase().contains("mysql"), "{}", text(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("mysql"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn c24_disabled_rows_are_ignored() {
     let mn = Mn::sample();
-    for (value, visible) in [("0", true), ("no", true), ("NO", true), ("yes", false), ("1", false), ("", true)] {
-        let disable = if value.is_empty() { String::new() } else { format!("\"{value}\"") };
+    for (value, visible) in [
+        ("0", true),
+        ("no", true),
+        ("NO", true),
+        ("yes", false),
+        ("1", false),
+        ("", true),
+    ] {
+        let disable = if value.is_empty() {
+            String::new()
+        } else {
+            format!("\"{value}\"")
+        };
         mn.tabrestore(
             "osimage",
             &format!("#imagename,profile,provmethod,osvers,osarch,disable\n\"{IMG}\",\"compute\",\"statelite\",\"rhels8.5.0\",\"x86_64\",{disable}\n"),
@@ -688,7 +945,12 @@ fn c24_disabled_rows_are_ignored() {
         );
         let work = tempfile::tempdir().unwrap();
         let out = mn.run_in(work.path(), &["export", IMG]);
-        assert_eq!(out.status.success(), visible, "disable={value:?}: {}", text(&out));
+        assert_eq!(
+            out.status.success(),
+            visible,
+            "disable={value:?}: {}",
+            text(&out)
+        );
     }
 }
 
@@ -701,8 +963,14 @@ fn c25_tabdump_csv_round_trips() {
         true,
     );
     let dump = stdout(&mn.run(&["tabdump", "postscripts"]));
-    assert!(dump.starts_with("#node,postscripts,postbootscripts,comments,disable\n"), "{dump}");
-    assert!(dump.contains("\"weird\",\"a \"\"quoted\"\" value\",,\"line1\nline2\",\n"), "{dump}");
+    assert!(
+        dump.starts_with("#node,postscripts,postbootscripts,comments,disable\n"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("\"weird\",\"a \"\"quoted\"\" value\",,\"line1\nline2\",\n"),
+        "{dump}"
+    );
     let other = Mn::empty();
     other.tabrestore("postscripts", &dump, false);
     assert_eq!(stdout(&other.run(&["tabdump", "postscripts"])), dump);

@@ -20,15 +20,40 @@ fn assert_same_tree(a: &Mn, b: &Mn) {
         rootimg(b).display()
     ));
     assert_eq!(diff, "", "trees differ");
-    let caps = |m: &Mn| sh(&format!("cd {} && getcap -r . | sort", rootimg(m).display()));
+    let caps = |m: &Mn| {
+        sh(&format!(
+            "cd {} && getcap -r . | sort",
+            rootimg(m).display()
+        ))
+    };
     assert!(caps(a).contains("cap_net_raw"), "sample has a capability");
     assert_eq!(caps(a), caps(b));
-    let stat = |m: &Mn, p: &str| sh(&format!("stat -c '%b %s %t %T %F %a %u %g' {}/{p}", rootimg(m).display()));
-    for p in ["data/sparse.img", "dev/null", "dev/sda", "dev/initctl", "bin/su", "tmp"] {
+    let stat = |m: &Mn, p: &str| {
+        sh(&format!(
+            "stat -c '%b %s %t %T %F %a %u %g' {}/{p}",
+            rootimg(m).display()
+        ))
+    };
+    for p in [
+        "data/sparse.img",
+        "dev/null",
+        "dev/sda",
+        "dev/initctl",
+        "bin/su",
+        "tmp",
+    ] {
         assert_eq!(stat(a, p), stat(b, p), "{p}");
     }
-    let blocks: u64 = stat(b, "data/sparse.img").split(' ').next().unwrap().parse().unwrap();
-    assert!(blocks < 1024, "holes kept: {blocks} blocks for a 64 MiB file");
+    let blocks: u64 = stat(b, "data/sparse.img")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        blocks < 1024,
+        "holes kept: {blocks} blocks for a 64 MiB file"
+    );
 }
 
 #[test]
@@ -78,7 +103,10 @@ fn stream_through_a_pipe() {
         .unwrap();
     let export = exporter.wait_with_output().unwrap();
     assert!(export.status.success(), "{}", text(&export));
-    assert!(stderr(&export).contains("Done!"), "progress goes to stderr when stdout is the bundle");
+    assert!(
+        stderr(&export).contains("Done!"),
+        "progress goes to stderr when stdout is the bundle"
+    );
     assert!(import.status.success(), "{}", text(&import));
     assert_same_tree(&src, &target);
 }
@@ -112,10 +140,18 @@ fn a_bundle_with_two_images_imports_both_and_a_bad_one_does_not_stop_the_other()
     let bundle = export_sample(&src, work.path(), &[]);
     let stage = work.path().join("stage");
     fs::create_dir(&stage).unwrap();
-    sh(&format!("cd {} && tar -xzf {}", stage.display(), bundle.display()));
+    sh(&format!(
+        "cd {} && tar -xzf {}",
+        stage.display(),
+        bundle.display()
+    ));
     // A second image: same payload, other name and profile directory.
     let second = stage.join("zz-second");
-    sh(&format!("cp -a {}/{IMG} {}", stage.display(), second.display()));
+    sh(&format!(
+        "cp -a {}/{IMG} {}",
+        stage.display(),
+        second.display()
+    ));
     let m = fs::read_to_string(second.join("manifest.xml")).unwrap();
     fs::write(
         second.join("manifest.xml"),
@@ -123,7 +159,11 @@ fn a_bundle_with_two_images_imports_both_and_a_bad_one_does_not_stop_the_other()
     )
     .unwrap();
     let both = work.path().join("both.tgz");
-    sh(&format!("cd {} && tar czf {} .", stage.display(), both.display()));
+    sh(&format!(
+        "cd {} && tar czf {} .",
+        stage.display(),
+        both.display()
+    ));
     let target = Mn::empty();
     let out = target.run(&["import", both.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -131,13 +171,27 @@ fn a_bundle_with_two_images_imports_both_and_a_bad_one_does_not_stop_the_other()
     assert!(stdout(&out).contains(&format!("Successfully imported the image {IMG}.")));
     // Break the first image: the second still lands, the exit code says 1.
     let m = fs::read_to_string(stage.join(IMG).join("manifest.xml")).unwrap();
-    fs::write(stage.join(IMG).join("manifest.xml"), m.replace("<provmethod>statelite", "<provmethod>bogus")).unwrap();
+    fs::write(
+        stage.join(IMG).join("manifest.xml"),
+        m.replace("<provmethod>statelite", "<provmethod>bogus"),
+    )
+    .unwrap();
     let mixed = work.path().join("mixed.tgz");
-    sh(&format!("cd {} && tar czf {} .", stage.display(), mixed.display()));
+    sh(&format!(
+        "cd {} && tar czf {} .",
+        stage.display(),
+        mixed.display()
+    ));
     let target = Mn::empty();
     let out = target.run(&["import", mixed.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout(&out).contains("Successfully imported the image second."));
-    assert!(!target.path(&format!("{ROOTIMGDIR}/rootimg")).exists(), "failed image left nothing");
-    assert_eq!(target.sql("osimage", "select imagename from osimage"), "second\n");
+    assert!(
+        !target.path(&format!("{ROOTIMGDIR}/rootimg")).exists(),
+        "failed image left nothing"
+    );
+    assert_eq!(
+        target.sql("osimage", "select imagename from osimage"),
+        "second\n"
+    );
 }

@@ -54,17 +54,34 @@ fn bundle_with_tree(work: &Path, tree: &[u8]) -> std::path::PathBuf {
 fn refused(target: &Mn, bundle: &Path, needle: &str) {
     let out = target.run(&["import", bundle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains(needle), "want {needle:?}: {}", text(&out));
-    assert!(!target.path("/etc/xcat/osimage.sqlite").exists(), "no rows: {}", text(&out));
-    assert!(!target.path(&format!("{ROOTIMGDIR}/kernel")).exists(), "no files");
-    assert!(!target.path(&format!("{ROOTIMGDIR}/rootimg")).exists(), "no tree");
+    assert!(
+        stderr(&out).contains(needle),
+        "want {needle:?}: {}",
+        text(&out)
+    );
+    assert!(
+        !target.path("/etc/xcat/osimage.sqlite").exists(),
+        "no rows: {}",
+        text(&out)
+    );
+    assert!(
+        !target.path(&format!("{ROOTIMGDIR}/kernel")).exists(),
+        "no files"
+    );
+    assert!(
+        !target.path(&format!("{ROOTIMGDIR}/rootimg")).exists(),
+        "no tree"
+    );
 }
 
 #[test]
 fn manifest_paths_with_dotdot_are_refused() {
     let work = tempfile::tempdir().unwrap();
     let canary = tempfile::tempdir().unwrap();
-    let evil = format!("/install/../../../../../..{}/pwned", canary.path().display());
+    let evil = format!(
+        "/install/../../../../../..{}/pwned",
+        canary.path().display()
+    );
     let b = work.path().join("b.tgz");
     let m = statelite_manifest().replace(&format!("{ROOTIMGDIR}/kernel"), &evil);
     crafted(&b, &format!("f('./img/manifest.xml', {m:?}.encode())\nf('./img/pwned', b'x')\nf('./img/initrd-statelite.gz', b'r')"));
@@ -92,7 +109,10 @@ fn tree_symlink_then_file_through_it_is_refused() {
     let canary = tempfile::tempdir().unwrap();
     let tree = crafted_tree(
         work.path(),
-        &format!("d('rootimg')\nl('rootimg/x', {:?})\nf('rootimg/x/f', b'pwned')", canary.path().to_str().unwrap()),
+        &format!(
+            "d('rootimg')\nl('rootimg/x', {:?})\nf('rootimg/x/f', b'pwned')",
+            canary.path().to_str().unwrap()
+        ),
     );
     let b = bundle_with_tree(work.path(), &tree);
     let target = Mn::empty();
@@ -104,7 +124,10 @@ fn tree_symlink_then_file_through_it_is_refused() {
 fn tree_hard_link_to_outside_is_refused() {
     for target_name in ["/etc/shadow", "../../etc/shadow"] {
         let work = tempfile::tempdir().unwrap();
-        let tree = crafted_tree(work.path(), &format!("d('rootimg')\nh('rootimg/h', {target_name:?})"));
+        let tree = crafted_tree(
+            work.path(),
+            &format!("d('rootimg')\nh('rootimg/h', {target_name:?})"),
+        );
         let b = bundle_with_tree(work.path(), &tree);
         let target = Mn::empty();
         refused(&target, &b, "rootimg/h");
@@ -113,7 +136,10 @@ fn tree_hard_link_to_outside_is_refused() {
 
 #[test]
 fn tree_dotdot_and_foreign_names_are_refused() {
-    for body in ["d('rootimg')\nf('rootimg/../evil', b'x')", "d('rootimg')\nf('etc/passwd', b'x')"] {
+    for body in [
+        "d('rootimg')\nf('rootimg/../evil', b'x')",
+        "d('rootimg')\nf('etc/passwd', b'x')",
+    ] {
         let work = tempfile::tempdir().unwrap();
         let tree = crafted_tree(work.path(), body);
         let b = bundle_with_tree(work.path(), &tree);
@@ -140,7 +166,11 @@ fn a_failing_import_restores_what_it_replaced() {
     // Drop the extra from the bundle: placement fails after kernel and tree moved.
     let stage = work.path().join("s");
     fs::create_dir(&stage).unwrap();
-    sh(&format!("cd {} && tar -xzf {} && rm ./{IMG}/extra/hello && tar czf ../broken.tgz .", stage.display(), bundle.display()));
+    sh(&format!(
+        "cd {} && tar -xzf {} && rm ./{IMG}/extra/hello && tar czf ../broken.tgz .",
+        stage.display(),
+        bundle.display()
+    ));
     let target = Mn::empty();
     let kernel = target.path(&format!("{ROOTIMGDIR}/kernel"));
     fs::create_dir_all(kernel.parent().unwrap()).unwrap();
@@ -164,11 +194,21 @@ fn a_failing_import_restores_what_it_replaced() {
 fn a_failed_export_leaves_no_bundle() {
     let src = Mn::sample();
     fs::create_dir_all(src.path("/srv/withfifo")).unwrap();
-    sh(&format!("mkfifo {}", src.path("/srv/withfifo/pipe").display()));
+    sh(&format!(
+        "mkfifo {}",
+        src.path("/srv/withfifo/pipe").display()
+    ));
     let work = tempfile::tempdir().unwrap();
-    let out = src.run_in(work.path(), &["export", IMG, "out.tgz", "-e", "/srv/withfifo"]);
+    let out = src.run_in(
+        work.path(),
+        &["export", IMG, "out.tgz", "-e", "/srv/withfifo"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("/srv/withfifo/pipe"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("/srv/withfifo/pipe"),
+        "{}",
+        text(&out)
+    );
     assert!(!stdout(&out).contains("Done!"));
     let left: Vec<_> = fs::read_dir(work.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");

@@ -26,7 +26,7 @@ struct Members<W: Write> {
 }
 
 enum State<W: Write> {
-    Open(GzEncoder<Counted<W>>),
+    Open(Box<GzEncoder<Counted<W>>>),
     Idle(Counted<W>),
 }
 
@@ -78,7 +78,10 @@ impl<W: Write> Members<W> {
 
     fn encoder(&mut self) -> io::Result<&mut GzEncoder<Counted<W>>> {
         self.state = match self.state.take() {
-            Some(State::Idle(w)) => Some(State::Open(GzEncoder::new(w, Compression::new(self.level)))),
+            Some(State::Idle(w)) => Some(State::Open(Box::new(GzEncoder::new(
+                w,
+                Compression::new(self.level),
+            )))),
             other => other,
         };
         match self.state.as_mut() {
@@ -281,7 +284,10 @@ impl<W: Write> BundleWriter<W> {
         if target.len() > NAME_FIELD_BYTES {
             return Err(Error::io(
                 name,
-                io::Error::new(io::ErrorKind::InvalidInput, "symlink target longer than 100 bytes"),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "symlink target longer than 100 bytes",
+                ),
             ));
         }
         h.as_old_mut().linkname[..target.len()].copy_from_slice(target);

@@ -271,7 +271,7 @@ impl Catalog {
                     // have created the table in the file meanwhile.
                     let empty = conns
                         .get(s.name)
-                        .map_or(true, |c| !table_exists(c, s.name).unwrap_or(true));
+                        .is_none_or(|c| !table_exists(c, s.name).unwrap_or(true));
                     if empty {
                         conns.remove(s.name);
                         let _ = std::fs::remove_file(self.table_file(s));

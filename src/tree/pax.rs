@@ -356,7 +356,7 @@ fn decimal_digits(mut n: u64) -> usize {
 /// a block. A file ending in a hole gets a final `(realsize, 0)` entry, as GNU tar
 /// writes it, because GNU tar's extractor only sets the file length from such an entry.
 fn sparse_map_block(map: &[(u64, u64)], realsize: u64) -> Vec<u8> {
-    let ends_in_hole = map.last().map_or(true, |&(off, len)| off + len < realsize);
+    let ends_in_hole = map.last().is_none_or(|&(off, len)| off + len < realsize);
     let count = map.len() + usize::from(ends_in_hole);
     let mut out = format!("{count}\n").into_bytes();
     for &(off, len) in map {
