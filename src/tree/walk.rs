@@ -122,10 +122,7 @@ pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeErro
         let md = match fs::symlink_metadata(&src) {
             Ok(md) => md,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                w.out.warnings.push(format!(
-                    "{}: vanished during the walk, not archived",
-                    display_path(&arch)
-                ));
+                w.out.warnings.push(vanished(&arch));
                 continue;
             }
             Err(e) => return Err(TreeError::io(&src, e)),
@@ -150,10 +147,26 @@ pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeErro
         } else {
             false
         };
-        let entry = w.entry(&src, arch.clone(), &md)?;
+        // Between readdir/lstat and reading xattrs, link targets or hole maps, a live
+        // tree can lose the entry: warn and leave it out rather than fail the export.
+        let entry = match w.entry(&src, arch.clone(), &md) {
+            Ok(e) => e,
+            Err(e) if is_not_found(&e) => {
+                w.out.warnings.push(vanished(&arch));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         w.out.entries.push((entry, src.clone()));
         if descend {
-            let names = sorted_names(&src)?;
+            let names = match sorted_names(&src) {
+                Ok(names) => names,
+                Err(e) if is_not_found(&e) => {
+                    w.out.warnings.push(vanished(&arch));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             stack.push(Level {
                 src,
                 arch,
@@ -162,6 +175,17 @@ pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeErro
         }
     }
     Ok(w.out)
+}
+
+fn vanished(arch: &[u8]) -> String {
+    format!(
+        "{}: vanished during the walk, not archived",
+        display_path(arch)
+    )
+}
+
+fn is_not_found(e: &TreeError) -> bool {
+    matches!(e, TreeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }
 
 struct Walker {
@@ -178,15 +202,13 @@ impl Walker {
     /// Builds the entry for one path from its lstat result.
     fn entry(&mut self, src: &Path, arch: Vec<u8>, md: &Metadata) -> Result<Entry, TreeError> {
         let ft = md.file_type();
-        let mut hard_link = None;
-        if !ft.is_dir() && md.nlink() > 1 {
-            match self.links.get(&(md.dev(), md.ino())) {
-                Some(first) => hard_link = Some(first.clone()),
-                None => {
-                    self.links.insert((md.dev(), md.ino()), arch.clone());
-                }
-            }
-        }
+        let multiply_linked = !ft.is_dir() && md.nlink() > 1;
+        let hard_link = if multiply_linked {
+            self.links.get(&(md.dev(), md.ino())).cloned()
+        } else {
+            None
+        };
+        let is_first_link = multiply_linked && hard_link.is_none();
         let kind = if let Some(first) = hard_link {
             Kind::HardLink(first)
         } else if ft.is_dir() {
@@ -237,6 +259,11 @@ impl Walker {
         }
         if !matches!(e.kind, Kind::HardLink(_)) {
             e.xattrs = read_xattrs(src)?;
+        }
+        // Registered only once the entry is complete: a first path that vanished
+        // mid-way must not become the target of later hard links.
+        if is_first_link {
+            self.links.insert((md.dev(), md.ino()), e.path.clone());
         }
         Ok(e)
     }
@@ -348,12 +375,16 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, TreeError> {
 /// or the file system cannot tell (EINVAL) — then it is archived densely.
 fn data_segments(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>, TreeError> {
     let err = |e: Errno| TreeError::io(path, io::Error::from(e));
-    let fd = rustix::fs::open(
+    let fd = match rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
         Mode::empty(),
-    )
-    .map_err(err)?;
+    ) {
+        Ok(fd) => fd,
+        // Replaced by a symlink since the lstat: treat as dense; the writer warns.
+        Err(Errno::LOOP) => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
     let mut segments = Vec::new();
     let mut pos = 0u64;
     while pos < size {
