@@ -7,6 +7,8 @@
 
 pub mod cpio;
 pub mod error;
+pub mod index;
+pub mod member;
 pub mod meta;
 pub mod pax;
 pub mod reader;
