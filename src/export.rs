@@ -11,7 +11,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bundle::{image_dir_name, BundleWriter, EXTRA_DIR, MANIFEST_NAME};
+use crate::bundle::{image_dir_name, BundleWriter, Location, EXTRA_DIR, MANIFEST_NAME};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::image::{self, DiscoverOptions, ImageSet};
@@ -101,13 +101,11 @@ pub fn export(
     match &destination {
         Destination::Stdout => {
             let stdout = io::stdout().lock();
-            let spool_dir = std::env::temp_dir();
             let job = Job {
                 root,
                 set: &set,
                 opts,
                 mtime,
-                spool_dir: &spool_dir,
             };
             let w = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
             let mut w = w;
@@ -129,7 +127,6 @@ pub fn export(
                 set: &set,
                 opts,
                 mtime,
-                spool_dir: dir,
             };
             let w = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
             let file = w
@@ -166,12 +163,10 @@ struct Job<'a> {
     opts: &'a ExportOptions,
     /// Stamp for generated entries.
     mtime: u64,
-    /// Where the tree archive is spooled before it goes into the bundle.
-    spool_dir: &'a Path,
 }
 
 /// Writes the whole bundle to `w`: directories, manifest first, payload, tree, extras.
-fn write_bundle<W: Write>(
+fn write_bundle<W: TreeSink>(
     job: &Job<'_>,
     w: W,
     out: &mut ExportReport,
@@ -182,7 +177,6 @@ fn write_bundle<W: Write>(
         set,
         opts,
         mtime,
-        spool_dir,
     } = *job;
     let img = image_dir_name(&opts.image);
     let mut bundle = BundleWriter::new(w, opts.level, mtime);
@@ -210,17 +204,12 @@ fn write_bundle<W: Write>(
     if let Some(tree_dir) = &set.tree {
         report.info("Packing root image. It will take a while");
         let host = root.resolve(tree_dir)?;
-        let (stats, mut spool) = spool_tree(&host, opts.level, spool_dir)?;
+        let name = format!("{img}/rootimgtree.gz");
+        let (stats, loc) = W::add_tree(&mut bundle, &name, &host, opts.level)?;
+        bundle.set_tree(loc);
         for w in &stats.warnings {
             report.warning(w);
         }
-        let size = spool
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("rootimgtree spool", e))?;
-        spool
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io("rootimgtree spool", e))?;
-        bundle.add_reader(&format!("{img}/rootimgtree.gz"), size, 0o644, false, spool)?;
         out.tree_entries = stats.entries;
     }
     for extra in &set.extras {
@@ -242,6 +231,56 @@ fn write_bundle<W: Write>(
     out.bytes_in = stats.bytes_in;
     out.bytes_out = stats.bytes_out;
     Ok(w)
+}
+
+/// How a bundle destination takes the statelite tree.
+trait TreeSink: Write + Sized {
+    fn add_tree(
+        bundle: &mut BundleWriter<Self>,
+        name: &str,
+        dir: &Path,
+        level: u32,
+    ) -> Result<(tree::writer::TreeStats, Location)>;
+}
+
+/// A bundle file takes the tree directly: its tar header is patched once the size is
+/// known.
+impl TreeSink for BufWriter<File> {
+    fn add_tree(
+        bundle: &mut BundleWriter<Self>,
+        name: &str,
+        dir: &Path,
+        level: u32,
+    ) -> Result<(tree::writer::TreeStats, Location)> {
+        let opts = tree::writer::WriteOptions {
+            level,
+            ..Default::default()
+        };
+        bundle.add_generated(name, 0o644, |w| {
+            Ok(tree::writer::write_tree(dir, w, &opts)?)
+        })
+    }
+}
+
+/// A stream cannot go back to patch a size: the tree is encoded into a temporary file
+/// in `$TMPDIR` first.
+impl TreeSink for BufWriter<io::StdoutLock<'static>> {
+    fn add_tree(
+        bundle: &mut BundleWriter<Self>,
+        name: &str,
+        dir: &Path,
+        level: u32,
+    ) -> Result<(tree::writer::TreeStats, Location)> {
+        let (stats, mut spool) = spool_tree(dir, level, &std::env::temp_dir())?;
+        let size = spool
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("rootimgtree spool", e))?;
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("rootimgtree spool", e))?;
+        let loc = bundle.add_stored(name, size, 0o644, spool)?;
+        Ok((stats, loc))
+    }
 }
 
 /// Encodes the root tree into an anonymous temporary file: the tar header in front of

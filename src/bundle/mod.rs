@@ -6,11 +6,14 @@
 //! second time; the reader walks members in order and hands each to the caller with its
 //! name split into image directory and path inside it, after refusing unsafe names.
 
+pub mod footer;
 pub mod reader;
+pub mod view;
 pub mod writer;
 
 pub use reader::{BundleReader, Member, MemberKind};
-pub use writer::BundleWriter;
+pub use view::StoredView;
+pub use writer::{BundleWriter, Location};
 
 /// Name of the manifest inside an image directory.
 pub const MANIFEST_NAME: &str = "manifest.xml";

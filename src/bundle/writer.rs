@@ -7,7 +7,7 @@
 //! twice.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use flate2::write::GzEncoder;
@@ -90,6 +90,16 @@ impl<W: Write> Members<W> {
         }
     }
 
+    /// Closes any open member and hands out the bare writer, for a member written by
+    /// hand ([`Stored`]).
+    fn bare(&mut self) -> io::Result<&mut Counted<W>> {
+        self.close_member()?;
+        match self.state.as_mut() {
+            Some(State::Idle(w)) => Ok(w),
+            _ => Err(io::Error::other("bundle writer used after finish")),
+        }
+    }
+
     fn finish(mut self) -> io::Result<(W, u64)> {
         self.close_member()?;
         match self.state.take() {
@@ -115,6 +125,96 @@ impl<W: Write> Write for Members<W> {
     }
 }
 
+/// Payload bytes of every stored block but the last (the most a stored block holds).
+pub const STORED_BLOCK_BYTES: usize = 65535;
+/// Bytes of a stored block's header: the BFINAL/BTYPE byte, LEN and NLEN.
+pub const STORED_BLOCK_HEADER: u64 = 5;
+/// A plain gzip member header (no optional fields).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Where a file carried in a stored member sits in the bundle, so a reader can map
+/// its bytes to bundle offsets without inflating anything (FORMAT.md §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Offset of the member's gzip header in the bundle.
+    pub member_offset: u64,
+    /// Uncompressed bytes in the member before the file's first byte (its tar headers).
+    pub data_skip: u64,
+    /// The file's length.
+    pub len: u64,
+}
+
+/// A gzip member made of stored deflate blocks of exactly [`STORED_BLOCK_BYTES`]
+/// (the last one shorter), so uncompressed offset `u` of the member is at bundle
+/// offset `member + 10 + (u / 65535) * 65540 + 5 + u % 65535`.
+struct Stored<'a, W: Write> {
+    out: &'a mut Counted<W>,
+    buf: Vec<u8>,
+    /// CRC of everything after the first `skip` bytes (the tar header, which may be
+    /// rewritten once the file's size is known).
+    crc: crc32fast::Hasher,
+    skip: usize,
+    len: u64,
+}
+
+impl<'a, W: Write> Stored<'a, W> {
+    fn start(out: &'a mut Counted<W>, header: &[u8]) -> io::Result<Stored<'a, W>> {
+        out.write_all(&GZIP_HEADER)?;
+        let mut s = Stored {
+            out,
+            buf: Vec::with_capacity(STORED_BLOCK_BYTES),
+            crc: crc32fast::Hasher::new(),
+            skip: header.len(),
+            len: 0,
+        };
+        s.buf.extend_from_slice(header);
+        s.len = header.len() as u64;
+        Ok(s)
+    }
+
+    fn block(&mut self, last: bool) -> io::Result<()> {
+        let n = self.buf.len() as u16;
+        let mut head = [0u8; 5];
+        head[0] = u8::from(last);
+        head[1..3].copy_from_slice(&n.to_le_bytes());
+        head[3..5].copy_from_slice(&(!n).to_le_bytes());
+        self.out.write_all(&head)?;
+        self.out.write_all(&self.buf)?;
+        let hashed_from = self.skip.min(self.buf.len());
+        self.crc.update(&self.buf[hashed_from..]);
+        self.skip -= hashed_from;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Ends the member; `header` is the final version of the first bytes (same
+    /// length as at `start`).
+    fn finish(mut self, header: &[u8]) -> io::Result<()> {
+        self.block(true)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(header);
+        crc.combine(&self.crc);
+        self.out.write_all(&crc.finalize().to_le_bytes())?;
+        self.out.write_all(&(self.len as u32).to_le_bytes())
+    }
+}
+
+impl<W: Write> Write for Stored<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = STORED_BLOCK_BYTES - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.len += n as u64;
+        if self.buf.len() == STORED_BLOCK_BYTES {
+            self.block(false)?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What one bundle writer produced.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteStats {
@@ -131,6 +231,8 @@ pub struct BundleWriter<W: Write> {
     level: u32,
     mtime: u64,
     stats: WriteStats,
+    /// The statelite tree's place, announced in the bundle footer.
+    tree: Option<Location>,
 }
 
 impl<W: Write> BundleWriter<W> {
@@ -142,6 +244,7 @@ impl<W: Write> BundleWriter<W> {
             level: level.min(9),
             mtime,
             stats: WriteStats::default(),
+            tree: None,
         }
     }
 
@@ -160,39 +263,62 @@ impl<W: Write> BundleWriter<W> {
             .map_err(|e| Error::io(name, e))
     }
 
-    /// Appends an entry under exactly `name`. The tar crate's path setters normalise
-    /// `./x` to `x`; xCAT's bundles (and scripts that list them) have `./` names, so
-    /// the name is written raw, with a GNU long-name record when it exceeds 100 bytes.
-    fn append_named(&mut self, mut h: tar::Header, name: &str, data: impl Read) -> io::Result<()> {
-        let bytes = name.as_bytes();
-        if bytes.len() > NAME_FIELD_BYTES {
-            let mut long = tar::Header::new_gnu();
-            long.set_entry_type(tar::EntryType::GNULongName);
-            long.set_size(bytes.len() as u64 + 1);
-            long.set_mode(0o644);
-            write_name(&mut long, b"././@LongLink");
-            long.set_cksum();
-            let mut payload = bytes.to_vec();
-            payload.push(0);
-            self.tar.append(&long, payload.as_slice())?;
+    /// The raw tar header block(s) of a regular file `name` of `size` bytes.
+    fn header_bytes(&self, name: &str, size: u64, mode: u32) -> Vec<u8> {
+        raw_header(
+            gnu_header(self.mtime, tar::EntryType::Regular, mode, size),
+            name,
+        )
+    }
+
+    /// Adds `./<name>` of known `size` in its own stored member (FORMAT.md §1.1), so
+    /// its bytes can later be read at computed bundle offsets.
+    pub fn add_stored(
+        &mut self,
+        name: &str,
+        size: u64,
+        mode: u32,
+        reader: impl Read,
+    ) -> Result<Location> {
+        let full = format!("./{name}");
+        let header = self.header_bytes(&full, size, mode);
+        let err = |e| Error::io(name, e);
+        let out = self.tar.get_mut().bare().map_err(err)?;
+        let member_offset = out.count;
+        let mut stored = Stored::start(out, &header).map_err(err)?;
+        let copied = io::copy(&mut reader.take(size), &mut stored).map_err(err)?;
+        if copied != size {
+            return Err(Error::io(
+                name,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
+            ));
         }
-        write_name(&mut h, &bytes[..bytes.len().min(NAME_FIELD_BYTES)]);
-        h.set_cksum();
-        self.tar.append(&h, data)
+        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        stored.finish(&header).map_err(err)?;
+        self.stats.bytes_in += size;
+        self.stats.members += 1;
+        Ok(Location {
+            member_offset,
+            data_skip: header.len() as u64,
+            len: size,
+        })
+    }
+
+    /// Announces `loc` as the statelite tree in the bundle footer.
+    pub fn set_tree(&mut self, loc: Location) {
+        self.tree = Some(loc);
+    }
+
+    /// Appends an entry under exactly `name` (see [`raw_header`]).
+    fn append_named(&mut self, h: tar::Header, name: &str, data: impl Read) -> io::Result<()> {
+        let raw = raw_header(h, name);
+        let (long, last) = raw.split_at(raw.len() - 512);
+        self.tar.get_mut().write_all(long)?;
+        self.tar.append(tar::Header::from_byte_slice(last), data)
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(self.mtime);
-        h.set_uid(0);
-        h.set_gid(0);
-        // Names as xCAT's bundles carry them (GNU tar run by root).
-        let _ = h.set_username("root");
-        let _ = h.set_groupname("root");
-        h
+        gnu_header(self.mtime, kind, mode, size)
     }
 
     /// Adds generated bytes (manifest.xml, litefile.csv) as `./<name>`.
@@ -249,24 +375,6 @@ impl<W: Write> BundleWriter<W> {
         Ok(size)
     }
 
-    /// Adds an already-open stream of known `size` (e.g. a generated tree archive).
-    pub fn add_reader(
-        &mut self,
-        name: &str,
-        size: u64,
-        mode: u32,
-        compressible: bool,
-        reader: impl Read,
-    ) -> Result<()> {
-        let level = if compressible { self.level } else { 0 };
-        self.use_level(level, name)?;
-        let h = self.header(tar::EntryType::Regular, mode, size);
-        self.append_named(h, &format!("./{name}"), reader.take(size))
-            .map_err(|e| Error::io(name, e))?;
-        self.stats.bytes_in += size;
-        Ok(())
-    }
-
     /// Adds a directory entry `./<name>/` with the given mode and mtime.
     pub fn add_dir(&mut self, name: &str, mode: u32, mtime: u64) -> Result<()> {
         self.use_level(self.level, name)?;
@@ -307,14 +415,73 @@ impl<W: Write> BundleWriter<W> {
         Ok(())
     }
 
-    /// Ends the tar and the last gzip member; returns the writer and the statistics.
+    /// Ends the tar and the last gzip member, then writes the bundle footer (an empty
+    /// gzip member, invisible to gunzip) when a tree was announced; returns the writer
+    /// and the statistics.
     pub fn finish(self) -> Result<(W, WriteStats)> {
         let mut stats = self.stats;
-        let members = self.tar.into_inner().map_err(|e| Error::io("bundle", e))?;
+        let tree = self.tree;
+        let mut members = self.tar.into_inner().map_err(|e| Error::io("bundle", e))?;
+        if let Some(loc) = tree {
+            let out = members.bare().map_err(|e| Error::io("bundle", e))?;
+            out.write_all(&super::footer::encode(&loc))
+                .map_err(|e| Error::io("bundle", e))?;
+        }
         let (w, out) = members.finish().map_err(|e| Error::io("bundle", e))?;
         stats.bytes_out = out;
         stats.members += 1;
         Ok((w, stats))
+    }
+}
+
+impl<W: Write + Seek> BundleWriter<W> {
+    /// Adds `./<name>` whose bytes `produce` writes, without knowing their size first:
+    /// the tar header is written with size 0 and rewritten in place afterwards (its
+    /// bytes are stored, not deflated, and the member CRC is combined around it). This
+    /// is how a tree goes into a bundle file without a spool copy.
+    pub fn add_generated<T>(
+        &mut self,
+        name: &str,
+        mode: u32,
+        produce: impl FnOnce(&mut dyn Write) -> Result<T>,
+    ) -> Result<(T, Location)> {
+        let full = format!("./{name}");
+        let placeholder = self.header_bytes(&full, 0, mode);
+        let mtime = self.mtime;
+        let err = |e| Error::io(name, e);
+        let out = self.tar.get_mut().bare().map_err(err)?;
+        let member_offset = out.count;
+        let mut stored = Stored::start(out, &placeholder).map_err(err)?;
+        let value = produce(&mut stored)?;
+        let size = stored.len - placeholder.len() as u64;
+        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        let header = raw_header(
+            gnu_header(mtime, tar::EntryType::Regular, mode, size),
+            &full,
+        );
+        if header.len() != placeholder.len() {
+            return Err(Error::io(
+                name,
+                io::Error::other("tar header length changed"),
+            ));
+        }
+        stored.finish(&header).map_err(err)?;
+        let out = self.tar.get_mut().bare().map_err(err)?;
+        let end = out.count;
+        let at = member_offset + GZIP_HEADER.len() as u64 + STORED_BLOCK_HEADER;
+        out.inner.seek(SeekFrom::Start(at)).map_err(err)?;
+        out.inner.write_all(&header).map_err(err)?;
+        out.inner.seek(SeekFrom::Start(end)).map_err(err)?;
+        self.stats.bytes_in += size;
+        self.stats.members += 1;
+        Ok((
+            value,
+            Location {
+                member_offset,
+                data_skip: header.len() as u64,
+                len: size,
+            },
+        ))
     }
 }
 
@@ -350,6 +517,50 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
+/// A GNU-format header as xCAT's `tar czf` run by root writes it.
+fn gnu_header(mtime: u64, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    let _ = h.set_username("root");
+    let _ = h.set_groupname("root");
+    h
+}
+
+/// The header block(s) naming an entry exactly `name`: the tar crate's path setters
+/// normalise `./x` to `x`, but xCAT's bundles (and scripts that list them) have `./`
+/// names, so the name is written raw, after a GNU long-name record when it exceeds
+/// 100 bytes.
+fn raw_header(mut h: tar::Header, name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(3 * 512);
+    if bytes.len() > NAME_FIELD_BYTES {
+        let mut long = tar::Header::new_gnu();
+        long.set_entry_type(tar::EntryType::GNULongName);
+        long.set_size(bytes.len() as u64 + 1);
+        long.set_mode(0o644);
+        write_name(&mut long, b"././@LongLink");
+        long.set_cksum();
+        out.extend_from_slice(long.as_bytes());
+        let mut payload = bytes.to_vec();
+        payload.push(0);
+        payload.resize(payload.len().div_ceil(512) * 512, 0);
+        out.extend_from_slice(&payload);
+    }
+    write_name(&mut h, &bytes[..bytes.len().min(NAME_FIELD_BYTES)]);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+fn pad512(len: u64) -> usize {
+    ((512 - len % 512) % 512) as usize
+}
+
 /// Size of the ustar name field.
 const NAME_FIELD_BYTES: usize = 100;
 
@@ -371,4 +582,84 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{footer, StoredView};
+    use std::io::Cursor;
+
+    /// Inflates a whole bundle the way gunzip does.
+    fn gunzip(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn tree_bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn generated_and_stored_files_are_readable_in_place_and_by_tar() {
+        let long = "x".repeat(120);
+        for (name, n) in [
+            ("img/rootimgtree.gz", 200_000),
+            (&*format!("{long}/rootimgtree.gz"), 70_000),
+            ("img/t.gz", 10),
+        ] {
+            let data = tree_bytes(n);
+            for generated in [true, false] {
+                let mut w = BundleWriter::new(Cursor::new(Vec::new()), 6, 0);
+                w.begin_image("img", true).unwrap();
+                w.add_bytes("img/manifest.xml", b"<xcatimage/>", 0o644)
+                    .unwrap();
+                let loc = if generated {
+                    w.add_generated(name, 0o644, |out| {
+                        out.write_all(&data).map_err(|e| Error::io("t", e))
+                    })
+                    .unwrap()
+                    .1
+                } else {
+                    w.add_stored(name, data.len() as u64, 0o644, &data[..])
+                        .unwrap()
+                };
+                w.set_tree(loc);
+                w.add_bytes("img/after", b"after", 0o644).unwrap();
+                let (cur, _) = w.finish().unwrap();
+                let bundle = cur.into_inner();
+                // gunzip and tar see an ordinary tar.
+                let mut ar = tar::Archive::new(Cursor::new(gunzip(&bundle)));
+                let mut found = false;
+                for e in ar.entries().unwrap() {
+                    let mut e = e.unwrap();
+                    if e.path_bytes().ends_with(b"rootimgtree.gz")
+                        || e.path_bytes().ends_with(b"t.gz")
+                    {
+                        let mut got = Vec::new();
+                        e.read_to_end(&mut got).unwrap();
+                        assert_eq!(got, data);
+                        found = true;
+                    }
+                }
+                assert!(found);
+                // The footer finds it and the view reads it without inflating.
+                let tail = &bundle[bundle.len() - footer::FOOTER_BYTES..];
+                assert_eq!(footer::parse(tail), Some(loc));
+                let mut view = StoredView::new(Cursor::new(&bundle), loc);
+                let mut got = Vec::new();
+                view.read_to_end(&mut got).unwrap();
+                assert_eq!(got, data);
+                if n > 66_000 {
+                    view.seek(SeekFrom::Start(65_530)).unwrap();
+                    let mut piece = [0u8; 20];
+                    view.read_exact(&mut piece).unwrap();
+                    assert_eq!(&piece[..], &data[65_530..65_550]);
+                }
+            }
+        }
+    }
 }

@@ -37,6 +37,9 @@ pub const ID_DATA: [u8; 2] = *b"IG";
 pub const ID_INDEX: [u8; 2] = *b"IX";
 /// Subfield id of the footer member.
 pub const ID_FOOTER: [u8; 2] = *b"IF";
+/// Subfield id of the bundle footer ([`crate::bundle::footer`]), which uses the same
+/// empty-member encoding.
+pub const ID_BUNDLE: [u8; 2] = *b"IB";
 
 /// A problem with one member; the caller adds where it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,7 +166,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, MemberError> {
                 }
                 return Ok(Header::Data { total });
             }
-            ID_INDEX | ID_FOOTER if 4 + len == xlen => {
+            ID_INDEX | ID_FOOTER | ID_BUNDLE if 4 + len == xlen => {
                 return Ok(Header::Tagged {
                     id,
                     payload: payload.to_vec(),
