@@ -1,6 +1,7 @@
 //! Command line: parses flags (clap) into the library's option structs, runs the flow,
 //! prints lines the way xCAT's client does. No logic of its own beyond that.
 
+mod browse;
 mod console;
 mod xcat;
 
@@ -82,6 +83,28 @@ enum Command {
         /// Show more progress lines
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// List the root tree of a bundle (or rootimgtree.gz) from its index, like `tar -tv`
+    #[command(
+        after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc"
+    )]
+    Ls {
+        bundle: PathBuf,
+        /// Only this path and what is below it
+        path: Option<String>,
+    },
+    /// Write one file of the root tree to stdout, reading only its members
+    #[command(after_help = "Examples:\n  imgport cat myimage.tgz etc/passwd")]
+    Cat { bundle: PathBuf, path: String },
+    /// Check every CRC and file digest; with --against, compare a restored tree
+    #[command(
+        after_help = "Examples:\n  imgport verify myimage.tgz\n  imgport verify myimage.tgz --against /install/netboot/rhels8/x86_64/compute/rootimg"
+    )]
+    Verify {
+        bundle: PathBuf,
+        /// A restored root tree (the rootimg directory) to compare with the bundle
+        #[arg(long, value_name = "DIR")]
+        against: Option<PathBuf>,
     },
     /// Print a table as xCAT's tabdump CSV
     Tabdump { table: String },
@@ -166,6 +189,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
             let mut console = Console::new(verbose, false);
             run_import(&root_dir, &opts, &mut console)
         }
+        Command::Ls { bundle, path } => browse::ls(&bundle, path.as_deref()),
+        Command::Cat { bundle, path } => browse::cat(&bundle, &path),
+        Command::Verify { bundle, against } => browse::verify(&bundle, against.as_deref()),
         Command::Tabdump { table } => {
             let mut console = Console::new(false, false);
             with_catalog(&root_dir, &mut console, |_, catalog, console| {

@@ -5,6 +5,7 @@
 //! directory it is given to restore into: every entry is created relative to directory
 //! file descriptors, without following symlinks the archive created.
 
+pub mod archive;
 pub mod cpio;
 pub mod error;
 pub mod index;

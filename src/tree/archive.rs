@@ -1,0 +1,492 @@
+//! Random access to an imgport tree archive through its index: list it, pull one file
+//! out of it, or verify it (every member's CRC32, every file's digest, and optionally a
+//! restored tree against it), reading only what each task needs.
+//!
+//! Works on a bundle (the tree is found through the bundle footer and read in place
+//! through [`StoredView`]) or on a bare `rootimgtree.gz`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::error::{display_path, TreeError};
+use super::index::{self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES};
+use super::member;
+use super::meta::{Entry, Kind};
+use super::reader::{EntryReader, TarReader};
+use super::walk::{walk, WalkOptions};
+use crate::bundle::footer;
+use crate::bundle::StoredView;
+
+/// Members inflated together when streaming the whole archive (per batch, in
+/// parallel); bounds memory to about this many × 5 MiB.
+const BATCH_MEMBERS: usize = 16;
+
+trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
+/// An indexed tree archive opened for random access.
+pub struct TreeArchive {
+    src: Box<dyn Source>,
+    index: Index,
+    path: PathBuf,
+}
+
+fn format_err(path: &Path, reason: impl ToString) -> TreeError {
+    TreeError::Format {
+        entry: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl TreeArchive {
+    /// Opens a bundle (with a tree) or a bare `rootimgtree.gz` written by imgport.
+    /// Reads the footer(s) and the index only.
+    pub fn open(path: &Path) -> Result<TreeArchive, TreeError> {
+        let mut file = File::open(path).map_err(|e| TreeError::io(path, e))?;
+        let len = file.metadata().map_err(|e| TreeError::io(path, e))?.len();
+        let mut tail = vec![0u8; footer::FOOTER_BYTES.min(len as usize)];
+        file.seek(SeekFrom::Start(len - tail.len() as u64))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(|e| TreeError::io(path, e))?;
+        let (mut src, tree_len): (Box<dyn Source>, u64) = match footer::parse(&tail) {
+            Some(loc) => (Box::new(StoredView::new(file, loc)), loc.len),
+            None => (Box::new(file), len),
+        };
+        let index = index::read_index(&mut src, tree_len).map_err(|e| match e {
+            index::IndexError::Missing => format_err(
+                path,
+                "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
+            ),
+            other => format_err(path, other),
+        })?;
+        Ok(TreeArchive {
+            src,
+            index,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn read_compressed(&mut self, first: usize, count: usize) -> Result<Vec<Vec<u8>>, TreeError> {
+        let mut out = Vec::with_capacity(count);
+        for i in first..(first + count).min(self.index.members.len()) {
+            let (m, coff, _) = self.index.members[i];
+            if m.compressed as usize > member::MAX_MEMBER_BYTES {
+                return Err(format_err(
+                    &self.path,
+                    format!("member {i} is {} bytes", m.compressed),
+                ));
+            }
+            let mut buf = vec![0u8; m.compressed as usize];
+            self.src
+                .seek(SeekFrom::Start(coff))
+                .and_then(|_| self.src.read_exact(&mut buf))
+                .map_err(|e| TreeError::io(&self.path, e))?;
+            out.push(buf);
+        }
+        Ok(out)
+    }
+
+    /// Inflates members `first..first+count` in parallel, checking CRC32 and size
+    /// against the member trailers and the index.
+    fn inflate(&mut self, first: usize, count: usize) -> Result<Vec<Vec<u8>>, TreeError> {
+        let raw = self.read_compressed(first, count)?;
+        let path = self.path.clone();
+        let infos: Vec<_> = self.index.members[first..first + raw.len()].to_vec();
+        raw.into_par_iter()
+            .zip(infos)
+            .enumerate()
+            .map_init(
+                libdeflater::Decompressor::new,
+                |d, (k, (bytes, (info, _, _)))| {
+                    let data = member::decode_data(d, &bytes)
+                        .map_err(|e| format_err(&path, format!("member {}: {e}", first + k)))?;
+                    if data.len() as u64 != info.uncompressed {
+                        return Err(format_err(
+                            &path,
+                            format!("member {} differs from the index", first + k),
+                        ));
+                    }
+                    Ok(data)
+                },
+            )
+            .collect()
+    }
+
+    /// The index entry named `path` (with or without the leading `rootimg/`).
+    pub fn find(&self, path: &[u8]) -> Result<Option<IndexEntry>, TreeError> {
+        let path = path.strip_prefix(b"/").unwrap_or(path);
+        let mut want = path.to_vec();
+        if !(path == b"rootimg" || path.starts_with(b"rootimg/")) {
+            want = [b"rootimg/".as_slice(), path].concat();
+        }
+        while want.len() > 1 && want.last() == Some(&b'/') {
+            want.pop();
+        }
+        for e in self.index.entries() {
+            let e = e.map_err(|e| format_err(&self.path, e))?;
+            if e.path == want {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Copies uncompressed tar bytes `[offset, offset+len)` to `out`, inflating only
+    /// the members that cover them.
+    fn copy_range(&mut self, offset: u64, len: u64, out: &mut dyn Write) -> Result<(), TreeError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let range = self.index.members_covering(offset, len);
+        let end = offset + len;
+        for i in range {
+            let data = self.inflate(i, 1)?.pop().unwrap_or_default();
+            let (_, _, uoff) = self.index.members[i];
+            let from = offset.max(uoff) - uoff;
+            let to = (end.min(uoff + data.len() as u64) - uoff) as usize;
+            out.write_all(&data[from as usize..to])
+                .map_err(|e| TreeError::io("standard output", e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the content of the file `path` to `out` (holes of sparse files as
+    /// zeros; hard links are followed to their target). Returns the bytes written.
+    pub fn cat(&mut self, path: &[u8], out: &mut dyn Write) -> Result<u64, TreeError> {
+        let mut entry = self.find(path)?.ok_or_else(|| TreeError::Format {
+            entry: display_path(path),
+            reason: format!("not in {}", self.path.display()),
+        })?;
+        if let Kind::HardLink(target) = &entry.kind {
+            let target = target.clone();
+            entry = self.find(&target)?.ok_or_else(|| TreeError::Format {
+                entry: display_path(&target),
+                reason: "hard link target missing from the index".into(),
+            })?;
+        }
+        if entry.kind != Kind::File {
+            return Err(TreeError::Unsupported {
+                entry: display_path(&entry.path),
+                reason: "not a regular file".into(),
+            });
+        }
+        match entry.sparse.clone() {
+            None => self.copy_range(entry.data_offset, entry.stored, out)?,
+            Some(map) => {
+                // The stored bytes are the segments, concatenated; holes between them are zeros.
+                let mut at = 0u64;
+                let mut stored = entry.data_offset;
+                for (off, len) in map {
+                    write_zeros(out, off.saturating_sub(at))?;
+                    self.copy_range(stored, len, out)?;
+                    stored += len;
+                    at = off + len;
+                }
+                write_zeros(out, entry.size.saturating_sub(at))?;
+            }
+        }
+        Ok(entry.size)
+    }
+
+    /// The whole uncompressed tar stream, members inflated in parallel batches.
+    fn stream(&mut self) -> MemberStream<'_> {
+        MemberStream {
+            archive: self,
+            next: 0,
+            ready: VecDeque::new(),
+            cur: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<(), TreeError> {
+    let zeros = [0u8; 64 * 1024];
+    while n > 0 {
+        let k = n.min(zeros.len() as u64) as usize;
+        out.write_all(&zeros[..k])
+            .map_err(|e| TreeError::io("standard output", e))?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+struct MemberStream<'a> {
+    archive: &'a mut TreeArchive,
+    next: usize,
+    ready: VecDeque<Vec<u8>>,
+    cur: Vec<u8>,
+    at: usize,
+}
+
+impl Read for MemberStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.cur.len() {
+            if let Some(next) = self.ready.pop_front() {
+                self.cur = next;
+                self.at = 0;
+                continue;
+            }
+            let total = self.archive.index.members.len();
+            if self.next >= total {
+                return Ok(0);
+            }
+            let n = BATCH_MEMBERS.min(total - self.next);
+            let batch = self
+                .archive
+                .inflate(self.next, n)
+                .map_err(io::Error::other)?;
+            self.next += n;
+            self.ready.extend(batch);
+        }
+        let n = buf.len().min(self.cur.len() - self.at);
+        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyReport {
+    pub members: u64,
+    pub entries: u64,
+    pub files: u64,
+    /// One line per difference, naming the path and what differs.
+    pub differences: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Checks every member's CRC32 and every file's digest against the index; with
+/// `against`, also compares the tree restored there (content, kind, mode, owners,
+/// mtime, xattrs, link targets, devices, and entries present on one side only).
+pub fn verify(
+    archive: &mut TreeArchive,
+    against: Option<&Path>,
+) -> Result<VerifyReport, TreeError> {
+    let mut report = VerifyReport {
+        members: archive.index.members.len() as u64,
+        ..VerifyReport::default()
+    };
+    let indexed: Vec<IndexEntry> = archive
+        .index
+        .entries()
+        .collect::<Result<_, _>>()
+        .map_err(|e| format_err(&archive.path, e))?;
+    let mut restored: BTreeMap<Vec<u8>, (Entry, PathBuf)> = match against {
+        Some(dir) => walk(dir, b"rootimg", &WalkOptions::default())?
+            .entries
+            .into_iter()
+            .map(|(e, p)| (e.path.clone(), (e, p)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let archive_path = archive.path.clone();
+    let mut tar = TarReader::new(archive.stream());
+    let mut position = 0usize;
+    while let Some(entry) = tar.next_entry()? {
+        report.entries += 1;
+        let shown = display_path(&entry.path);
+        let Some(ix) = indexed.get(position) else {
+            report
+                .differences
+                .push(format!("{shown}: in the archive but not in its index"));
+            continue;
+        };
+        position += 1;
+        if ix.path != entry.path {
+            report.differences.push(format!(
+                "{shown}: index names {} here",
+                display_path(&ix.path)
+            ));
+        }
+        let mut digest = None;
+        if entry.kind == Kind::File {
+            report.files += 1;
+            let d = digest_reader(&mut tar.data()).map_err(|e| format_err(&archive_path, e))?;
+            if Some(d) != ix.digest {
+                report
+                    .differences
+                    .push(format!("{shown}: content does not match the index digest"));
+            }
+            digest = Some(d);
+        }
+        if against.is_some() {
+            match restored.remove(&entry.path) {
+                None => report
+                    .differences
+                    .push(format!("{shown}: missing from the restored tree")),
+                Some((disk, src)) => compare(&entry, digest, &disk, &src, &mut report.differences),
+            }
+        }
+    }
+    if position != indexed.len() {
+        report.differences.push(format!(
+            "the index lists {} entries, the archive holds {position}",
+            indexed.len()
+        ));
+    }
+    for path in restored.keys() {
+        report
+            .differences
+            .push(format!("{}: only in the restored tree", display_path(path)));
+    }
+    Ok(report)
+}
+
+/// The FORMAT.md §3.3 digest of a stream of stored bytes.
+fn digest_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
+    let mut chunks = Vec::new();
+    let mut buf = vec![0u8; DIGEST_CHUNK_BYTES as usize];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = r.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        chunks.push(chunk_digest(&buf[..filled]));
+        if filled < buf.len() {
+            break;
+        }
+    }
+    Ok(file_digest(&chunks))
+}
+
+/// Differences between an archived entry and what is on disk.
+fn compare(a: &Entry, digest: Option<[u8; 32]>, disk: &Entry, src: &Path, out: &mut Vec<String>) {
+    let shown = display_path(&a.path);
+    let mut diff = |what: String| out.push(format!("{shown}: {what}"));
+    if std::mem::discriminant(&a.kind) != std::mem::discriminant(&disk.kind) {
+        diff(format!(
+            "is {:?} in the archive, {:?} on disk",
+            a.kind, disk.kind
+        ));
+        return;
+    }
+    if a.kind != disk.kind {
+        diff(format!(
+            "{:?} in the archive, {:?} on disk",
+            a.kind, disk.kind
+        ));
+    }
+    if matches!(a.kind, Kind::HardLink(_)) {
+        return;
+    }
+    if a.mode != disk.mode && !matches!(a.kind, Kind::Symlink(_)) {
+        diff(format!(
+            "mode {:o} in the archive, {:o} on disk",
+            a.mode, disk.mode
+        ));
+    }
+    if (a.uid, a.gid) != (disk.uid, disk.gid) {
+        diff(format!(
+            "owner {}:{} in the archive, {}:{} on disk",
+            a.uid, a.gid, disk.uid, disk.gid
+        ));
+    }
+    if a.mtime != disk.mtime {
+        diff(format!(
+            "mtime {}.{:09} in the archive, {}.{:09} on disk",
+            a.mtime.secs, a.mtime.nanos, disk.mtime.secs, disk.mtime.nanos
+        ));
+    }
+    let mut xa = a.xattrs.clone();
+    xa.sort();
+    let mut xd = disk.xattrs.clone();
+    xd.sort();
+    if xa != xd {
+        let names = |x: &[(Vec<u8>, Vec<u8>)]| {
+            x.iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        diff(format!(
+            "xattrs [{}] in the archive, [{}] on disk",
+            names(&xa),
+            names(&xd)
+        ));
+    }
+    if a.kind == Kind::File {
+        if a.size != disk.size {
+            diff(format!(
+                "size {} in the archive, {} on disk",
+                a.size, disk.size
+            ));
+            return;
+        }
+        match stored_digest(src, a) {
+            Ok(d) if Some(d) == digest => {}
+            Ok(_) => diff("content differs".into()),
+            Err(e) => diff(format!("cannot read: {e}")),
+        }
+    }
+}
+
+/// Digest of a file on disk as the archive stores it (sparse files: the archive's
+/// data segments, read at their offsets).
+fn stored_digest(path: &Path, a: &Entry) -> io::Result<[u8; 32]> {
+    let f = File::open(path)?;
+    match &a.sparse {
+        None => digest_reader(&mut (&f).take(a.size)),
+        Some(map) => {
+            let mut r = Segments {
+                f: &f,
+                map: map.clone(),
+                at: 0,
+                seg: 0,
+            };
+            digest_reader(&mut r)
+        }
+    }
+}
+
+struct Segments<'a> {
+    f: &'a File,
+    map: Vec<(u64, u64)>,
+    seg: usize,
+    at: u64,
+}
+
+impl Read for Segments<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(&(off, len)) = self.map.get(self.seg) {
+            if self.at == len {
+                self.seg += 1;
+                self.at = 0;
+                continue;
+            }
+            let want = buf.len().min((len - self.at) as usize);
+            let n = self.f.read_at(&mut buf[..want], off + self.at)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file is shorter than its sparse map",
+                ));
+            }
+            self.at += n as u64;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
