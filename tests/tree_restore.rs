@@ -614,3 +614,63 @@ fn later_entry_replaces_earlier_one() {
     assert_eq!(fs::read(h.dest.join("l")).unwrap(), b"file now");
     assert!(h.dest.join("d").is_dir());
 }
+
+#[test]
+fn gzip_corruption_and_early_errors_are_reported_without_hanging() {
+    let h = hostile();
+    // 12 MiB of incompressible data after a refused entry: the inflater thread is
+    // blocked on a full channel when the restore gives up, and must be released.
+    let a = h.tar(
+        "('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/../evil', tarfile.REGTYPE, '', b'x'), \
+         ('rootimg/big', tarfile.REGTYPE, '', __import__('os').urandom(12 << 20))",
+    );
+    let gz = h.root.join("a.tar.gz");
+    fs::write(h.root.join("a.tar"), &a).unwrap();
+    sh(&h.root, "gzip -c a.tar > a.tar.gz");
+    let err = restore_gz(
+        fs::File::open(&gz).unwrap(),
+        &h.dest,
+        b"rootimg",
+        &RestoreOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TreeError::Unsafe { .. }), "{err}");
+    fs::remove_file(&gz).unwrap();
+
+    // A flipped byte in the gzip CRC trailer, after the tar end: still an error.
+    let ok =
+        h.tar("('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/f', tarfile.REGTYPE, '', b'data')");
+    fs::write(h.root.join("ok.tar"), &ok).unwrap();
+    let mut bytes = sh(&h.root, "gzip -c ok.tar");
+    let n = bytes.len();
+    bytes[n - 8] ^= 0xff;
+    let err = restore_gz(&bytes[..], &h.dest, b"rootimg", &RestoreOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    h.assert_nothing_outside();
+}
+
+/// Throughput probe, not a check: `IMGPORT_BENCH_ARCHIVE=x.tgz IMGPORT_BENCH_DEST=dir
+/// cargo test --release --test tree_restore bench -- --ignored --nocapture`
+/// (`dir` must exist and be empty).
+#[test]
+#[ignore]
+fn bench_restore_gz() {
+    let (Ok(archive), Ok(dest)) = (
+        std::env::var("IMGPORT_BENCH_ARCHIVE"),
+        std::env::var("IMGPORT_BENCH_DEST"),
+    ) else {
+        eprintln!("set IMGPORT_BENCH_ARCHIVE and IMGPORT_BENCH_DEST");
+        return;
+    };
+    let start = std::time::Instant::now();
+    let f = std::io::BufReader::with_capacity(1 << 20, fs::File::open(&archive).unwrap());
+    let stats = restore_gz(f, Path::new(&dest), b"rootimg", &RestoreOptions::default()).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "restored {} entries, {} bytes in {secs:.2} s ({:.0} MB/s of data), {} warnings",
+        stats.entries,
+        stats.bytes,
+        stats.bytes as f64 / secs / 1e6,
+        stats.warnings.len()
+    );
+}

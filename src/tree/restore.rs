@@ -121,13 +121,92 @@ pub fn restore(
 
 /// Like [`restore`], for a gzip-compressed archive; multi-member gzip (pigz,
 /// concatenated members, our own parallel writer) is read to the end.
+///
+/// Inflating runs on a helper thread, overlapping with file creation on the
+/// calling thread (hence `Send`); memory in flight is bounded to a few chunks.
 pub fn restore_gz(
-    input: impl Read,
+    input: impl Read + Send,
     dest: &Path,
     top: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
-    restore(flate2::read::MultiGzDecoder::new(input), dest, top, opts)
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(INFLATE_DEPTH);
+    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(INFLATE_DEPTH + 2);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut gz = flate2::read::MultiGzDecoder::new(input);
+            loop {
+                let mut buf = free_rx.try_recv().unwrap_or_default();
+                buf.resize(INFLATE_CHUNK, 0);
+                let msg = match fill(&mut gz, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = msg.is_err();
+                // A send error means the restore stopped early: nothing left to do.
+                if full_tx.send(msg).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        // `restore` owns the reader and drops it (and so the receiver) when it
+        // returns, which also unblocks the inflater on an early error.
+        let reader = ChunkReader {
+            rx: full_rx,
+            free: free_tx,
+            cur: Vec::new(),
+            pos: 0,
+            failed: false,
+        };
+        restore(reader, dest, top, opts)
+    })
+}
+
+/// Chunks of inflated data in flight between the inflater thread and the restore.
+const INFLATE_DEPTH: usize = 4;
+const INFLATE_CHUNK: usize = 1 << 20;
+
+/// [`Read`] over chunks received from the inflater thread; returns spent chunks
+/// for reuse so steady state allocates nothing.
+struct ChunkReader {
+    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    free: crossbeam_channel::Sender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    /// Set once the inflater reported an error: it has stopped, and a closed
+    /// channel must not then pass for a clean end of stream.
+    failed: bool,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("gzip stream failed earlier"));
+        }
+        if self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let spent = std::mem::replace(&mut self.cur, next);
+                    self.pos = 0;
+                    let _ = self.free.try_send(spent);
+                }
+                Ok(Err(e)) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+                // The inflater finished: end of stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Reads what follows the end-of-archive marker, so a corrupt or truncated gzip
