@@ -32,11 +32,11 @@ pub const ROOTIMG_TOP: &[u8] = b"rootimg";
 
 /// Read buffer for file data and the write buffer in front of the compressor, bytes.
 /// Large enough to amortize syscalls and compressor calls, small enough to stay in L2.
-const IO_BUF_BYTES: usize = 256 * 1024;
+pub(crate) const IO_BUF_BYTES: usize = 256 * 1024;
 /// Highest gzip level (zlib's scale).
-const MAX_GZIP_LEVEL: u32 = 9;
+pub(crate) const MAX_GZIP_LEVEL: u32 = 9;
 /// Default gzip level, as `gzip` and xCAT use.
-const DEFAULT_GZIP_LEVEL: u32 = 6;
+pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 
 /// How to write a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,8 +203,10 @@ impl EntryEncoder {
         Ok(written)
     }
 
-    /// Writes exactly `entry.stored_size()` bytes of file data.
-    fn write_data<W: Write + ?Sized>(
+    /// Writes exactly `entry.stored_size()` bytes of file data (no header, no
+    /// padding), with the live-tree handling described at [`Self::write_entry`].
+    /// Shared with the cpio newc encoder, which frames the data its own way.
+    pub(crate) fn write_data<W: Write + ?Sized>(
         &mut self,
         entry: &Entry,
         source: &Path,
@@ -310,7 +312,8 @@ fn write_zeros<W: Write + ?Sized>(out: &mut W, mut n: u64) -> Result<(), TreeErr
     Ok(())
 }
 
-fn output_error(e: io::Error) -> TreeError {
+/// An error writing the archive stream, reported with the path `<archive output>`.
+pub(crate) fn output_error(e: io::Error) -> TreeError {
     TreeError::io(PathBuf::from("<archive output>"), e)
 }
 
