@@ -412,8 +412,10 @@ impl Context<'_> {
             .map_err(|e| Error::io(&parent, e))?
             .keep();
         let opts = tree::restore::RestoreOptions::default();
-        match tree::restore::restore_gz(
-            BufReader::with_capacity(1 << 20, data),
+        // The bundle's member reader is not Send, so the tree is inflated here.
+        let inflated = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
+        match tree::restore::restore(
+            inflated,
             &staging,
             b"rootimg",
             &opts,
