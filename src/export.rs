@@ -43,6 +43,19 @@ pub struct ExportOptions {
     pub discover: DiscoverOptions,
     /// gzip level for compressible payload (1–9).
     pub level: u32,
+    /// Which statelite tree format to write.
+    pub compat: Compat,
+}
+
+/// The statelite tree format of a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compat {
+    /// imgport's lossless pax tree (FORMAT.md): xattrs, ACLs, holes, nanoseconds kept.
+    #[default]
+    Imgport,
+    /// xCAT's gzip'd cpio newc, for MNs whose imgimport is real xCAT's; loses every
+    /// xattr (reported) and stores sparse files dense.
+    Xcat,
 }
 
 /// What an export did.
@@ -182,7 +195,7 @@ fn write_bundle<W: TreeSink>(
     let mut bundle = BundleWriter::new(w, opts.level, mtime);
     bundle.begin_image(&img, true)?;
     let mut manifest = set.manifest.clone();
-    if set.tree.is_some() {
+    if set.tree.is_some() && opts.compat == Compat::Imgport {
         manifest
             .other
             .insert(TREE_FORMAT_KEY.into(), TREE_FORMAT_PAX.into());
@@ -205,7 +218,8 @@ fn write_bundle<W: TreeSink>(
         report.info("Packing root image. It will take a while");
         let host = root.resolve(tree_dir)?;
         let name = format!("{img}/rootimgtree.gz");
-        let (stats, loc) = W::add_tree(&mut bundle, &name, &host, opts.level)?;
+        let encode = tree_encoder(&host, opts);
+        let (stats, loc) = W::add_tree(&mut bundle, &name, &encode)?;
         bundle.set_tree(loc);
         for w in &stats.warnings {
             report.warning(w);
@@ -233,14 +247,16 @@ fn write_bundle<W: TreeSink>(
     Ok(w)
 }
 
+/// A tree encoder: writes the archive of a root directory and says what it did.
+type Encode<'a> = &'a dyn Fn(&mut dyn Write) -> Result<TreeSummary>;
+
 /// How a bundle destination takes the statelite tree.
 trait TreeSink: Write + Sized {
     fn add_tree(
         bundle: &mut BundleWriter<Self>,
         name: &str,
-        dir: &Path,
-        level: u32,
-    ) -> Result<(tree::writer::TreeStats, Location)>;
+        encode: Encode<'_>,
+    ) -> Result<(TreeSummary, Location)>;
 }
 
 /// A bundle file takes the tree directly: its tar header is patched once the size is
@@ -249,16 +265,9 @@ impl TreeSink for BufWriter<File> {
     fn add_tree(
         bundle: &mut BundleWriter<Self>,
         name: &str,
-        dir: &Path,
-        level: u32,
-    ) -> Result<(tree::writer::TreeStats, Location)> {
-        let opts = tree::writer::WriteOptions {
-            level,
-            ..Default::default()
-        };
-        bundle.add_generated(name, 0o644, |w| {
-            Ok(tree::writer::write_tree(dir, w, &opts)?)
-        })
+        encode: Encode<'_>,
+    ) -> Result<(TreeSummary, Location)> {
+        bundle.add_generated(name, 0o644, |w| encode(w))
     }
 }
 
@@ -268,35 +277,78 @@ impl TreeSink for BufWriter<io::StdoutLock<'static>> {
     fn add_tree(
         bundle: &mut BundleWriter<Self>,
         name: &str,
-        dir: &Path,
-        level: u32,
-    ) -> Result<(tree::writer::TreeStats, Location)> {
-        let (stats, mut spool) = spool_tree(dir, level, &std::env::temp_dir())?;
+        encode: Encode<'_>,
+    ) -> Result<(TreeSummary, Location)> {
+        let dir = std::env::temp_dir();
+        let spool = tempfile::tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut buffered = BufWriter::with_capacity(1 << 20, spool);
+        let summary = encode(&mut buffered)?;
+        let mut spool = buffered
+            .into_inner()
+            .map_err(|e| Error::io("rootimgtree spool", e.into_error()))?;
         let size = spool
             .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("rootimgtree spool", e))?;
-        spool
-            .seek(SeekFrom::Start(0))
+            .and_then(|n| spool.seek(SeekFrom::Start(0)).map(|_| n))
             .map_err(|e| Error::io("rootimgtree spool", e))?;
         let loc = bundle.add_stored(name, size, 0o644, spool)?;
-        Ok((stats, loc))
+        Ok((summary, loc))
     }
 }
 
-/// Encodes the root tree into an anonymous temporary file: the tar header in front of
-/// `rootimgtree.gz` needs its size before its bytes.
-fn spool_tree(dir: &Path, level: u32, spool_dir: &Path) -> Result<(tree::writer::TreeStats, File)> {
-    let spool = tempfile::tempfile_in(spool_dir).map_err(|e| Error::io(spool_dir, e))?;
-    let opts = tree::writer::WriteOptions {
-        level,
-        ..Default::default()
-    };
-    let mut buffered = BufWriter::with_capacity(1 << 20, spool);
-    let stats = tree::writer::write_tree(dir, &mut buffered, &opts)?;
-    let spool = buffered
-        .into_inner()
-        .map_err(|e| Error::io("rootimgtree spool", e.into_error()))?;
-    Ok((stats, spool))
+/// What a tree encoder reports, whichever format it wrote.
+#[derive(Debug, Default)]
+struct TreeSummary {
+    entries: u64,
+    warnings: Vec<String>,
+}
+
+/// The encoder for the chosen tree format.
+fn tree_encoder<'a>(
+    host: &'a Path,
+    opts: &'a ExportOptions,
+) -> impl Fn(&mut dyn Write) -> Result<TreeSummary> + 'a {
+    move |w: &mut dyn Write| match opts.compat {
+        Compat::Imgport => {
+            let o = tree::writer::WriteOptions {
+                level: opts.level,
+                ..Default::default()
+            };
+            let stats = tree::writer::write_tree(host, w, &o)?;
+            Ok(TreeSummary {
+                entries: stats.entries,
+                warnings: stats.warnings,
+            })
+        }
+        Compat::Xcat => {
+            let o = tree::cpio::NewcOptions {
+                level: opts.level,
+                ..Default::default()
+            };
+            let stats = tree::cpio::write_newc_gz(host, w, &o)?;
+            let mut warnings = stats.warnings;
+            if stats.dropped_xattrs > 0 {
+                let names: Vec<String> = stats
+                    .dropped_xattr_names
+                    .iter()
+                    .map(|(n, files)| format!("{n} ({files} files)"))
+                    .collect();
+                warnings.push(format!(
+                    "--compat xcat: cpio newc cannot carry extended attributes; dropped {}",
+                    names.join(", ")
+                ));
+            }
+            if stats.sparse_expanded > 0 {
+                warnings.push(format!(
+                    "--compat xcat: {} sparse files are stored dense (their holes are lost)",
+                    stats.sparse_expanded
+                ));
+            }
+            Ok(TreeSummary {
+                entries: stats.entries,
+                warnings,
+            })
+        }
+    }
 }
 
 /// `-e` payload: a file as `extra/<basename>`, a directory's contents as

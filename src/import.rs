@@ -413,13 +413,9 @@ impl Context<'_> {
             .keep();
         let opts = tree::restore::RestoreOptions::default();
         // The bundle's member reader is not Send, so the tree is inflated here.
-        let inflated = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
-        match tree::restore::restore(
-            inflated,
-            &staging,
-            b"rootimg",
-            &opts,
-        ) {
+        let inflated =
+            flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
+        match tree::restore::restore(inflated, &staging, b"rootimg", &opts) {
             Ok(stats) => {
                 for w in &stats.warnings {
                     report.warning(w);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use imgport::catalog::Catalog;
-use imgport::export::{Destination, ExportOptions};
+use imgport::export::{Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
 use imgport::root::Root;
@@ -60,6 +60,10 @@ enum Command {
         /// gzip level for compressible payload
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
+        /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
+        /// imgimport (drops every xattr: capabilities, SELinux labels, ACLs; says which)
+        #[arg(long, value_enum, default_value_t = CompatArg::Imgport)]
+        compat: CompatArg,
         /// Show more progress lines
         #[arg(short, long)]
         verbose: bool,
@@ -117,6 +121,15 @@ enum Command {
     },
 }
 
+/// `--compat`: which tree format export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompatArg {
+    /// imgport's lossless pax tree
+    Imgport,
+    /// xCAT's cpio newc (lossy)
+    Xcat,
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
     let program = args
@@ -149,6 +162,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             extra,
             postscripts,
             level,
+            compat,
             verbose,
         } => {
             let opts = ExportOptions {
@@ -165,6 +179,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
                     postscripts_node: postscripts,
                 },
                 level,
+                compat: match compat {
+                    CompatArg::Imgport => Compat::Imgport,
+                    CompatArg::Xcat => Compat::Xcat,
+                },
             };
             let stdout_is_bundle = opts.destination == Some(Destination::Stdout);
             let mut console = Console::new(verbose, stdout_is_bundle);

@@ -111,6 +111,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
             postscripts_node: parsed.postscripts,
         },
         level: 6,
+        compat: Default::default(),
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
     super::run_export(&root, &opts, &mut console)
