@@ -1,0 +1,178 @@
+//! `ls`, `cat` and `verify` on bundles, checked against GNU tar's view of the same
+//! tree and against the source files.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn imgport(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run imgport")
+}
+
+fn sample_bundle() -> (Mn, tempfile::TempDir, std::path::PathBuf) {
+    let mn = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&mn, work.path(), &[]);
+    (mn, work, bundle)
+}
+
+fn gnu_tar_listing(bundle: &Path) -> Vec<String> {
+    let mut names: Vec<String> = sh(&format!(
+        "tar -xzOf {} ./{IMG}/rootimgtree.gz | tar -tzf -",
+        bundle.display()
+    ))
+    .lines()
+    .map(|l| l.trim_end_matches('/').to_string())
+    .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn ls_lists_what_gnu_tar_lists() {
+    let (_mn, _work, bundle) = sample_bundle();
+    let out = imgport(&["ls", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = stdout(&out);
+    let mut names: Vec<String> = listing
+        .lines()
+        .map(|l| {
+            let path = &l[l.find(" rootimg").unwrap() + 1..];
+            let path = path.split(" -> ").next().unwrap();
+            path.split(" link to ")
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, gnu_tar_listing(&bundle));
+    assert!(
+        listing.contains("-rwsr-xr-x 0/0"),
+        "setuid shown: {listing}"
+    );
+    assert!(
+        listing.contains("rootimg/usr/lib/ping.symlink -> ../bin/ping"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("c") && listing.contains("1,3"),
+        "{listing}"
+    );
+    let only_etc = stdout(&imgport(&["ls", bundle.to_str().unwrap(), "etc"]));
+    assert!(
+        only_etc.lines().all(|l| l.contains("rootimg/etc")),
+        "{only_etc}"
+    );
+    assert!(only_etc.lines().count() >= 4, "{only_etc}");
+}
+
+#[test]
+fn cat_gives_the_files_bytes() {
+    let (mn, _work, bundle) = sample_bundle();
+    let src = mn.path(&format!("{ROOTIMGDIR}/rootimg"));
+    for path in [
+        "bin/ping",
+        "rootimg/etc/passwd",
+        "usr/lib/ping.hardlink",
+        "data/sparse.img",
+    ] {
+        let out = imgport(&["cat", bundle.to_str().unwrap(), path]);
+        assert!(out.status.success(), "{path}: {}", text(&out));
+        let want = fs::read(src.join(path.trim_start_matches("rootimg/"))).unwrap();
+        assert!(
+            out.stdout == want,
+            "{path}: {} bytes vs {}",
+            out.stdout.len(),
+            want.len()
+        );
+    }
+    let out = imgport(&["cat", bundle.to_str().unwrap(), "etc/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("etc/nope"), "{}", text(&out));
+    let out = imgport(&["cat", bundle.to_str().unwrap(), "etc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn verify_checks_the_bundle_and_a_restored_tree() {
+    let (_mn, _work, bundle) = sample_bundle();
+    let out = imgport(&["verify", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).starts_with("OK:"), "{}", text(&out));
+
+    let target = Mn::empty();
+    let out = target.run(&["import", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target.path(&format!("{ROOTIMGDIR}/rootimg"));
+    let out = imgport(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--against",
+        restored.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Break it in four ways; each is named.
+    fs::write(restored.join("etc/ntp.conf"), "server evil\n").unwrap();
+    sh(&format!(
+        "chmod 0600 {}",
+        restored.join("etc/passwd").display()
+    ));
+    sh(&format!(
+        "setcap -r {}",
+        restored.join("bin/ping").display()
+    ));
+    fs::write(restored.join("etc/extra"), "x").unwrap();
+    let out = imgport(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--against",
+        restored.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = stdout(&out);
+    for needle in [
+        "rootimg/etc/ntp.conf: ",
+        "rootimg/etc/passwd: mode 644 in the archive, 600 on disk",
+        "rootimg/bin/ping: xattrs [security.capability]",
+        "rootimg/etc/extra: only in the restored tree",
+        "MISMATCH",
+    ] {
+        assert!(report.contains(needle), "want {needle:?} in:\n{report}");
+    }
+}
+
+#[test]
+fn verify_detects_a_corrupt_member() {
+    let (_mn, work, bundle) = sample_bundle();
+    // Flip one byte inside the tree's first data member (stored, so it sits in the
+    // bundle as is).
+    let bytes = fs::read(&bundle).unwrap();
+    let mut corrupt = bytes.clone();
+    // rootimgtree.gz starts with a data member whose IG header is unique in the file.
+    let needle = [0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 8, 0, b'I', b'G'];
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("tree member");
+    corrupt[at + 200] ^= 0xff;
+    let bad = work.path().join("bad.tgz");
+    fs::write(&bad, corrupt).unwrap();
+    let out = imgport(&["verify", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("member 0"), "{}", text(&out));
+}
