@@ -12,6 +12,7 @@ pub mod index;
 pub mod member;
 pub mod meta;
 pub mod pax;
+mod pipeline;
 pub mod reader;
 pub mod restore;
 pub mod walk;

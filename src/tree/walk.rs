@@ -1,12 +1,16 @@
-//! Walking a root tree into a deterministic list of [`Entry`] records.
+//! Walking a root tree into a deterministic stream of [`Entry`] records.
 //!
 //! The walk reads metadata only (lstat, xattrs, link targets, hole maps); file contents
-//! are read later by the writer. Keeping the two apart lets a parallel engine split the
-//! list into chunks and encode them concurrently while the archive order stays fixed.
+//! are read later by the writer. Keeping the two apart lets the parallel writer cut the
+//! stream into units and encode them concurrently while the archive order stays fixed.
 //!
 //! Order: depth-first, a directory before its children, siblings sorted by raw name
 //! bytes. This is not the same as sorting whole paths (`a/b` vs `a-c`), and it is what
 //! makes a hard link's target always precede the link.
+//!
+//! [`WalkStream`] yields entries one at a time and holds only the sorted listings of the
+//! directories on the current path plus the hard-link map, so its memory does not grow
+//! with the size of the tree; [`walk`] collects the same stream into a `Vec`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -60,7 +64,26 @@ pub struct Walk {
     pub sockets_skipped: u64,
 }
 
-/// Walks the directory `dir`, naming its entries `top`, `top/...`.
+/// Walks the directory `dir`, naming its entries `top`, `top/...`, and collects every
+/// entry: [`WalkStream`] gathered into a [`Walk`].
+///
+/// Same metadata, order, warnings and errors as [`WalkStream`]. Memory: all entries
+/// are held (a few hundred bytes each; ~300 MB for 10^6 entries), so large trees
+/// should be streamed instead.
+pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeError> {
+    let mut stream = WalkStream::new(dir, top, opts)?;
+    let mut entries = Vec::new();
+    for item in &mut stream {
+        entries.push(item?);
+    }
+    Ok(Walk {
+        entries,
+        warnings: stream.take_warnings(),
+        sockets_skipped: stream.sockets_skipped(),
+    })
+}
+
+/// A streaming walk of a tree: an iterator of `(entry, on-disk path)` in archive order.
 ///
 /// Metadata comes from lstat (symlinks are never followed, including for xattrs):
 /// kind, permission bits, uid/gid, mtime with nanoseconds, atime if `opts.atime`, size,
@@ -70,111 +93,175 @@ pub struct Walk {
 /// Regular files with fewer allocated blocks than their size are probed with
 /// SEEK_DATA/SEEK_HOLE; `Entry::sparse` is set only if the file really has a hole.
 /// Owner names come from the tree's own `etc/passwd` and `etc/group`, if they are
-/// regular files: the image's users, not the host's.
+/// regular files: the image's users, not the host's. Sockets are skipped with a
+/// warning; with `one_file_system`, directories on another device are yielded but not
+/// descended (warned about too).
 ///
 /// Cost: one lstat and one llistxattr per entry, plus one lgetxattr per xattr, a
-/// readlink per symlink and an open + a few lseeks per file that looks sparse. Memory:
-/// all entries are held (a few hundred bytes each; ~300 MB for 10^6 entries).
+/// readlink per symlink and an open + a few lseeks per file that looks sparse; one
+/// readdir + sort per directory. Memory: the sorted name lists of the directories on
+/// the current path (a directory of n entries costs its n names while it is being
+/// walked), the hard-link map (one path per inode with nlink > 1), and the warnings.
+/// Nothing else grows with the tree.
 ///
-/// Errors: `dir` not a directory, or any I/O error other than an entry vanishing
-/// between readdir and lstat (that one is a warning), as [`TreeError::Io`] naming the path.
-pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeError> {
-    let top_md = fs::symlink_metadata(dir).map_err(|e| TreeError::io(dir, e))?;
-    if !top_md.is_dir() {
-        // ENOTDIR: the message names the path, as every walk error does.
-        return Err(TreeError::io(dir, io::Error::from(Errno::NOTDIR)));
-    }
-    let mut w = Walker {
-        opts: opts.clone(),
-        root_dev: top_md.dev(),
-        users: read_id_names(&dir.join("etc/passwd"))?,
-        groups: read_id_names(&dir.join("etc/group"))?,
-        links: HashMap::new(),
-        out: Walk::default(),
-    };
-    let top_entry = w.entry(dir, top.to_vec(), &top_md)?;
-    w.out.entries.push((top_entry, dir.to_path_buf()));
+/// Errors: any I/O error other than an entry vanishing between readdir and lstat
+/// (that one is a warning), as [`TreeError::Io`] naming the path. After an error the
+/// iterator is finished (it returns `None`).
+pub struct WalkStream {
+    walker: Walker,
+    /// The top directory's entry, yielded first.
+    top: Option<(Entry, PathBuf)>,
+    /// An explicit stack of directory listings instead of recursion: a hostile or
+    /// machine-generated tree can be thousands of levels deep, and that must not
+    /// overflow the thread's stack.
+    stack: Vec<Level>,
+    warnings: Vec<String>,
+    sockets_skipped: u64,
+}
 
-    // An explicit stack of directory listings instead of recursion: a hostile or
-    // machine-generated tree can be thousands of levels deep, and that must not
-    // overflow the thread's stack.
-    struct Level {
-        src: PathBuf,
-        arch: Vec<u8>,
-        names: std::vec::IntoIter<OsString>,
-    }
-    let mut stack = vec![Level {
-        src: dir.to_path_buf(),
-        arch: top.to_vec(),
-        names: sorted_names(dir)?.into_iter(),
-    }];
-    while let Some(level) = stack.last_mut() {
-        let Some(name) = level.names.next() else {
-            stack.pop();
-            continue;
-        };
-        let src = level.src.join(&name);
-        let mut arch = Vec::with_capacity(level.arch.len() + 1 + name.len());
-        arch.extend_from_slice(&level.arch);
-        arch.push(b'/');
-        arch.extend_from_slice(name.as_bytes());
+/// One directory being walked: where it is, its archive name, the names left.
+struct Level {
+    src: PathBuf,
+    arch: Vec<u8>,
+    names: std::vec::IntoIter<OsString>,
+}
 
-        let md = match fs::symlink_metadata(&src) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                w.out.warnings.push(vanished(&arch));
-                continue;
-            }
-            Err(e) => return Err(TreeError::io(&src, e)),
-        };
-        if md.file_type().is_socket() {
-            w.out
-                .warnings
-                .push(format!("{}: socket not archived", display_path(&arch)));
-            w.out.sockets_skipped += 1;
-            continue;
+impl WalkStream {
+    /// Starts a walk of `dir`, whose entries are named `top`, `top/...`: reads the
+    /// top's metadata, the tree's `etc/passwd` and `etc/group`, and lists the top.
+    ///
+    /// Errors: `dir` not a directory (ENOTDIR naming it), or I/O errors on those reads.
+    pub fn new(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<WalkStream, TreeError> {
+        let top_md = fs::symlink_metadata(dir).map_err(|e| TreeError::io(dir, e))?;
+        if !top_md.is_dir() {
+            // ENOTDIR: the message names the path, as every walk error does.
+            return Err(TreeError::io(dir, io::Error::from(Errno::NOTDIR)));
         }
-        let descend = if md.is_dir() {
-            if opts.one_file_system && md.dev() != w.root_dev {
-                w.out.warnings.push(format!(
-                    "{}: mount point of another file system, its contents are not archived",
-                    display_path(&arch)
-                ));
-                false
-            } else {
-                true
-            }
-        } else {
-            false
+        let mut walker = Walker {
+            opts: opts.clone(),
+            root_dev: top_md.dev(),
+            users: read_id_names(&dir.join("etc/passwd"))?,
+            groups: read_id_names(&dir.join("etc/group"))?,
+            links: HashMap::new(),
         };
-        // Between readdir/lstat and reading xattrs, link targets or hole maps, a live
-        // tree can lose the entry: warn and leave it out rather than fail the export.
-        let entry = match w.entry(&src, arch.clone(), &md) {
-            Ok(e) => e,
-            Err(e) if is_not_found(&e) => {
-                w.out.warnings.push(vanished(&arch));
+        let top_entry = walker.entry(dir, top.to_vec(), &top_md)?;
+        let stack = vec![Level {
+            src: dir.to_path_buf(),
+            arch: top.to_vec(),
+            names: sorted_names(dir)?.into_iter(),
+        }];
+        Ok(WalkStream {
+            walker,
+            top: Some((top_entry, dir.to_path_buf())),
+            stack,
+            warnings: Vec::new(),
+            sockets_skipped: 0,
+        })
+    }
+
+    /// Warnings so far (skipped sockets, mount points not descended, vanished entries),
+    /// in walk order.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Takes the warnings gathered so far, leaving none.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Sockets skipped so far.
+    pub fn sockets_skipped(&self) -> u64 {
+        self.sockets_skipped
+    }
+
+    /// The next entry, or `None` at the end; `Err` ends the walk.
+    fn advance(&mut self) -> Result<Option<(Entry, PathBuf)>, TreeError> {
+        if let Some(top) = self.top.take() {
+            return Ok(Some(top));
+        }
+        while let Some(level) = self.stack.last_mut() {
+            let Some(name) = level.names.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let src = level.src.join(&name);
+            let mut arch = Vec::with_capacity(level.arch.len() + 1 + name.len());
+            arch.extend_from_slice(&level.arch);
+            arch.push(b'/');
+            arch.extend_from_slice(name.as_bytes());
+
+            let md = match fs::symlink_metadata(&src) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.warnings.push(vanished(&arch));
+                    continue;
+                }
+                Err(e) => return Err(TreeError::io(&src, e)),
+            };
+            if md.file_type().is_socket() {
+                self.warnings
+                    .push(format!("{}: socket not archived", display_path(&arch)));
+                self.sockets_skipped += 1;
                 continue;
             }
-            Err(e) => return Err(e),
-        };
-        w.out.entries.push((entry, src.clone()));
-        if descend {
-            let names = match sorted_names(&src) {
-                Ok(names) => names,
+            let descend = if md.is_dir() {
+                if self.walker.opts.one_file_system && md.dev() != self.walker.root_dev {
+                    self.warnings.push(format!(
+                        "{}: mount point of another file system, its contents are not archived",
+                        display_path(&arch)
+                    ));
+                    false
+                } else {
+                    true
+                }
+            } else {
+                false
+            };
+            // Between readdir/lstat and reading xattrs, link targets or hole maps, a live
+            // tree can lose the entry: warn and leave it out rather than fail the export.
+            let entry = match self.walker.entry(&src, arch.clone(), &md) {
+                Ok(e) => e,
                 Err(e) if is_not_found(&e) => {
-                    w.out.warnings.push(vanished(&arch));
+                    self.warnings.push(vanished(&arch));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            stack.push(Level {
-                src,
-                arch,
-                names: names.into_iter(),
-            });
+            if descend {
+                // The directory's entry is archived even if it vanished before it could
+                // be listed (its metadata was read); only its contents are lost.
+                match sorted_names(&src) {
+                    Ok(names) => self.stack.push(Level {
+                        src: src.clone(),
+                        arch,
+                        names: names.into_iter(),
+                    }),
+                    Err(e) if is_not_found(&e) => self.warnings.push(vanished(&arch)),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(Some((entry, src)));
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for WalkStream {
+    type Item = Result<(Entry, PathBuf), TreeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                // Fused after an error: a caller that keeps iterating gets `None`, not
+                // a walk resumed past a directory it could not read.
+                self.top = None;
+                self.stack.clear();
+                Some(Err(e))
+            }
         }
     }
-    Ok(w.out)
 }
 
 fn vanished(arch: &[u8]) -> String {
@@ -193,18 +280,30 @@ struct Walker {
     root_dev: u64,
     users: HashMap<u32, Vec<u8>>,
     groups: HashMap<u32, Vec<u8>>,
-    /// (dev, ino) → archive path of the first entry of a multiply-linked inode.
-    links: HashMap<(u64, u64), Vec<u8>>,
-    out: Walk,
+    /// (dev, ino) → archive path of the first entry of a multiply-linked inode, and
+    /// how many of its other links are still to come. An inode is forgotten once all
+    /// its links were seen, so the map holds only inodes with links still ahead.
+    links: HashMap<(u64, u64), (Vec<u8>, u64)>,
 }
 
 impl Walker {
+    /// The first path of an inode already archived, counting this link as seen.
+    fn first_link(&mut self, dev: u64, ino: u64) -> Option<Vec<u8>> {
+        let slot = self.links.get_mut(&(dev, ino))?;
+        slot.1 = slot.1.saturating_sub(1);
+        if slot.1 == 0 {
+            // The last link: nothing later can need the path, so it is moved out.
+            return self.links.remove(&(dev, ino)).map(|(path, _)| path);
+        }
+        Some(slot.0.clone())
+    }
+
     /// Builds the entry for one path from its lstat result.
     fn entry(&mut self, src: &Path, arch: Vec<u8>, md: &Metadata) -> Result<Entry, TreeError> {
         let ft = md.file_type();
         let multiply_linked = !ft.is_dir() && md.nlink() > 1;
         let hard_link = if multiply_linked {
-            self.links.get(&(md.dev(), md.ino())).cloned()
+            self.first_link(md.dev(), md.ino())
         } else {
             None
         };
@@ -263,7 +362,8 @@ impl Walker {
         // Registered only once the entry is complete: a first path that vanished
         // mid-way must not become the target of later hard links.
         if is_first_link {
-            self.links.insert((md.dev(), md.ino()), e.path.clone());
+            self.links
+                .insert((md.dev(), md.ino()), (e.path.clone(), md.nlink() - 1));
         }
         Ok(e)
     }
@@ -476,6 +576,43 @@ mod tests {
         assert_eq!(s.uname.as_deref(), Some(&b"imguser"[..]));
         assert_eq!(s.gname.as_deref(), Some(&b"imggrp"[..]));
         assert_eq!(get("r").uname.as_deref(), Some(&b"root"[..]));
+    }
+
+    #[test]
+    fn the_stream_forgets_inodes_whose_links_were_all_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("a"), b"three links").unwrap();
+        fs::hard_link(root.join("a"), root.join("b")).unwrap();
+        fs::hard_link(root.join("a"), root.join("d/c")).unwrap();
+        fs::write(root.join("d/e"), b"two links").unwrap();
+        fs::hard_link(root.join("d/e"), root.join("z")).unwrap();
+        let mut s = WalkStream::new(&root, b"r", &WalkOptions::default()).unwrap();
+        let mut kinds = Vec::new();
+        while let Some(item) = s.next() {
+            let (e, _) = item.unwrap();
+            kinds.push((String::from_utf8(e.path).unwrap(), e.kind));
+            if kinds.len() == 3 {
+                // After r, r/a, r/b: one link of a's inode is still ahead.
+                assert_eq!(s.walker.links.len(), 1);
+            }
+        }
+        assert!(s.walker.links.is_empty(), "{:?}", s.walker.links);
+        let link = |t: &str| Kind::HardLink(t.as_bytes().to_vec());
+        assert_eq!(
+            kinds,
+            [
+                ("r".into(), Kind::Dir),
+                ("r/a".into(), Kind::File),
+                ("r/b".into(), link("r/a")),
+                ("r/d".into(), Kind::Dir),
+                ("r/d/c".into(), link("r/a")),
+                ("r/d/e".into(), Kind::File),
+                ("r/z".into(), link("r/d/e")),
+            ]
+        );
+        assert!(s.next().is_none(), "fused at the end");
     }
 
     #[test]
