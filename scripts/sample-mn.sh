@@ -71,12 +71,12 @@ head -c 200000 /dev/urandom > "$r/bin/ping"
 chmod 0755 "$r/bin/ping"
 cp "$r/bin/ping" "$r/bin/su" && chmod 4755 "$r/bin/su"
 ln "$r/bin/ping" "$r/usr/lib/ping.hardlink"
-ln "$r/bin/ping" "$r/home/alice/ping.3rd-link"
 ln -s ../bin/ping "$r/usr/lib/ping.symlink"
 ln -s /nonexistent/target "$r/usr/lib/dangling"
 printf 'alice was here\n' > "$r/home/alice/notes.txt"
 chown -R 1000:1000 "$r/home/alice"
 chmod 0700 "$r/home/alice"
+ln "$r/bin/ping" "$r/home/alice/ping.3rd-link"   # after the chown: a link shares the inode
 mknod "$r/dev/null" c 1 3 && chmod 0666 "$r/dev/null"
 mknod "$r/dev/sda" b 8 0
 mkfifo "$r/dev/initctl"
