@@ -46,6 +46,8 @@ pub struct ImportOptions {
     pub postscripts: Option<String>,
     /// `-f NEWPROFILE`.
     pub profile: Option<String>,
+    /// Plan only: report every file and row the import would write; touch nothing.
+    pub dry_run: bool,
 }
 
 /// The result for one image directory of the bundle.
@@ -59,6 +61,8 @@ pub struct ImageOutcome {
     /// Destinations written (MN paths).
     pub files: Vec<String>,
     pub tree_entries: u64,
+    /// With `--dry-run`: what the import would do.
+    pub dry_run: Option<DryRun>,
 }
 
 /// What an import did.
@@ -80,9 +84,22 @@ impl ImportReport {
 struct Spooled {
     /// Spool file (regular files only).
     path: Option<PathBuf>,
+    /// Content kept in memory instead (small files during `--dry-run`).
+    data: Option<Vec<u8>>,
     kind: MemberKind,
     mode: u32,
     mtime: u64,
+}
+
+impl Spooled {
+    /// The member's bytes (empty for members that were not kept).
+    fn content(&self) -> Result<Vec<u8>> {
+        match (&self.data, &self.path) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(p)) => fs::read(p).map_err(|e| Error::io(p, e)),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
 }
 
 /// What is known about one image directory while the bundle streams by.
@@ -108,6 +125,46 @@ struct Plan {
     imagename: String,
     /// Destination MN path → bundle member name, for config files renamed by `-f`.
     renamed: BTreeMap<String, String>,
+}
+
+/// One thing an import does to the MN, decided before anything is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// A bundle file to the MN path `dest`.
+    File { member: String, dest: String },
+    /// A bundle directory and everything below it (kit directories, extra
+    /// directories' entries) to `dest`.
+    Subtree { prefix: String, dest: String },
+    /// The statelite tree to `dest` (`<rootimgdir>/rootimg`).
+    Tree { dest: String },
+}
+
+impl Step {
+    fn dest(&self) -> &str {
+        match self {
+            Step::File { dest, .. } | Step::Subtree { dest, .. } | Step::Tree { dest } => dest,
+        }
+    }
+}
+
+/// What happens to a destination path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    /// Nothing is there yet.
+    Create,
+    /// Something is there; it is kept as `<path>.ORIG`.
+    Replace,
+}
+
+/// What `--dry-run` found for one image.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// Destination MN paths and what happens there.
+    pub files: Vec<(String, FileAction)>,
+    /// Every row that would be inserted or changed, with old and new values.
+    pub rows: Vec<crate::catalog::Change>,
+    /// Manifest columns the target schema lacks (table, column).
+    pub dropped: Vec<(String, String)>,
 }
 
 struct StagedTree {
@@ -145,7 +202,12 @@ pub fn import(
     let count = counter.count.clone();
     report.info("Unbundling image...");
     let installdir = image::installdir(catalog)?;
-    let spool = spool_dir(root, catalog, &installdir)?;
+    // A dry run must not even create (and remove) a spool directory.
+    let spool = if opts.dry_run {
+        None
+    } else {
+        Some(spool_dir(root, catalog, &installdir)?)
+    };
     let mut images: BTreeMap<String, ImageDir> = BTreeMap::new();
     let ctx = Context {
         root,
@@ -167,6 +229,33 @@ pub fn import(
                 dir.manifest = Some(ctx.plan(&xml));
                 return Ok(());
             }
+            if opts.dry_run {
+                // Touch nothing: remember what is there, keep only the litefile rows.
+                let data = if member.rel == "litefile.csv" {
+                    let mut buf = Vec::new();
+                    member
+                        .data
+                        .take(MANIFEST_MAX_BYTES)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| {
+                            Error::io(format!("{}/{}", member.image_dir, member.rel), e)
+                        })?;
+                    Some(buf)
+                } else {
+                    None
+                };
+                dir.members.insert(
+                    member.rel.clone(),
+                    Spooled {
+                        path: None,
+                        data,
+                        kind: member.kind.clone(),
+                        mode: member.mode,
+                        mtime: member.mtime,
+                    },
+                );
+                return Ok(());
+            }
             if member.rel == TREE_MEMBER && dir.tree.is_none() {
                 if let Some(Ok(plan)) = &dir.manifest {
                     if plan.manifest.rootimgtree.is_some() {
@@ -181,6 +270,9 @@ pub fn import(
             seq += 1;
             let path = match member.kind {
                 MemberKind::File => {
+                    let spool = spool.as_ref().ok_or_else(|| {
+                        Error::io("spool", io::Error::other("no spool directory"))
+                    })?;
                     let p = spool.path().join(format!("{seq}"));
                     let mut f = File::create(&p).map_err(|e| Error::io(&p, e))?;
                     io::copy(member.data, &mut f).map_err(|e| {
@@ -197,6 +289,7 @@ pub fn import(
                 member.rel.clone(),
                 Spooled {
                     path,
+                    data: None,
                     kind: member.kind.clone(),
                     mode: member.mode,
                     mtime: member.mtime,
@@ -258,16 +351,37 @@ pub fn import(
             errors: Vec::new(),
             files: Vec::new(),
             tree_entries: 0,
+            dry_run: None,
         };
         let mut tree = dir.tree;
-        let result = ctx.commit_image(
-            &plan,
-            &dir.members,
-            &mut tree,
-            &mut placement,
-            &mut outcome,
-            report,
-        );
+        let planned = ctx.plan_steps(&plan, &dir.members, tree.is_some(), report);
+        if opts.dry_run {
+            match planned.and_then(|(steps, upserts)| ctx.preview(&steps, &upserts)) {
+                Ok(preview) => {
+                    outcome.ok = true;
+                    outcome.files = preview.files.iter().map(|(p, _)| p.clone()).collect();
+                    outcome.dry_run = Some(preview);
+                }
+                Err(e) => {
+                    report.error(&e.to_string());
+                    outcome.errors.push(e.to_string());
+                }
+            }
+            out.images.push(outcome);
+            continue;
+        }
+        let result = planned.and_then(|(steps, upserts)| {
+            ctx.apply_steps(
+                &plan,
+                &steps,
+                &upserts,
+                &dir.members,
+                &mut tree,
+                &mut placement,
+                &mut outcome,
+                report,
+            )
+        });
         match result {
             Ok(()) => {
                 placement.commit();
@@ -306,6 +420,7 @@ fn failed(dir: &str, why: &str) -> ImageOutcome {
         errors: vec![why.to_string()],
         files: Vec::new(),
         tree_entries: 0,
+        dry_run: None,
     }
 }
 
@@ -433,41 +548,39 @@ impl Context<'_> {
         }
     }
 
-    /// Places one image's files and writes its rows. Every placement is journaled in
-    /// `placement`; the caller rolls back on error.
-    fn commit_image(
+    /// Decides everything one image's import does, touching nothing: which bundle
+    /// member goes to which MN path, and which rows change. Fails on what would make
+    /// the import incomplete (a missing kernel, tree or extra), as the real import does.
+    fn plan_steps(
         &self,
         plan: &Plan,
         members: &BTreeMap<String, Spooled>,
-        tree: &mut Option<StagedTree>,
-        placement: &mut Placement,
-        outcome: &mut ImageOutcome,
+        tree_staged: bool,
         report: &mut dyn Reporter,
-    ) -> Result<()> {
+    ) -> Result<(Vec<Step>, Vec<Upsert>)> {
         let m = &plan.manifest;
         let name = &plan.imagename;
-        let mut upserts = Vec::new();
-        if let Some(nodes) = &self.opts.postscripts {
-            upserts.extend(self.postscript_rows(m, nodes, report)?);
-        }
+        let mut steps = Vec::new();
+        let mut upserts = vec![
+            upsert("osimage", &[("imagename", name)], &m.osimage),
+            upsert("linuximage", &[("imagename", name)], &m.linuximage),
+        ];
         // 1. Image payload (kernel, ramdisk, rootimg, litefile), fatal when absent.
-        let mut litefile_rows = None;
         for value in [&m.kernel, &m.ramdisk, &m.rootimg, &m.litefile]
             .into_iter()
             .flatten()
         {
             for dest in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
                 let member = basename(dest);
-                let spooled = spooled_file(members, member).ok_or_else(|| {
-                    Error::Xcat(format!(
+                if !members.contains_key(member) {
+                    return Err(Error::Xcat(format!(
                         "The bundle has no {member} for {dest} of image {name}."
-                    ))
-                })?;
-                if Some(dest) == m.litefile.as_deref() {
-                    let csv = fs::read(spooled).map_err(|e| Error::io(spooled, e))?;
-                    litefile_rows = Some(csv);
+                    )));
                 }
-                self.place(spooled, dest, placement, outcome, report)?;
+                steps.push(Step::File {
+                    member: member.to_string(),
+                    dest: dest.to_string(),
+                });
             }
         }
         // 2. Config files: exported by basename, skipped with an error when the
@@ -483,11 +596,15 @@ impl Context<'_> {
                     .get(dest)
                     .map(String::as_str)
                     .unwrap_or_else(|| basename(dest));
-                match spooled_file(members, member) {
-                    Some(spooled) => self.place(spooled, dest, placement, outcome, report)?,
-                    None => report.warning(&format!(
+                if members.contains_key(member) {
+                    steps.push(Step::File {
+                        member: member.to_string(),
+                        dest: dest.to_string(),
+                    });
+                } else {
+                    report.warning(&format!(
                         "{dest} is named in manifest.xml but not in the bundle; skipped"
-                    )),
+                    ));
                 }
             }
         }
@@ -502,57 +619,48 @@ impl Context<'_> {
                 f("osarch"),
                 f("profile")
             );
-            report.info(&format!("Copying image files to {dir}"));
             for file in &m.rawimagefiles {
                 let base = basename(file);
-                let spooled = spooled_file(members, base).ok_or_else(|| {
-                    Error::Xcat(format!("Could not move {base} to {dir}: not in the bundle"))
-                })?;
+                if !members.contains_key(base) {
+                    return Err(Error::Xcat(format!(
+                        "Could not move {base} to {dir}: not in the bundle"
+                    )));
+                }
                 let target = if base.ends_with(".img") {
                     base.to_string()
                 } else {
                     format!("{base}.img")
                 };
-                report.info(&format!("Moving {base} to {dir} as {target}"));
-                self.place(
-                    spooled,
-                    &format!("{dir}/{target}"),
-                    placement,
-                    outcome,
-                    report,
-                )?;
+                steps.push(Step::File {
+                    member: base.to_string(),
+                    dest: format!("{dir}/{target}"),
+                });
             }
         }
-        // 4. Kits: the kit directory beside its kitdir, table rows below.
+        // 4. Kits: the kit directory beside its kitdir.
         for (kitname, row) in &m.kit {
             if let Some(kitdir) = row.get("kitdir") {
                 let prefix = basename(kitdir);
                 if members.contains_key(prefix) {
                     let dest = format!("{}/{kitname}", crate::root::dirname(kitdir));
-                    let (_guard, staged) = self.materialize(members, prefix, placement, &dest)?;
-                    self.place(&staged, &dest, placement, outcome, report)?;
+                    steps.push(Step::Subtree {
+                        prefix: prefix.to_string(),
+                        dest,
+                    });
                 }
             }
         }
         // 5. The statelite tree.
-        if m.rootimgtree.is_some() {
-            if tree.is_none() {
-                let spooled = spooled_file(members, TREE_MEMBER).ok_or_else(|| {
-                    Error::Xcat(format!("The bundle has no {TREE_MEMBER} for image {name}."))
-                })?;
-                report.info("Extracting rootimgtree.gz. It will take a while.");
-                let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
-                *tree = Some(self.stage_tree(plan, placement, &mut BufReader::new(f), report)?);
+        if let Some(tree_file) = &m.rootimgtree {
+            if !tree_staged && !members.contains_key(TREE_MEMBER) {
+                return Err(Error::Xcat(format!(
+                    "The bundle has no {TREE_MEMBER} for image {name}."
+                )));
             }
-            if let Some(t) = tree.take() {
-                outcome.tree_entries = t.entries;
-                let shown = self.root.display(&t.dest);
-                report.info(&shown);
-                if placement.put(&t.staging, &t.dest)? {
-                    report.info(&format!("  Moving old {shown} to {shown}.ORIG."));
-                }
-                outcome.files.push(shown);
-            }
+            let dir = crate::root::dirname(tree_file);
+            steps.push(Step::Tree {
+                dest: format!("{dir}/rootimg"),
+            });
         }
         // 6. Extras.
         for extra in &m.extra {
@@ -573,25 +681,25 @@ impl Context<'_> {
                 }
                 for child in children {
                     let dest = format!("{}/{}", extra.dest.trim_end_matches('/'), basename(child));
-                    let (_guard, staged) = self.materialize(members, child, placement, &dest)?;
-                    self.place(&staged, &dest, placement, outcome, report)?;
+                    steps.push(Step::Subtree {
+                        prefix: child.clone(),
+                        dest,
+                    });
                 }
             } else {
                 let base = basename(&extra.src);
                 let member = format!("{EXTRA_DIR}/{base}");
-                let spooled = spooled_file(members, &member).ok_or_else(|| {
-                    Error::Xcat(format!("Failed to copy {member} to {}", extra.dest))
-                })?;
+                if !members.contains_key(&member) {
+                    return Err(Error::Xcat(format!(
+                        "Failed to copy {member} to {}",
+                        extra.dest
+                    )));
+                }
                 let dest = format!("{}/{base}", extra.dest.trim_end_matches('/'));
-                self.place(spooled, &dest, placement, outcome, report)?;
+                steps.push(Step::File { member, dest });
             }
         }
-        // 7. Rows, last: osimage, linuximage, kits, litefile, postscripts.
-        upserts.insert(
-            0,
-            upsert("linuximage", &[("imagename", name)], &m.linuximage),
-        );
-        upserts.insert(0, upsert("osimage", &[("imagename", name)], &m.osimage));
+        // 7. Rows: kits, litefile, postscripts (osimage and linuximage are first).
         for (table, key, entries) in [
             ("kit", "kitname", &m.kit),
             ("kitrepo", "kitreponame", &m.kitrepo),
@@ -601,22 +709,114 @@ impl Context<'_> {
                 upserts.push(upsert(table, &[(key, n)], row));
             }
         }
-        if let Some(csv) = litefile_rows {
-            report.info("Updating the litefile table.");
-            upserts.extend(self.litefile_rows(name, &csv)?);
+        if let Some(lite) = &m.litefile {
+            let csv = members
+                .get(basename(lite))
+                .map(Spooled::content)
+                .transpose()?;
+            upserts.extend(self.litefile_rows(name, &csv.unwrap_or_default())?);
         }
-        let applied = self.catalog.apply(&upserts)?;
+        if let Some(nodes) = &self.opts.postscripts {
+            upserts.extend(self.postscript_rows(m, nodes, report)?);
+        }
+        // Every destination must resolve inside the root before anything moves.
+        for step in &steps {
+            self.root.resolve_for_write(step.dest())?;
+        }
+        Ok((steps, upserts))
+    }
+
+    /// Carries out planned steps and writes the rows. Every placement is journaled in
+    /// `placement`; the caller rolls back on error.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_steps(
+        &self,
+        plan: &Plan,
+        steps: &[Step],
+        upserts: &[Upsert],
+        members: &BTreeMap<String, Spooled>,
+        tree: &mut Option<StagedTree>,
+        placement: &mut Placement,
+        outcome: &mut ImageOutcome,
+        report: &mut dyn Reporter,
+    ) -> Result<()> {
+        for step in steps {
+            match step {
+                Step::File { member, dest } => {
+                    let spooled = spooled_file(members, member).ok_or_else(|| {
+                        Error::Xcat(format!("The bundle has no {member} for {dest}."))
+                    })?;
+                    self.place(spooled, dest, placement, outcome, report)?;
+                }
+                Step::Subtree { prefix, dest } => {
+                    let (_guard, staged) = self.materialize(members, prefix, placement, dest)?;
+                    self.place(&staged, dest, placement, outcome, report)?;
+                }
+                Step::Tree { .. } => {
+                    if tree.is_none() {
+                        let spooled = spooled_file(members, TREE_MEMBER).ok_or_else(|| {
+                            Error::Xcat(format!("The bundle has no {TREE_MEMBER}."))
+                        })?;
+                        report.info("Extracting rootimgtree.gz. It will take a while.");
+                        let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
+                        *tree = Some(self.stage_tree(
+                            plan,
+                            placement,
+                            &mut BufReader::new(f),
+                            report,
+                        )?);
+                    }
+                    if let Some(t) = tree.take() {
+                        outcome.tree_entries = t.entries;
+                        let shown = self.root.display(&t.dest);
+                        report.info(&shown);
+                        if placement.put(&t.staging, &t.dest)? {
+                            report.info(&format!("  Moving old {shown} to {shown}.ORIG."));
+                        }
+                        outcome.files.push(shown);
+                    }
+                }
+            }
+        }
+        if plan.manifest.litefile.is_some() {
+            report.info("Updating the litefile table.");
+        }
+        if upserts.iter().any(|u| u.table == "postscripts") {
+            report.info("Adding postscripts.");
+        }
+        let applied = self.catalog.apply(upserts)?;
         for (table, column) in applied.dropped {
             report.warning(&format!(
                 "The {table} table of this MN has no column '{column}'; its value in manifest.xml was not imported."
             ));
         }
-        if m.litefile.is_some() {
+        if plan.manifest.litefile.is_some() {
             report.info(
                 "The litetree and statelite tables are untouched. You can update them if needed.",
             );
         }
         Ok(())
+    }
+
+    /// What a planned image would do, for `--dry-run`.
+    fn preview(&self, steps: &[Step], upserts: &[Upsert]) -> Result<DryRun> {
+        let mut files = Vec::new();
+        for step in steps {
+            let dest = step.dest();
+            let host = self.root.resolve_for_write(dest)?;
+            let action = if fs::symlink_metadata(&host).is_ok() {
+                FileAction::Replace
+            } else {
+                FileAction::Create
+            };
+            files.push((dest.to_string(), action));
+        }
+        let rows = self.catalog.plan(upserts)?;
+        Ok(DryRun {
+            files,
+            rows: rows.changes,
+            dropped: rows.dropped,
+        })
     }
 
     /// Moves a staged file or directory to the MN path `dest`, backing up what is

@@ -195,3 +195,56 @@ fn a_bundle_with_two_images_imports_both_and_a_bad_one_does_not_stop_the_other()
         "second\n"
     );
 }
+
+#[test]
+fn dry_run_reports_files_and_rows_and_touches_nothing() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    // Against the source MN itself: everything is a replace, rows are unchanged.
+    let before = sh(&format!(
+        "cd {} && find . -printf '%p %s %T@\\n' | sort",
+        src.root().display()
+    ));
+    let out = src.run(&["import", bundle.to_str().unwrap(), "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains(&format!(
+            "  replace {ROOTIMGDIR}/kernel (the old one kept as {ROOTIMGDIR}/kernel.ORIG)"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("  replace {ROOTIMGDIR}/rootimg")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("  same    osimage imagename={IMG}")),
+        "{plan}"
+    );
+    assert!(!plan.contains("Successfully imported"), "{plan}");
+    let after = sh(&format!(
+        "cd {} && find . -printf '%p %s %T@\\n' | sort",
+        src.root().display()
+    ));
+    assert_eq!(before, after, "a dry run changes nothing");
+    // Against an empty MN: creates and inserts, and still nothing on disk.
+    let target = Mn::empty();
+    let out = target.run(&["import", bundle.to_str().unwrap(), "--dry-run", "-f", "new"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("  create  /install/netboot/rhels8.5.0/x86_64/new/rootimg"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  insert  osimage imagename=rhels8.5.0-x86_64-statelite-new: "),
+        "{plan}"
+    );
+    assert!(plan.contains("profile=\"new\""), "{plan}");
+    assert_eq!(
+        sh(&format!("cd {} && find . | sort", target.root().display())),
+        ".\n./install\n"
+    );
+}

@@ -84,6 +84,9 @@ enum Command {
         /// The bundle is a plain tar (also detected automatically)
         #[arg(short, long)]
         nozip: bool,
+        /// Show every file and table row the import would write, and touch nothing
+        #[arg(long)]
+        dry_run: bool,
         /// Show more progress lines
         #[arg(short, long)]
         verbose: bool,
@@ -193,6 +196,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             postscripts,
             profile,
             nozip: _,
+            dry_run,
             verbose,
         } => {
             let opts = ImportOptions {
@@ -203,6 +207,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 },
                 postscripts,
                 profile,
+                dry_run,
             };
             let mut console = Console::new(verbose, false);
             run_import(&root_dir, &opts, &mut console)
@@ -266,9 +271,65 @@ pub(crate) fn run_import(root_dir: &Path, opts: &ImportOptions, console: &mut Co
         root_dir,
         console,
         |root, catalog, console| match imgport::import::import(root, catalog, opts, console) {
+            Ok(report) if opts.dry_run => {
+                for image in &report.images {
+                    if let Some(plan) = &image.dry_run {
+                        print_dry_run(&image.image, plan);
+                    }
+                }
+                if report.all_ok() {
+                    console.exit_code()
+                } else {
+                    EXIT_FAILED
+                }
+            }
             Ok(report) if report.all_ok() => console.exit_code(),
             Ok(_) => EXIT_FAILED,
             Err(e) => console.fail(&e.to_string()),
         },
     )
+}
+
+/// `--dry-run` as text: one line per file and per row change.
+fn print_dry_run(image: &str, plan: &imgport::import::DryRun) {
+    use imgport::catalog::ChangeKind;
+    use imgport::import::FileAction;
+    println!("Dry run for image {image}: nothing was changed.");
+    for (path, action) in &plan.files {
+        match action {
+            FileAction::Create => println!("  create  {path}"),
+            FileAction::Replace => println!("  replace {path} (the old one kept as {path}.ORIG)"),
+        }
+    }
+    for change in &plan.rows {
+        let key: Vec<String> = change.key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = key.join(",");
+        match change.kind {
+            ChangeKind::Insert => {
+                let cols: Vec<String> = change
+                    .new
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
+                println!("  insert  {} {key}: {}", change.table, cols.join(" "));
+            }
+            ChangeKind::Update => {
+                let old = change.old.clone().unwrap_or_default();
+                let cols: Vec<String> = change
+                    .new
+                    .iter()
+                    .filter(|(k, v)| old.get(*k) != Some(*v))
+                    .map(|(k, v)| match old.get(k) {
+                        Some(o) => format!("{k}: {o:?} -> {v:?}"),
+                        None => format!("{k}: NULL -> {v:?}"),
+                    })
+                    .collect();
+                println!("  update  {} {key}: {}", change.table, cols.join(", "));
+            }
+            ChangeKind::Unchanged => println!("  same    {} {key}", change.table),
+        }
+    }
+    for (table, column) in &plan.dropped {
+        println!("  drop    {table}.{column} (not in this MN's schema)");
+    }
 }

@@ -144,6 +144,7 @@ pub fn imgimport(args: &[OsString]) -> i32 {
         bundle: BundleSource::Path(PathBuf::from(bundle)),
         postscripts: parsed.postscripts,
         profile: parsed.profile,
+        dry_run: false,
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
     super::run_import(&root, &opts, &mut console)
