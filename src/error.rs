@@ -13,6 +13,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The bundle lacks a file its manifest needs.
+    #[error("{0}")]
+    Incomplete(String),
+    /// The image or bundle asked for does not exist (xCAT's "Cannot find ..." texts).
+    #[error("{0}")]
+    NotFound(String),
     /// A path from a manifest, table or bundle that would leave the target root.
     #[error("refusing path {path}: {reason}")]
     UnsafePath { path: String, reason: String },
@@ -30,7 +36,32 @@ pub enum Error {
     Xcat(String),
 }
 
+/// What kind of failure an error is, for exit codes scripts can branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The image or bundle does not exist.
+    NotFound,
+    /// The bundle is unreadable, malformed, or refused as unsafe.
+    Corrupt,
+    /// Anything else (I/O, catalog, xCAT's own refusals).
+    Failed,
+}
+
 impl Error {
+    /// Classifies the error (see [`Failure`]).
+    pub fn failure(&self) -> Failure {
+        use crate::tree::TreeError;
+        match self {
+            Error::NotFound(_) => Failure::NotFound,
+            Error::Bundle(_)
+            | Error::Incomplete(_)
+            | Error::Manifest(_)
+            | Error::UnsafePath { .. } => Failure::Corrupt,
+            Error::Tree(TreeError::Format { .. } | TreeError::Unsafe { .. }) => Failure::Corrupt,
+            _ => Failure::Failed,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),

@@ -45,6 +45,8 @@ pub struct ExportOptions {
     pub level: u32,
     /// Which statelite tree format to write.
     pub compat: Compat,
+    /// Compression threads for the tree (0: one per core).
+    pub threads: usize,
 }
 
 /// The statelite tree format of a bundle.
@@ -66,7 +68,9 @@ pub struct ExportReport {
     pub bundle: Option<PathBuf>,
     pub files: usize,
     pub tree_entries: u64,
+    /// Payload bytes: files as they are, the tree as its uncompressed archive.
     pub bytes_in: u64,
+    /// Bytes of the bundle.
     pub bytes_out: u64,
     pub seconds: f64,
 }
@@ -214,6 +218,7 @@ fn write_bundle<W: TreeSink>(
     if let Some(csv) = &set.litefile_csv {
         bundle.add_bytes(&format!("{img}/litefile.csv"), csv, 0o644)?;
     }
+    let mut tree_adjust = (0, 0);
     if let Some(tree_dir) = &set.tree {
         report.info("Packing root image. It will take a while");
         let host = root.resolve(tree_dir)?;
@@ -225,6 +230,8 @@ fn write_bundle<W: TreeSink>(
             report.warning(w);
         }
         out.tree_entries = stats.entries;
+        // Count the tree by what it holds, not by its compressed size.
+        tree_adjust = (loc.len, stats.archive_bytes);
     }
     for extra in &set.extras {
         add_extra(root, &mut bundle, &img, extra, report)?;
@@ -242,7 +249,7 @@ fn write_bundle<W: TreeSink>(
         opts.image
     ));
     let (w, stats) = bundle.finish()?;
-    out.bytes_in = stats.bytes_in;
+    out.bytes_in = stats.bytes_in - tree_adjust.0 + tree_adjust.1;
     out.bytes_out = stats.bytes_out;
     Ok(w)
 }
@@ -299,6 +306,8 @@ impl TreeSink for BufWriter<io::StdoutLock<'static>> {
 #[derive(Debug, Default)]
 struct TreeSummary {
     entries: u64,
+    /// Uncompressed archive bytes (the tar, or the newc stream).
+    archive_bytes: u64,
     warnings: Vec<String>,
 }
 
@@ -311,11 +320,13 @@ fn tree_encoder<'a>(
         Compat::Imgport => {
             let o = tree::writer::WriteOptions {
                 level: opts.level,
+                threads: opts.threads,
                 ..Default::default()
             };
             let stats = tree::writer::write_tree(host, w, &o)?;
             Ok(TreeSummary {
                 entries: stats.entries,
+                archive_bytes: stats.bytes_in,
                 warnings: stats.warnings,
             })
         }
@@ -345,6 +356,7 @@ fn tree_encoder<'a>(
             }
             Ok(TreeSummary {
                 entries: stats.entries,
+                archive_bytes: stats.bytes,
                 warnings,
             })
         }

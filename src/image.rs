@@ -84,7 +84,7 @@ pub fn discover(
     let osimage = catalog
         .get("osimage", &[("imagename", name)])?
         .ok_or_else(|| {
-            Error::Xcat(format!(
+            Error::NotFound(format!(
                 "Cannot find image '{name}' from the osimage table."
             ))
         })?;
@@ -92,7 +92,7 @@ pub fn discover(
     let mut linuximage = catalog
         .get("linuximage", &[("imagename", name)])?
         .ok_or_else(|| {
-            Error::Xcat(format!(
+            Error::NotFound(format!(
                 "Cannot find image '{name}' from the linuximage table."
             ))
         })?;

@@ -15,7 +15,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::bundle::{BundleReader, MemberKind, EXTRA_DIR, MANIFEST_NAME};
+use crate::bundle::{BundleReader, Flow, MemberKind, EXTRA_DIR, MANIFEST_NAME};
 use crate::catalog::{Catalog, Upsert};
 use crate::error::{Error, Result};
 use crate::image::{self, CONFIG_COLUMNS};
@@ -48,6 +48,8 @@ pub struct ImportOptions {
     pub profile: Option<String>,
     /// Plan only: report every file and row the import would write; touch nothing.
     pub dry_run: bool,
+    /// Restore threads for the tree (0: one per core).
+    pub threads: usize,
 }
 
 /// The result for one image directory of the bundle.
@@ -63,6 +65,8 @@ pub struct ImageOutcome {
     pub tree_entries: u64,
     /// With `--dry-run`: what the import would do.
     pub dry_run: Option<DryRun>,
+    /// Why the image failed, for exit codes.
+    pub failure: Option<crate::error::Failure>,
 }
 
 /// What an import did.
@@ -189,7 +193,7 @@ pub fn import(
                 let shown = std::env::current_dir()
                     .map(|c| c.join(p))
                     .unwrap_or_else(|_| p.clone());
-                Error::Xcat(format!("Cannot find {}", shown.display()))
+                Error::NotFound(format!("Cannot find {}", shown.display()))
             })?;
             report.verbose(&format!("Bundle file is located at {}", p.display()));
             Box::new(f)
@@ -227,7 +231,7 @@ pub fn import(
                     .read_to_end(&mut xml)
                     .map_err(|e| Error::io(format!("{}/{MANIFEST_NAME}", member.image_dir), e))?;
                 dir.manifest = Some(ctx.plan(&xml));
-                return Ok(());
+                return Ok(Flow::Continue);
             }
             if opts.dry_run {
                 // Touch nothing: remember what is there, keep only the litefile rows.
@@ -254,7 +258,7 @@ pub fn import(
                         mtime: member.mtime,
                     },
                 );
-                return Ok(());
+                return Ok(Flow::Continue);
             }
             if member.rel == TREE_MEMBER && dir.tree.is_none() {
                 if let Some(Ok(plan)) = &dir.manifest {
@@ -263,7 +267,7 @@ pub fn import(
                         let staged =
                             ctx.stage_tree(plan, &mut dir.placement, member.data, report)?;
                         dir.tree = Some(staged);
-                        return Ok(());
+                        return Ok(Flow::Continue);
                     }
                 }
             }
@@ -295,7 +299,7 @@ pub fn import(
                     mtime: member.mtime,
                 },
             );
-            Ok(())
+            Ok(Flow::Continue)
         })
     });
     if let Err(e) = streamed {
@@ -352,6 +356,7 @@ pub fn import(
             files: Vec::new(),
             tree_entries: 0,
             dry_run: None,
+            failure: None,
         };
         let mut tree = dir.tree;
         let planned = ctx.plan_steps(&plan, &dir.members, tree.is_some(), report);
@@ -365,6 +370,7 @@ pub fn import(
                 Err(e) => {
                     report.error(&e.to_string());
                     outcome.errors.push(e.to_string());
+                    outcome.failure = Some(e.failure());
                 }
             }
             out.images.push(outcome);
@@ -404,6 +410,7 @@ pub fn import(
                     ));
                 }
                 outcome.errors.push(e.to_string());
+                outcome.failure = Some(e.failure());
             }
         }
         out.images.push(outcome);
@@ -421,6 +428,7 @@ fn failed(dir: &str, why: &str) -> ImageOutcome {
         files: Vec::new(),
         tree_entries: 0,
         dry_run: None,
+        failure: Some(crate::error::Failure::Corrupt),
     }
 }
 
@@ -561,6 +569,14 @@ impl Context<'_> {
         let m = &plan.manifest;
         let name = &plan.imagename;
         let mut steps = Vec::new();
+        // Every destination must resolve inside the root, checked as it is planned so
+        // the first offending manifest path is the one reported.
+        let root = self.root;
+        let push = |steps: &mut Vec<Step>, step: Step| -> Result<()> {
+            root.resolve_for_write(step.dest())?;
+            steps.push(step);
+            Ok(())
+        };
         let mut upserts = vec![
             upsert("osimage", &[("imagename", name)], &m.osimage),
             upsert("linuximage", &[("imagename", name)], &m.linuximage),
@@ -573,14 +589,17 @@ impl Context<'_> {
             for dest in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
                 let member = basename(dest);
                 if !members.contains_key(member) {
-                    return Err(Error::Xcat(format!(
+                    return Err(Error::Incomplete(format!(
                         "The bundle has no {member} for {dest} of image {name}."
                     )));
                 }
-                steps.push(Step::File {
-                    member: member.to_string(),
-                    dest: dest.to_string(),
-                });
+                push(
+                    &mut steps,
+                    Step::File {
+                        member: member.to_string(),
+                        dest: dest.to_string(),
+                    },
+                )?;
             }
         }
         // 2. Config files: exported by basename, skipped with an error when the
@@ -597,10 +616,13 @@ impl Context<'_> {
                     .map(String::as_str)
                     .unwrap_or_else(|| basename(dest));
                 if members.contains_key(member) {
-                    steps.push(Step::File {
-                        member: member.to_string(),
-                        dest: dest.to_string(),
-                    });
+                    push(
+                        &mut steps,
+                        Step::File {
+                            member: member.to_string(),
+                            dest: dest.to_string(),
+                        },
+                    )?;
                 } else {
                     report.warning(&format!(
                         "{dest} is named in manifest.xml but not in the bundle; skipped"
@@ -631,10 +653,13 @@ impl Context<'_> {
                 } else {
                     format!("{base}.img")
                 };
-                steps.push(Step::File {
-                    member: base.to_string(),
-                    dest: format!("{dir}/{target}"),
-                });
+                push(
+                    &mut steps,
+                    Step::File {
+                        member: base.to_string(),
+                        dest: format!("{dir}/{target}"),
+                    },
+                )?;
             }
         }
         // 4. Kits: the kit directory beside its kitdir.
@@ -643,10 +668,13 @@ impl Context<'_> {
                 let prefix = basename(kitdir);
                 if members.contains_key(prefix) {
                     let dest = format!("{}/{kitname}", crate::root::dirname(kitdir));
-                    steps.push(Step::Subtree {
-                        prefix: prefix.to_string(),
-                        dest,
-                    });
+                    push(
+                        &mut steps,
+                        Step::Subtree {
+                            prefix: prefix.to_string(),
+                            dest,
+                        },
+                    )?;
                 }
             }
         }
@@ -658,9 +686,12 @@ impl Context<'_> {
                 )));
             }
             let dir = crate::root::dirname(tree_file);
-            steps.push(Step::Tree {
-                dest: format!("{dir}/rootimg"),
-            });
+            push(
+                &mut steps,
+                Step::Tree {
+                    dest: format!("{dir}/rootimg"),
+                },
+            )?;
         }
         // 6. Extras.
         for extra in &m.extra {
@@ -681,10 +712,13 @@ impl Context<'_> {
                 }
                 for child in children {
                     let dest = format!("{}/{}", extra.dest.trim_end_matches('/'), basename(child));
-                    steps.push(Step::Subtree {
-                        prefix: child.clone(),
-                        dest,
-                    });
+                    push(
+                        &mut steps,
+                        Step::Subtree {
+                            prefix: child.clone(),
+                            dest,
+                        },
+                    )?;
                 }
             } else {
                 let base = basename(&extra.src);
@@ -696,7 +730,7 @@ impl Context<'_> {
                     )));
                 }
                 let dest = format!("{}/{base}", extra.dest.trim_end_matches('/'));
-                steps.push(Step::File { member, dest });
+                push(&mut steps, Step::File { member, dest })?;
             }
         }
         // 7. Rows: kits, litefile, postscripts (osimage and linuximage are first).
@@ -718,10 +752,6 @@ impl Context<'_> {
         }
         if let Some(nodes) = &self.opts.postscripts {
             upserts.extend(self.postscript_rows(m, nodes, report)?);
-        }
-        // Every destination must resolve inside the root before anything moves.
-        for step in &steps {
-            self.root.resolve_for_write(step.dest())?;
         }
         Ok((steps, upserts))
     }

@@ -143,7 +143,7 @@ fn verify_checks_the_bundle_and_a_restored_tree() {
         "--against",
         restored.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "mismatch: {}", text(&out));
     let report = stdout(&out);
     for needle in [
         "rootimg/etc/ntp.conf: ",
@@ -173,6 +173,6 @@ fn verify_detects_a_corrupt_member() {
     let bad = work.path().join("bad.tgz");
     fs::write(&bad, corrupt).unwrap();
     let out = imgport(&["verify", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(4), "corrupt: {}", text(&out));
     assert!(stderr(&out).contains("member 0"), "{}", text(&out));
 }

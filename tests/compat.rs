@@ -164,8 +164,17 @@ fn c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden(
         &format!("#imagename,profile,provmethod,osvers,osarch,disable\n\"{IMG}\",\"compute\",\"statelite\",\"rhels8.5.0\",\"x86_64\",\"1\"\n"),
         false,
     );
+    // imgport says "not found" (3); the imgexport alias keeps xCAT's 1.
     let out = mn.run_in(work.path(), &["export", IMG, "x.tgz"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
+    let (_d, exp) = alias("imgexport");
+    let alias_out = std::process::Command::new(&exp)
+        .args([IMG, "x.tgz"])
+        .env("IMGPORT_ROOT", mn.root())
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(alias_out.status.code(), Some(1), "{}", text(&alias_out));
     assert!(
         stderr(&out).contains(&format!(
             "Cannot find image '{IMG}' from the osimage table."
@@ -612,9 +621,18 @@ fn c14_validation_errors_match_xcat() {
         let work = tempfile::tempdir().unwrap();
         let bundle = bundle_with_manifest(work.path(), &osimage_xml(&fields, top), &[]);
         let target = Mn::empty();
+        // imgport: "bundle refused" (4); the imgimport alias keeps xCAT's 1.
         let out = target.run(&["import", bundle.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
         assert!(stderr(&out).contains(msg), "want {msg}: {}", text(&out));
+        let (_d, imp) = alias("imgimport");
+        let alias_out = std::process::Command::new(&imp)
+            .arg(&bundle)
+            .env("IMGPORT_ROOT", target.root())
+            .output()
+            .unwrap();
+        assert_eq!(alias_out.status.code(), Some(1), "{}", text(&alias_out));
+        assert!(stderr(&alias_out).contains(msg));
         assert!(
             !target.path("/etc/xcat/osimage.sqlite").exists(),
             "no rows written"
@@ -627,7 +645,7 @@ fn c14_validation_errors_match_xcat() {
     let bundle = bundle_with_manifest(work.path(), &xml, &[("p.tmpl", "tmpl")]);
     let target = Mn::empty();
     let out = target.run(&["import", bundle.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(
         stderr(&out).contains("This image requires that you first copy media for rhels8-x86_64"),
         "{}",

@@ -184,7 +184,7 @@ fn a_bundle_with_two_images_imports_both_and_a_bad_one_does_not_stop_the_other()
     ));
     let target = Mn::empty();
     let out = target.run(&["import", mixed.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(6), "partial: {}", text(&out));
     assert!(stdout(&out).contains("Successfully imported the image second."));
     assert!(
         !target.path(&format!("{ROOTIMGDIR}/rootimg")).exists(),

@@ -8,10 +8,11 @@
 
 pub mod footer;
 pub mod reader;
+pub mod summary;
 pub mod view;
 pub mod writer;
 
-pub use reader::{BundleReader, Member, MemberKind};
+pub use reader::{BundleReader, Flow, Member, MemberKind};
 pub use view::StoredView;
 pub use writer::{BundleWriter, Location};
 

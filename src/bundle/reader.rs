@@ -36,6 +36,14 @@ pub struct Member<'a> {
     pub data: &'a mut dyn Read,
 }
 
+/// Whether [`BundleReader::for_each`] goes on after a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop reading: the rest of the bundle is not needed.
+    Stop,
+}
+
 /// Iterates a bundle's members.
 pub struct BundleReader {
     archive: tar::Archive<Box<dyn Read + Send>>,
@@ -61,8 +69,8 @@ impl BundleReader {
 
     /// Calls `visit` for every member below an image directory, in stream order.
     /// The top-level `./` entry and the image directory entries themselves are not
-    /// passed on. Stops at the first error `visit` returns.
-    pub fn for_each(mut self, mut visit: impl FnMut(Member<'_>) -> Result<()>) -> Result<()> {
+    /// passed on. Stops when `visit` says [`Flow::Stop`] or returns an error.
+    pub fn for_each(mut self, mut visit: impl FnMut(Member<'_>) -> Result<Flow>) -> Result<()> {
         let entries = self
             .archive
             .entries()
@@ -93,7 +101,7 @@ impl BundleReader {
             let mode = header.mode().unwrap_or(0o644);
             let mtime = header.mtime().unwrap_or(0);
             let size = entry.size();
-            visit(Member {
+            let flow = visit(Member {
                 image_dir,
                 rel,
                 kind,
@@ -102,6 +110,9 @@ impl BundleReader {
                 size,
                 data: &mut entry,
             })?;
+            if flow == Flow::Stop {
+                break;
+            }
         }
         Ok(())
     }

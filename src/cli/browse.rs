@@ -8,16 +8,153 @@ use imgport::tree::archive::{verify as verify_tree, TreeArchive};
 use imgport::tree::index::IndexEntry;
 use imgport::tree::Kind;
 
-use super::{EXIT_FAILED, EXIT_OK};
+use serde_json::json;
+
+use super::{
+    json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_NOT_FOUND, EXIT_OK,
+};
 
 fn open(bundle: &Path) -> Result<TreeArchive, i32> {
+    if !bundle.exists() {
+        eprintln!("imgport: Cannot find {}", bundle.display());
+        return Err(EXIT_NOT_FOUND);
+    }
     TreeArchive::open(bundle).map_err(|e| {
         eprintln!("imgport: {e}");
-        EXIT_FAILED
+        EXIT_CORRUPT
     })
 }
 
-pub fn ls(bundle: &Path, filter: Option<&str>) -> i32 {
+fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+        Kind::Symlink(_) => "symlink",
+        Kind::HardLink(_) => "hardlink",
+        Kind::CharDevice { .. } => "char",
+        Kind::BlockDevice { .. } => "block",
+        Kind::Fifo => "fifo",
+    }
+}
+
+fn entry_json(e: &IndexEntry) -> serde_json::Value {
+    let mut v = json!({
+        "path": String::from_utf8_lossy(&e.path),
+        "type": kind_name(&e.kind),
+        "mode": format!("{:04o}", e.mode),
+        "uid": e.uid,
+        "gid": e.gid,
+        "size": e.size,
+        "mtime": e.mtime.secs,
+    });
+    match &e.kind {
+        Kind::Symlink(t) | Kind::HardLink(t) => v["target"] = json!(String::from_utf8_lossy(t)),
+        Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+            v["major"] = json!(major);
+            v["minor"] = json!(minor);
+        }
+        _ => {}
+    }
+    v
+}
+
+/// `inspect`: the manifest(s), payload sizes and the tree's figures.
+pub fn inspect(bundle: &Path, g: &Globals) -> i32 {
+    let summary = match imgport::bundle::summary::summarize(bundle) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("imgport: {e}");
+            return super::exit_for(e.failure());
+        }
+    };
+    if g.json {
+        let images: Vec<serde_json::Value> = summary
+            .images
+            .iter()
+            .map(|i| {
+                let m = i.manifest.as_ref();
+                json!({
+                    "dir": i.dir,
+                    "image": m.and_then(|m| m.field("imagename")),
+                    "provmethod": m.and_then(|m| m.field("provmethod")),
+                    "profile": m.and_then(|m| m.field("profile")),
+                    "osvers": m.and_then(|m| m.field("osvers")),
+                    "osarch": m.and_then(|m| m.field("osarch")),
+                    "osimage": m.map(|m| &m.osimage),
+                    "linuximage": m.map(|m| &m.linuximage),
+                    "extras": m.map(|m| m.extra.iter().map(|e| json!({"src": e.src, "dest": e.dest})).collect::<Vec<_>>()),
+                    "files": i.files.iter().map(|(n, s)| json!({"name": n, "size": s})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let tree = summary.tree.map(|t| {
+            json!({
+                "entries": t.entries,
+                "files": t.files,
+                "file_bytes": t.file_bytes,
+                "tar_bytes": t.tar_bytes,
+                "compressed_bytes": t.compressed_bytes,
+                "members": t.members,
+                "ratio": if t.compressed_bytes > 0 { json!((t.tar_bytes as f64 / t.compressed_bytes as f64 * 1000.0).round() / 1000.0) } else { json!(null) },
+            })
+        });
+        doc::print(&json!({
+            "schema": doc::SCHEMA,
+            "command": "inspect",
+            "bundle": bundle.display().to_string(),
+            "bundle_bytes": summary.bundle_bytes,
+            "format": summary.format,
+            "images": images,
+            "tree": tree,
+        }));
+        return EXIT_OK;
+    }
+    println!(
+        "bundle:   {} ({} bytes, format {})",
+        bundle.display(),
+        summary.bundle_bytes,
+        summary.format
+    );
+    for i in &summary.images {
+        match &i.manifest {
+            Some(m) => {
+                let f = |n: &str| m.field(n).unwrap_or("-").to_string();
+                println!("image:    {}", f("imagename"));
+                println!(
+                    "  provmethod {}, profile {}, os {} {}",
+                    f("provmethod"),
+                    f("profile"),
+                    f("osvers"),
+                    f("osarch")
+                );
+                if let Some(dir) = m.linuximage.get("rootimgdir") {
+                    println!("  rootimgdir {dir}");
+                }
+                for e in &m.extra {
+                    println!("  extra    {} -> {}", e.src, e.dest);
+                }
+            }
+            None => println!("image:    {} (no manifest.xml seen)", i.dir),
+        }
+        for (name, size) in &i.files {
+            println!("  file     {name} ({size} bytes)");
+        }
+    }
+    if let Some(t) = summary.tree {
+        let ratio = if t.compressed_bytes > 0 {
+            t.tar_bytes as f64 / t.compressed_bytes as f64
+        } else {
+            0.0
+        };
+        println!(
+            "tree:     {} entries, {} files, {} bytes of files; {} tar bytes in {} members, {} compressed (ratio {ratio:.2})",
+            t.entries, t.files, t.file_bytes, t.tar_bytes, t.members, t.compressed_bytes
+        );
+    }
+    EXIT_OK
+}
+
+pub fn ls(bundle: &Path, filter: Option<&str>, g: &Globals) -> i32 {
     let archive = match open(bundle) {
         Ok(a) => a,
         Err(code) => return code,
@@ -31,6 +168,7 @@ pub fn ls(bundle: &Path, filter: Option<&str>) -> i32 {
         }
     });
     let mut out = std::io::stdout().lock();
+    let mut listed = Vec::new();
     for e in archive.index().entries() {
         let e = match e {
             Ok(e) => e,
@@ -45,9 +183,19 @@ pub fn ls(bundle: &Path, filter: Option<&str>) -> i32 {
                 continue;
             }
         }
-        if writeln!(out, "{}", line(&e)).is_err() {
+        if g.json {
+            listed.push(entry_json(&e));
+        } else if writeln!(out, "{}", line(&e)).is_err() {
             return EXIT_OK; // a closed pipe (`| head`) is not an error
         }
+    }
+    if g.json {
+        doc::print(&json!({
+            "schema": doc::SCHEMA,
+            "command": "ls",
+            "bundle": bundle.display().to_string(),
+            "entries": listed,
+        }));
     }
     EXIT_OK
 }
@@ -123,12 +271,30 @@ pub fn cat(bundle: &Path, path: &str) -> i32 {
     }
 }
 
-pub fn verify(bundle: &Path, against: Option<&Path>) -> i32 {
+pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
     let mut archive = match open(bundle) {
         Ok(a) => a,
         Err(code) => return code,
     };
     match verify_tree(&mut archive, against) {
+        Ok(report) if g.json => {
+            doc::print(&json!({
+                "schema": doc::SCHEMA,
+                "command": "verify",
+                "bundle": bundle.display().to_string(),
+                "against": against.map(|a| a.display().to_string()),
+                "ok": report.ok(),
+                "members": report.members,
+                "entries": report.entries,
+                "files": report.files,
+                "differences": report.differences,
+            }));
+            if report.ok() {
+                EXIT_OK
+            } else {
+                EXIT_MISMATCH
+            }
+        }
         Ok(report) => {
             for d in &report.differences {
                 println!("{d}");
@@ -144,12 +310,12 @@ pub fn verify(bundle: &Path, against: Option<&Path>) -> i32 {
             if report.ok() {
                 EXIT_OK
             } else {
-                EXIT_FAILED
+                EXIT_MISMATCH
             }
         }
         Err(e) => {
             eprintln!("imgport: {e}");
-            EXIT_FAILED
+            EXIT_CORRUPT
         }
     }
 }

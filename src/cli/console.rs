@@ -1,5 +1,6 @@
 //! Prints library lines as xCAT's client does: data lines on stdout, errors and
 //! warnings on stderr as `Error: [<host>]: <text>`; any error line makes exit code 1.
+//! Also keeps the error and warning lines of the item in progress, for `--json`.
 
 use std::io::Write;
 
@@ -7,22 +8,29 @@ use imgport::report::Reporter;
 
 pub struct Console {
     verbose: bool,
-    /// Data lines go to stderr when stdout carries a bundle.
+    /// Data lines go to stderr when stdout carries a bundle or a JSON document.
     info_to_stderr: bool,
+    quiet: bool,
     host: String,
     errors: usize,
+    /// Lines of the current item, drained by [`Console::take_lines`].
+    warnings_now: Vec<String>,
+    errors_now: Vec<String>,
 }
 
 impl Console {
-    pub fn new(verbose: bool, info_to_stderr: bool) -> Console {
+    pub fn new(verbose: bool, info_to_stderr: bool, quiet: bool) -> Console {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         Console {
             verbose,
             info_to_stderr,
+            quiet,
             host,
             errors: 0,
+            warnings_now: Vec::new(),
+            errors_now: Vec::new(),
         }
     }
 
@@ -40,7 +48,23 @@ impl Console {
         for line in message.lines() {
             self.error(line);
         }
+        self.errors_now.clear();
         super::EXIT_FAILED
+    }
+
+    /// The warning and error lines since the last call.
+    pub fn take_lines(&mut self) -> (Vec<String>, Vec<String>) {
+        (
+            std::mem::take(&mut self.warnings_now),
+            std::mem::take(&mut self.errors_now),
+        )
+    }
+
+    /// A closing line of imgport's own (not xCAT's), shown unless `--quiet`.
+    pub fn note(&mut self, line: &str) {
+        if !self.quiet {
+            self.data(line);
+        }
     }
 
     fn data(&self, line: &str) {
@@ -54,18 +78,22 @@ impl Console {
 
 impl Reporter for Console {
     fn info(&mut self, line: &str) {
-        self.data(line);
+        if !self.quiet {
+            self.data(line);
+        }
     }
     fn verbose(&mut self, line: &str) {
-        if self.verbose {
+        if self.verbose && !self.quiet {
             self.data(line);
         }
     }
     fn error(&mut self, line: &str) {
         self.errors += 1;
+        self.errors_now.push(line.to_string());
         let _ = writeln!(std::io::stderr().lock(), "Error: [{}]: {line}", self.host);
     }
     fn warning(&mut self, line: &str) {
+        self.warnings_now.push(line.to_string());
         let _ = writeln!(std::io::stderr().lock(), "Warning: [{}]: {line}", self.host);
     }
 }

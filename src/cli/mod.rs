@@ -1,8 +1,11 @@
 //! Command line: parses flags (clap) into the library's option structs, runs the flow,
-//! prints lines the way xCAT's client does. No logic of its own beyond that.
+//! prints lines the way xCAT's client does (or one JSON document with `--json`). No
+//! logic of its own beyond that.
 
 mod browse;
 mod console;
+mod docs;
+mod json;
 mod xcat;
 
 use std::ffi::OsString;
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use imgport::catalog::Catalog;
+use imgport::error::Failure;
 use imgport::export::{Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
@@ -18,46 +22,96 @@ use imgport::root::Root;
 
 use console::Console;
 
-/// Exit code when everything succeeded.
+/// Everything succeeded.
 pub const EXIT_OK: i32 = 0;
-/// Exit code for any failure (xCAT's only error code).
+/// Something failed, or an error line was printed (xCAT's only error code).
 pub const EXIT_FAILED: i32 = 1;
-/// Exit code for a command line that could not be parsed.
+/// The command line could not be parsed.
 pub const EXIT_USAGE: i32 = 2;
+/// The image or bundle asked for does not exist.
+pub const EXIT_NOT_FOUND: i32 = 3;
+/// The bundle is unreadable, malformed or refused as unsafe.
+pub const EXIT_CORRUPT: i32 = 4;
+/// `verify` found differences.
+pub const EXIT_MISMATCH: i32 = 5;
+/// Several images or bundles: some succeeded, some failed.
+pub const EXIT_PARTIAL: i32 = 6;
+
+/// The exit code for a failure class.
+pub fn exit_for(f: Failure) -> i32 {
+    match f {
+        Failure::NotFound => EXIT_NOT_FOUND,
+        Failure::Corrupt => EXIT_CORRUPT,
+        Failure::Failed => EXIT_FAILED,
+    }
+}
+
+/// The exit code of a run over several items: 0 if all succeeded (1 if error lines
+/// were printed on the way), the failure's own code if all failed alike, 6 if some
+/// succeeded and some failed.
+fn combine(results: &[Option<Failure>], console: &Console) -> i32 {
+    let failed: Vec<Failure> = results.iter().flatten().copied().collect();
+    if failed.is_empty() {
+        return console.exit_code();
+    }
+    if failed.len() < results.len() {
+        return EXIT_PARTIAL;
+    }
+    let first = failed[0];
+    if failed.iter().all(|f| *f == first) {
+        exit_for(first)
+    } else {
+        EXIT_FAILED
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "imgport",
     version,
     about = "Export and import xCAT osimages as single bundle files, fast and losslessly",
-    after_help = "Examples:\n  imgport export rhels8-x86_64-statelite-compute\n  imgport --root /srv/mn2 import rhels8-x86_64-statelite-compute.tgz -f compute_test\n  imgport tabdump osimage > osimage.csv"
+    after_help = "Examples:\n  imgport export rhels8-x86_64-statelite-compute\n  imgport --root /srv/mn2 import rhels8-x86_64-statelite-compute.tgz -f compute_test\n  imgport export --all -o /backup --json > export.json\n  imgport tabdump osimage > osimage.csv\n\nExit codes: 0 ok, 1 failed (or error lines printed), 2 usage, 3 image or bundle not found,\n4 bundle corrupt or refused, 5 verify mismatch, 6 some of several images failed."
 )]
 struct Cli {
     /// Directory that stands for the management node's `/` (like `rpm --root`)
     #[arg(long, global = true, env = "IMGPORT_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Print one JSON document on stdout (progress and xCAT lines go to stderr)
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only errors and warnings
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Worker threads (default: one per core)
+    #[arg(long, global = true, value_name = "N", default_value_t = 0)]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write an osimage and every file it needs into one bundle (imgexport)
+    /// Write osimages and every file they need into bundles (imgexport)
     #[command(
-        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage - | ssh mn2 imgport import -"
+        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export img1 img2 img3 -o /backup  # one bundle each\n  imgport export --all -o /backup --json\n  imgport export myimage - | ssh mn2 imgport import -\n\nWith one image, a second argument is the bundle path (xCAT's syntax). With -o or --all,\nevery argument is an image and each goes to DIR/<image>.tgz."
     )]
     Export {
-        /// The osimage name
-        image: String,
-        /// Bundle path (default `<image>.tgz` in the current directory; `-` for stdout)
-        destination: Option<String>,
+        /// IMAGE [DESTINATION], or several images with -o/--all
+        #[arg(value_name = "IMAGE")]
+        args: Vec<String>,
+        /// Export every osimage of the catalog
+        #[arg(long)]
+        all: bool,
+        /// Directory for the bundles (`<image>.tgz` each)
+        #[arg(short = 'o', long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
         /// Extra file or directory to carry, with the directory import puts it in
         #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
         extra: Vec<String>,
         /// Take postscripts and postbootscripts from this node's definition
         #[arg(short, long, value_name = "NODE")]
         postscripts: Option<String>,
-        /// gzip level for compressible payload
+        /// gzip level (1 fastest, 9 smallest)
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
         /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
@@ -68,13 +122,14 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Define the image(s) of a bundle on this management node (imgimport)
+    /// Define the image(s) of bundles on this management node (imgimport)
     #[command(
-        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  ssh mn1 imgport export myimage - | imgport import -"
+        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  imgport import --dry-run myimage.tgz\n  imgport import /backup/*.tgz --json\n  ssh mn1 imgport export myimage - | imgport import -"
     )]
     Import {
-        /// The bundle (`-` for stdin)
-        bundle: String,
+        /// Bundles (`-` for stdin)
+        #[arg(value_name = "BUNDLE", required = true)]
+        bundles: Vec<String>,
         /// Give these nodes the bundle's postscripts
         #[arg(short, long, value_name = "NODERANGE")]
         postscripts: Option<String>,
@@ -91,6 +146,11 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Summarize a bundle from its manifest and index, without reading the payload
+    #[command(
+        after_help = "Examples:\n  imgport inspect myimage.tgz\n  imgport inspect myimage.tgz --json"
+    )]
+    Inspect { bundle: PathBuf },
     /// List the root tree of a bundle (or rootimgtree.gz) from its index, like `tar -tv`
     #[command(
         after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc"
@@ -122,6 +182,9 @@ enum Command {
         addrows: bool,
         file: PathBuf,
     },
+    /// Write man pages and shell completions into DIR (used by scripts/gen-docs.sh)
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// `--compat`: which tree format export writes.
@@ -131,6 +194,15 @@ enum CompatArg {
     Imgport,
     /// xCAT's cpio newc (lossy)
     Xcat,
+}
+
+/// Global flags every command sees.
+#[derive(Debug, Clone)]
+pub(crate) struct Globals {
+    pub root: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+    pub threads: usize,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -157,26 +229,26 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }
     };
-    let root_dir = cli.root.unwrap_or_else(|| PathBuf::from("/"));
+    let g = Globals {
+        root: cli.root.unwrap_or_else(|| PathBuf::from("/")),
+        json: cli.json,
+        quiet: cli.quiet,
+        threads: cli.threads,
+    };
     match cli.command {
         Command::Export {
-            image,
-            destination,
+            args,
+            all,
+            output_dir,
             extra,
             postscripts,
             level,
             compat,
             verbose,
         } => {
-            let opts = ExportOptions {
-                image,
-                destination: destination.map(|d| {
-                    if d == "-" {
-                        Destination::Stdout
-                    } else {
-                        Destination::Path(PathBuf::from(d))
-                    }
-                }),
+            let base = ExportOptions {
+                image: String::new(),
+                destination: None,
                 discover: DiscoverOptions {
                     extras: extra,
                     postscripts_node: postscripts,
@@ -186,38 +258,49 @@ pub fn run(args: Vec<OsString>) -> i32 {
                     CompatArg::Imgport => Compat::Imgport,
                     CompatArg::Xcat => Compat::Xcat,
                 },
+                threads: g.threads,
             };
-            let stdout_is_bundle = opts.destination == Some(Destination::Stdout);
-            let mut console = Console::new(verbose, stdout_is_bundle);
-            run_export(&root_dir, &opts, &mut console)
+            let plan = ExportPlan {
+                args,
+                all,
+                output_dir,
+            };
+            let to_stdout = plan.args.get(1).is_some_and(|d| d == "-") && !plan.multi();
+            let mut console = Console::new(verbose, to_stdout || g.json, g.quiet);
+            run_exports(&g, &plan, &base, &mut console)
         }
         Command::Import {
-            bundle,
+            bundles,
             postscripts,
             profile,
             nozip: _,
             dry_run,
             verbose,
         } => {
-            let opts = ImportOptions {
-                bundle: if bundle == "-" {
-                    BundleSource::Stdin
-                } else {
-                    BundleSource::Path(PathBuf::from(bundle))
-                },
-                postscripts,
-                profile,
-                dry_run,
-            };
-            let mut console = Console::new(verbose, false);
-            run_import(&root_dir, &opts, &mut console)
+            let mut console = Console::new(verbose, g.json, g.quiet);
+            let opts: Vec<ImportOptions> = bundles
+                .iter()
+                .map(|b| ImportOptions {
+                    bundle: if b == "-" {
+                        BundleSource::Stdin
+                    } else {
+                        BundleSource::Path(PathBuf::from(b))
+                    },
+                    postscripts: postscripts.clone(),
+                    profile: profile.clone(),
+                    dry_run,
+                    threads: g.threads,
+                })
+                .collect();
+            run_imports(&g, &opts, &mut console)
         }
-        Command::Ls { bundle, path } => browse::ls(&bundle, path.as_deref()),
+        Command::Inspect { bundle } => browse::inspect(&bundle, &g),
+        Command::Ls { bundle, path } => browse::ls(&bundle, path.as_deref(), &g),
         Command::Cat { bundle, path } => browse::cat(&bundle, &path),
-        Command::Verify { bundle, against } => browse::verify(&bundle, against.as_deref()),
+        Command::Verify { bundle, against } => browse::verify(&bundle, against.as_deref(), &g),
         Command::Tabdump { table } => {
-            let mut console = Console::new(false, false);
-            with_catalog(&root_dir, &mut console, |_, catalog, console| {
+            let mut console = Console::new(false, false, g.quiet);
+            with_catalog(&g.root, &mut console, |_, catalog, console| {
                 let mut out = std::io::stdout().lock();
                 match catalog.tabdump(&table, &mut out) {
                     Ok(()) => EXIT_OK,
@@ -226,14 +309,77 @@ pub fn run(args: Vec<OsString>) -> i32 {
             })
         }
         Command::Tabrestore { addrows, file } => {
-            let mut console = Console::new(false, false);
-            with_catalog(&root_dir, &mut console, |_, catalog, console| match catalog
-                .tabrestore(&file, addrows)
-            {
-                Ok(_) => EXIT_OK,
-                Err(e) => console.fail(&e.to_string()),
+            let mut console = Console::new(false, false, g.quiet);
+            with_catalog(&g.root, &mut console, |_, catalog, console| {
+                match catalog.tabrestore(&file, addrows) {
+                    Ok(_) => EXIT_OK,
+                    Err(e) => console.fail(&e.to_string()),
+                }
             })
         }
+        Command::GenerateDocs { dir } => docs::generate(Cli::command_for_docs(), &dir),
+    }
+}
+
+impl Cli {
+    fn command_for_docs() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}
+
+/// Which images an export call names, and where their bundles go.
+struct ExportPlan {
+    args: Vec<String>,
+    all: bool,
+    output_dir: Option<PathBuf>,
+}
+
+impl ExportPlan {
+    fn multi(&self) -> bool {
+        self.all || self.output_dir.is_some()
+    }
+
+    /// (image, destination) pairs, or a usage error.
+    fn jobs(&self, catalog: &Catalog) -> Result<Vec<(String, Option<Destination>)>, String> {
+        if !self.multi() {
+            return match self.args.as_slice() {
+                [image] => Ok(vec![(image.clone(), None)]),
+                [image, dest] => Ok(vec![(
+                    image.clone(),
+                    Some(if dest == "-" {
+                        Destination::Stdout
+                    } else {
+                        Destination::Path(PathBuf::from(dest))
+                    }),
+                )]),
+                [] => Err("export needs an image name (or --all)".into()),
+                _ => Err("several images need -o DIR (or --all): with one image, the second argument is the bundle path".into()),
+            };
+        }
+        let images = if self.all {
+            if !self.args.is_empty() {
+                return Err("--all takes no image names".into());
+            }
+            catalog
+                .select("osimage", &[])
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|r| r.get("imagename").cloned())
+                .collect()
+        } else {
+            self.args.clone()
+        };
+        let dir = self
+            .output_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(images
+            .into_iter()
+            .map(|i| {
+                let dest = dir.join(imgport::export::default_bundle_name(&i));
+                (i, Some(Destination::Path(dest)))
+            })
+            .collect())
     }
 }
 
@@ -255,6 +401,130 @@ fn with_catalog(
     f(&root, &catalog, console)
 }
 
+/// Exports every job; one failure does not stop the others.
+fn run_exports(g: &Globals, plan: &ExportPlan, base: &ExportOptions, console: &mut Console) -> i32 {
+    with_catalog(&g.root, console, |root, catalog, console| {
+        let jobs = match plan.jobs(catalog) {
+            Ok(j) => j,
+            Err(msg) => {
+                eprintln!("imgport: {msg}");
+                return EXIT_USAGE;
+            }
+        };
+        let mut results = Vec::new();
+        let mut docs = Vec::new();
+        for (image, destination) in jobs {
+            let opts = ExportOptions {
+                image: image.clone(),
+                destination,
+                ..base.clone()
+            };
+            let outcome = imgport::export::export(root, catalog, &opts, console);
+            let (warnings, errors) = console.take_lines();
+            let failure = match &outcome {
+                Ok(_) => None,
+                Err(e) => {
+                    console.fail(&e.to_string());
+                    Some(e.failure())
+                }
+            };
+            let mut errors = errors;
+            if let Err(e) = &outcome {
+                errors.push(e.to_string());
+            }
+            results.push(failure);
+            docs.push(json::export_image(
+                &image,
+                outcome.as_ref().ok(),
+                &warnings,
+                &errors,
+            ));
+        }
+        let code = combine(&results, console);
+        if g.json {
+            json::print(&json::export_doc(docs, code));
+        } else if results.len() > 1 {
+            summary("exported", &results, console);
+        }
+        code
+    })
+}
+
+/// Imports every bundle; one failure does not stop the others.
+fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Console) -> i32 {
+    with_catalog(&g.root, console, |root, catalog, console| {
+        let mut results = Vec::new();
+        let mut docs = Vec::new();
+        for opts in all {
+            let name = match &opts.bundle {
+                BundleSource::Path(p) => p.display().to_string(),
+                BundleSource::Stdin => "-".to_string(),
+            };
+            let outcome = imgport::import::import(root, catalog, opts, console);
+            let (warnings, mut errors) = console.take_lines();
+            match &outcome {
+                Ok(report) => {
+                    if opts.dry_run && !g.json {
+                        for image in &report.images {
+                            if let Some(plan) = &image.dry_run {
+                                print_dry_run(&image.image, plan);
+                            }
+                        }
+                    }
+                    let failures: Vec<Option<Failure>> = report
+                        .images
+                        .iter()
+                        .map(|i| {
+                            if i.ok {
+                                None
+                            } else {
+                                Some(i.failure.unwrap_or(Failure::Failed))
+                            }
+                        })
+                        .collect();
+                    results.extend(if failures.is_empty() {
+                        vec![Some(Failure::Corrupt)]
+                    } else {
+                        failures
+                    });
+                }
+                Err(e) => {
+                    console.fail(&e.to_string());
+                    errors.push(e.to_string());
+                    results.push(Some(e.failure()));
+                }
+            }
+            docs.push(json::import_bundle(
+                &name,
+                outcome.as_ref().ok(),
+                &warnings,
+                &errors,
+            ));
+        }
+        let code = combine(&results, console);
+        if g.json {
+            json::print(&json::import_doc(
+                docs,
+                code,
+                all.first().is_some_and(|o| o.dry_run),
+            ));
+        } else if all.len() > 1 {
+            summary("imported", &results, console);
+        }
+        code
+    })
+}
+
+/// One line after a run over several items.
+fn summary(verb: &str, results: &[Option<Failure>], console: &mut Console) {
+    let failed = results.iter().filter(|r| r.is_some()).count();
+    console.note(&format!(
+        "Summary: {} of {} images {verb}, {failed} failed.",
+        results.len() - failed,
+        results.len()
+    ));
+}
+
 pub(crate) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Console) -> i32 {
     with_catalog(
         root_dir,
@@ -271,18 +541,6 @@ pub(crate) fn run_import(root_dir: &Path, opts: &ImportOptions, console: &mut Co
         root_dir,
         console,
         |root, catalog, console| match imgport::import::import(root, catalog, opts, console) {
-            Ok(report) if opts.dry_run => {
-                for image in &report.images {
-                    if let Some(plan) = &image.dry_run {
-                        print_dry_run(&image.image, plan);
-                    }
-                }
-                if report.all_ok() {
-                    console.exit_code()
-                } else {
-                    EXIT_FAILED
-                }
-            }
             Ok(report) if report.all_ok() => console.exit_code(),
             Ok(_) => EXIT_FAILED,
             Err(e) => console.fail(&e.to_string()),

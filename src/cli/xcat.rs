@@ -98,7 +98,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     if parsed.help {
         return usage(EXPORT_USAGE, EXIT_OK);
     }
-    let mut console = Console::new(parsed.verbose, false);
+    let mut console = Console::new(parsed.verbose, false, false);
     if parsed.remotehost.is_some() {
         return no_remote(&mut console, "copy");
     }
@@ -112,6 +112,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
         },
         level: 6,
         compat: Default::default(),
+        threads: 0,
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
     super::run_export(&root, &opts, &mut console)
@@ -135,7 +136,7 @@ pub fn imgimport(args: &[OsString]) -> i32 {
     let Some(bundle) = parsed.positional.into_iter().next() else {
         return usage(IMPORT_USAGE, EXIT_FAILED);
     };
-    let mut console = Console::new(parsed.verbose, false);
+    let mut console = Console::new(parsed.verbose, false, false);
     if parsed.remotehost.is_some() {
         return no_remote(&mut console, "fetch");
     }
@@ -145,6 +146,7 @@ pub fn imgimport(args: &[OsString]) -> i32 {
         postscripts: parsed.postscripts,
         profile: parsed.profile,
         dry_run: false,
+        threads: 0,
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
     super::run_import(&root, &opts, &mut console)

@@ -1,0 +1,128 @@
+//! What a bundle holds, read from its head (the manifests and the payload headers
+//! before the tree) and the tree's index, for `imgport inspect`. The statelite tree
+//! itself, almost all of a bundle's bytes, is never read.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::reader::{BundleReader, Flow, MemberKind};
+use super::{footer, StoredView, MANIFEST_NAME};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::tree::index::{self, Index};
+use crate::tree::Kind;
+
+/// One image directory of a bundle.
+#[derive(Debug, Clone)]
+pub struct ImageSummary {
+    /// The bundle directory (`<IMG>`).
+    pub dir: String,
+    pub manifest: Option<Manifest>,
+    /// Payload files seen before the tree, with their sizes.
+    pub files: Vec<(String, u64)>,
+}
+
+/// The statelite tree, from its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeSummary {
+    pub entries: u64,
+    pub files: u64,
+    /// Logical bytes of the files (holes included).
+    pub file_bytes: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_bytes: u64,
+    /// Bytes of `rootimgtree.gz`.
+    pub compressed_bytes: u64,
+    pub members: u64,
+}
+
+/// What `inspect` reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub bundle_bytes: u64,
+    /// `imgport-1` for bundles with an indexed tree, `xcat` otherwise.
+    pub format: &'static str,
+    pub images: Vec<ImageSummary>,
+    pub tree: Option<TreeSummary>,
+}
+
+/// Reads the summary of the bundle at `path`.
+pub fn summarize(path: &Path) -> Result<Summary> {
+    let mut file =
+        File::open(path).map_err(|_| Error::NotFound(format!("Cannot find {}", path.display())))?;
+    let bundle_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut tail = vec![0u8; footer::FOOTER_BYTES.min(bundle_bytes as usize)];
+    file.seek(SeekFrom::Start(bundle_bytes - tail.len() as u64))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| Error::io(path, e))?;
+    let loc = footer::parse(&tail);
+    let tree = match loc {
+        Some(loc) => {
+            let f = File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut view = StoredView::new(f, loc);
+            let index = index::read_index(&mut view, loc.len)
+                .map_err(|e| Error::Bundle(format!("{}: {e}", path.display())))?;
+            Some(tree_summary(&index, loc.len)?)
+        }
+        None => None,
+    };
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    let mut images: Vec<ImageSummary> = Vec::new();
+    BundleReader::new(file)?.for_each(|m| {
+        if loc.is_some() && m.rel == "rootimgtree.gz" {
+            // Everything after the tree is small, but reaching it means reading the tree.
+            return Ok(Flow::Stop);
+        }
+        let pos = match images.iter().position(|i| i.dir == m.image_dir) {
+            Some(p) => p,
+            None => {
+                images.push(ImageSummary {
+                    dir: m.image_dir.clone(),
+                    manifest: None,
+                    files: Vec::new(),
+                });
+                images.len() - 1
+            }
+        };
+        let image = &mut images[pos];
+        if m.rel == MANIFEST_NAME {
+            let mut xml = Vec::new();
+            m.data
+                .take(16 << 20)
+                .read_to_end(&mut xml)
+                .map_err(|e| Error::io(path, e))?;
+            image.manifest = Some(Manifest::parse(&xml)?);
+        } else if m.kind == MemberKind::File {
+            image.files.push((m.rel.clone(), m.size));
+        }
+        Ok(Flow::Continue)
+    })?;
+    Ok(Summary {
+        bundle_bytes,
+        format: if tree.is_some() { "imgport-1" } else { "xcat" },
+        images,
+        tree,
+    })
+}
+
+fn tree_summary(index: &Index, compressed: u64) -> Result<TreeSummary> {
+    let mut s = TreeSummary {
+        entries: 0,
+        files: 0,
+        file_bytes: 0,
+        tar_bytes: index.members.iter().map(|(m, _, _)| m.uncompressed).sum(),
+        compressed_bytes: compressed,
+        members: index.members.len() as u64,
+    };
+    for e in index.entries() {
+        let e = e.map_err(|e| Error::Bundle(e.to_string()))?;
+        s.entries += 1;
+        if e.kind == Kind::File {
+            s.files += 1;
+            s.file_bytes += e.size;
+        }
+    }
+    Ok(s)
+}
