@@ -14,6 +14,7 @@ use imgport::catalog::Catalog;
 use imgport::export::{Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
+use imgport::remote;
 use imgport::root::Root;
 
 use console::Console;
@@ -44,13 +45,17 @@ struct Cli {
 enum Command {
     /// Write an osimage and every file it needs into one bundle (imgexport)
     #[command(
-        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage - | ssh mn2 imgport import -"
+        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export myimage /backup/ -R root@mn2   # mn2:/backup/myimage.tgz, through ssh\n  imgport export myimage - | ssh mn2 imgport import -\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn2_key`) followed by `-o BatchMode=yes`."
     )]
     Export {
         /// The osimage name
         image: String,
         /// Bundle path (default `<image>.tgz` in the current directory; `-` for stdout)
         destination: Option<String>,
+        /// Write the bundle on this host through ssh instead (nothing is written
+        /// locally); a relative destination is relative to the remote login directory
+        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+        remotehost: Option<String>,
         /// Extra file or directory to carry, with the directory import puts it in
         #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
         extra: Vec<String>,
@@ -70,11 +75,15 @@ enum Command {
     },
     /// Define the image(s) of a bundle on this management node (imgimport)
     #[command(
-        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  ssh mn1 imgport export myimage - | imgport import -"
+        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  imgport import /backup/myimage.tgz -R root@mn1   # read from mn1 through ssh\n  ssh mn1 imgport export myimage - | imgport import -\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn1_key`) followed by `-o BatchMode=yes`."
     )]
     Import {
         /// The bundle (`-` for stdin)
         bundle: String,
+        /// Read the bundle from this host through ssh (nothing is copied locally); a
+        /// relative bundle path is relative to the remote login directory
+        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+        remotehost: Option<String>,
         /// Give these nodes the bundle's postscripts
         #[arg(short, long, value_name = "NODERANGE")]
         postscripts: Option<String>,
@@ -159,21 +168,25 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Export {
             image,
             destination,
+            remotehost,
             extra,
             postscripts,
             level,
             compat,
             verbose,
         } => {
+            let destination = match (remotehost, destination) {
+                (Some(_), Some(d)) if d == "-" => return no_stdio_with_remote(),
+                (Some(host), d) => Some(Destination::Remote {
+                    path: remote::remote_bundle_path(d.as_deref(), &image),
+                    host,
+                }),
+                (None, Some(d)) if d == "-" => Some(Destination::Stdout),
+                (None, d) => d.map(|d| Destination::Path(PathBuf::from(d))),
+            };
             let opts = ExportOptions {
                 image,
-                destination: destination.map(|d| {
-                    if d == "-" {
-                        Destination::Stdout
-                    } else {
-                        Destination::Path(PathBuf::from(d))
-                    }
-                }),
+                destination,
                 discover: DiscoverOptions {
                     extras: extra,
                     postscripts_node: postscripts,
@@ -190,17 +203,20 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
         Command::Import {
             bundle,
+            remotehost,
             postscripts,
             profile,
             nozip: _,
             verbose,
         } => {
+            let source = match remotehost {
+                Some(_) if bundle == "-" => return no_stdio_with_remote(),
+                Some(host) => BundleSource::Remote { host, path: bundle },
+                None if bundle == "-" => BundleSource::Stdin,
+                None => BundleSource::Path(PathBuf::from(bundle)),
+            };
             let opts = ImportOptions {
-                bundle: if bundle == "-" {
-                    BundleSource::Stdin
-                } else {
-                    BundleSource::Path(PathBuf::from(bundle))
-                },
+                bundle: source,
                 postscripts,
                 profile,
             };
@@ -230,6 +246,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             })
         }
     }
+}
+
+/// `-` with `-R`: the bundle cannot be both the local stdio stream and a remote file.
+fn no_stdio_with_remote() -> i32 {
+    eprintln!("error: '-' (standard input/output) cannot be combined with -R/--remotehost");
+    EXIT_USAGE
 }
 
 /// Opens the root and its catalog, then runs `f`; setup failures are reported.
