@@ -31,6 +31,9 @@ pub enum Error {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Tree(#[from] crate::tree::TreeError),
+    /// A `-R` transfer through ssh failed (the message carries ssh's own lines).
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     /// A condition xCAT reports with a fixed message text (kept byte-exact for scripts).
     #[error("{0}")]
     Xcat(String),

@@ -2,19 +2,23 @@
 //! then stream every payload file and the statelite root tree into one bundle.
 //!
 //! Orchestration only: discovery lives in [`crate::image`], the container in
-//! [`crate::bundle`], the tree encoding in [`crate::tree`]. A failed export leaves no
-//! partial bundle: the bundle is written to a temporary name beside the destination and
-//! renamed into place only when complete.
+//! [`crate::bundle`], the tree encoding in [`crate::tree`], the ssh transfer in
+//! [`crate::remote`]. A failed export leaves no partial bundle: the bundle is written to
+//! a temporary name beside the destination (on the remote host for `-R`) and renamed
+//! into place only when complete.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bundle::{image_dir_name, BundleWriter, Location, EXTRA_DIR, MANIFEST_NAME};
+use crate::bundle::{
+    image_dir_name, BundleWriter, HeaderPatch, Location, EXTRA_DIR, MANIFEST_NAME,
+};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::image::{self, DiscoverOptions, ImageSet};
+use crate::remote::{self, Push};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
@@ -32,6 +36,10 @@ pub enum Destination {
     Path(PathBuf),
     /// Standard output.
     Stdout,
+    /// A file on another host, written through ssh (`-R`); `path` is as the remote
+    /// shell sees it (relative to the login directory unless absolute), see
+    /// [`remote::remote_bundle_path`].
+    Remote { host: String, path: String },
 }
 
 /// What to export and how.
@@ -64,7 +72,7 @@ pub enum Compat {
 #[derive(Debug, Clone)]
 pub struct ExportReport {
     pub image: String,
-    /// The bundle written (`None` for stdout).
+    /// The bundle written (`None` for stdout and a remote host).
     pub bundle: Option<PathBuf>,
     pub files: usize,
     pub tree_entries: u64,
@@ -98,6 +106,8 @@ pub fn export(
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
         Destination::Stdout => "standard output".to_string(),
+        // xCAT says `Exporting <img> to <user@host>...` for -R.
+        Destination::Remote { host, .. } => host.clone(),
     };
     report.info(&format!("Exporting {} to {where_to}...", opts.image));
     let set = image::discover(root, catalog, &opts.image, &opts.discover, report)?;
@@ -124,9 +134,20 @@ pub fn export(
                 opts,
                 mtime,
             };
-            let w = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
-            let mut w = w;
+            let (mut w, _) = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
             w.flush().map_err(|e| Error::io("standard output", e))?;
+        }
+        Destination::Remote { host, path } => {
+            let push = Push::start(&remote::Ssh::from_env(), host, path)?;
+            let job = Job {
+                root,
+                set: &set,
+                opts,
+                mtime,
+            };
+            for line in send(&job, push, &mut out, report)? {
+                report.verbose(&line);
+            }
         }
         Destination::Path(p) => {
             let path = absolute(p);
@@ -145,7 +166,7 @@ pub fn export(
                 opts,
                 mtime,
             };
-            let w = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
+            let (w, _) = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
             let file = w
                 .into_inner()
                 .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
@@ -173,6 +194,25 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// Streams the bundle into `push` and commits it on the remote host. ssh's own failure
+/// wins over the local error it causes (a write into a dead ssh is just "broken pipe").
+fn send(
+    job: &Job<'_>,
+    push: Push,
+    out: &mut ExportReport,
+    report: &mut dyn Reporter,
+) -> Result<Vec<String>> {
+    // Large writes: each one is a pipe write ssh has to pick up.
+    let mut w = BufWriter::with_capacity(1 << 18, push);
+    let written = write_bundle(job, &mut w, out, report)
+        .and_then(|(w, patch)| w.flush().map(|_| patch).map_err(|e| Error::io("ssh", e)));
+    let (push, _) = w.into_parts();
+    match written {
+        Ok(patch) => Ok(push.finish(patch.as_slice())?),
+        Err(e) => Err(push.abort().map(Error::from).unwrap_or(e)),
+    }
+}
+
 /// What one bundle is written from.
 struct Job<'a> {
     root: &'a Root,
@@ -183,12 +223,14 @@ struct Job<'a> {
 }
 
 /// Writes the whole bundle to `w`: directories, manifest first, payload, tree, extras.
+/// Returns the writer and, for a destination that cannot seek, the tree's tar header
+/// still to be rewritten.
 fn write_bundle<W: TreeSink>(
     job: &Job<'_>,
     w: W,
     out: &mut ExportReport,
     report: &mut dyn Reporter,
-) -> Result<W> {
+) -> Result<(W, Option<HeaderPatch>)> {
     let Job {
         root,
         set,
@@ -197,6 +239,7 @@ fn write_bundle<W: TreeSink>(
     } = *job;
     let img = image_dir_name(&opts.image);
     let mut bundle = BundleWriter::new(w, opts.level, mtime);
+    let mut patch = None;
     bundle.begin_image(&img, true)?;
     let mut manifest = set.manifest.clone();
     if set.tree.is_some() && opts.compat == Compat::Imgport {
@@ -224,8 +267,9 @@ fn write_bundle<W: TreeSink>(
         let host = root.resolve(tree_dir)?;
         let name = format!("{img}/rootimgtree.gz");
         let encode = tree_encoder(&host, opts);
-        let (stats, loc) = W::add_tree(&mut bundle, &name, &encode)?;
+        let (stats, loc, deferred) = W::add_tree(&mut bundle, &name, &encode)?;
         bundle.set_tree(loc);
+        patch = deferred;
         for w in &stats.warnings {
             report.warning(w);
         }
@@ -251,11 +295,15 @@ fn write_bundle<W: TreeSink>(
     let (w, stats) = bundle.finish()?;
     out.bytes_in = stats.bytes_in - tree_adjust.0 + tree_adjust.1;
     out.bytes_out = stats.bytes_out;
-    Ok(w)
+    Ok((w, patch))
 }
 
 /// A tree encoder: writes the archive of a root directory and says what it did.
 type Encode<'a> = &'a dyn Fn(&mut dyn Write) -> Result<TreeSummary>;
+
+/// What adding the tree gives: its summary, its place, and the header to rewrite
+/// later when the destination could not seek.
+type TreeAdded = (TreeSummary, Location, Option<HeaderPatch>);
 
 /// How a bundle destination takes the statelite tree.
 trait TreeSink: Write + Sized {
@@ -263,7 +311,7 @@ trait TreeSink: Write + Sized {
         bundle: &mut BundleWriter<Self>,
         name: &str,
         encode: Encode<'_>,
-    ) -> Result<(TreeSummary, Location)>;
+    ) -> Result<TreeAdded>;
 }
 
 /// A bundle file takes the tree directly: its tar header is patched once the size is
@@ -273,8 +321,23 @@ impl TreeSink for BufWriter<File> {
         bundle: &mut BundleWriter<Self>,
         name: &str,
         encode: Encode<'_>,
-    ) -> Result<(TreeSummary, Location)> {
-        bundle.add_generated(name, 0o644, |w| encode(w))
+    ) -> Result<TreeAdded> {
+        let (summary, loc) = bundle.add_generated(name, 0o644, |w| encode(w))?;
+        Ok((summary, loc, None))
+    }
+}
+
+/// A remote file cannot be seeked through ssh either, but unlike stdout it can be
+/// fixed up once complete: the tree streams straight through with a placeholder
+/// header, and [`Push::finish`] rewrites the header on the remote host. No spool copy.
+impl TreeSink for &mut BufWriter<Push> {
+    fn add_tree(
+        bundle: &mut BundleWriter<Self>,
+        name: &str,
+        encode: Encode<'_>,
+    ) -> Result<TreeAdded> {
+        let (summary, loc, patch) = bundle.add_streamed(name, 0o644, |w| encode(w))?;
+        Ok((summary, loc, Some(patch)))
     }
 }
 
@@ -285,7 +348,7 @@ impl TreeSink for BufWriter<io::StdoutLock<'static>> {
         bundle: &mut BundleWriter<Self>,
         name: &str,
         encode: Encode<'_>,
-    ) -> Result<(TreeSummary, Location)> {
+    ) -> Result<TreeAdded> {
         let dir = std::env::temp_dir();
         let spool = tempfile::tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut buffered = BufWriter::with_capacity(1 << 20, spool);
@@ -298,7 +361,7 @@ impl TreeSink for BufWriter<io::StdoutLock<'static>> {
             .and_then(|n| spool.seek(SeekFrom::Start(0)).map(|_| n))
             .map_err(|e| Error::io("rootimgtree spool", e))?;
         let loc = bundle.add_stored(name, size, 0o644, spool)?;
-        Ok((summary, loc))
+        Ok((summary, loc, None))
     }
 }
 

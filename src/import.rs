@@ -7,7 +7,8 @@
 //!
 //! Orchestration only: names and safety of members in [`crate::bundle`], destination
 //! paths in [`crate::root`], journaled moves in [`crate::placement`], `-f` in
-//! [`crate::profile`], the tree in [`crate::tree`].
+//! [`crate::profile`], the tree in [`crate::tree`], a `-R` bundle's ssh stream in
+//! [`crate::remote`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -22,6 +23,7 @@ use crate::image::{self, CONFIG_COLUMNS};
 use crate::manifest::Manifest;
 use crate::placement::Placement;
 use crate::profile;
+use crate::remote::{self, Pull};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
@@ -36,6 +38,23 @@ const TREE_MEMBER: &str = "rootimgtree.gz";
 pub enum BundleSource {
     Path(PathBuf),
     Stdin,
+    /// A file on another host, read through ssh (`-R`); `path` as the remote shell
+    /// sees it (relative to the login directory unless absolute).
+    Remote {
+        host: String,
+        path: String,
+    },
+}
+
+impl BundleSource {
+    /// How messages name the bundle.
+    fn name(&self) -> String {
+        match self {
+            BundleSource::Path(p) => p.display().to_string(),
+            BundleSource::Stdin => "-".into(),
+            BundleSource::Remote { host, path } => format!("{host}:{path}"),
+        }
+    }
 }
 
 /// What to import and how.
@@ -186,8 +205,16 @@ pub fn import(
     report: &mut dyn Reporter,
 ) -> Result<ImportReport> {
     let started = Instant::now();
+    // The ssh transfer, when there is one: its status is known only after the stream.
+    let mut pull = None;
     let input: Box<dyn Read + Send> = match &opts.bundle {
         BundleSource::Stdin => Box::new(io::stdin()),
+        BundleSource::Remote { host, path } => {
+            let (transfer, reader) = Pull::start(&remote::Ssh::from_env(), host, path)?;
+            report.verbose(&format!("Bundle file is located at {host}:{path}"));
+            pull = Some(transfer);
+            Box::new(reader)
+        }
         BundleSource::Path(p) => {
             let f = File::open(p).map_err(|_| {
                 let shown = std::env::current_dir()
@@ -302,6 +329,16 @@ pub fn import(
             Ok(Flow::Continue)
         })
     });
+    // A bundle that read cleanly may still be cut short or empty because ssh failed
+    // (a missing file, a refused login): nothing is placed before ssh says it is done.
+    let streamed = match (streamed, pull) {
+        (Ok(()), Some(transfer)) => transfer
+            .finish()
+            .map(|lines| lines.iter().for_each(|l| report.verbose(l)))
+            .map_err(Error::from),
+        (Err(e), Some(transfer)) => Err(transfer.abort().map(Error::from).unwrap_or(e)),
+        (result, None) => result,
+    };
     if let Err(e) = streamed {
         // Nothing was placed yet: only staging to remove.
         for (_, dir) in images {
@@ -311,13 +348,10 @@ pub fn import(
             dir.placement.rollback();
         }
         return Err(match e {
-            Error::Bundle(msg) => {
-                let name = match &opts.bundle {
-                    BundleSource::Path(p) => p.display().to_string(),
-                    BundleSource::Stdin => "-".into(),
-                };
-                Error::Bundle(format!("Failed to extract bundle {name}: {msg}"))
-            }
+            Error::Bundle(msg) => Error::Bundle(format!(
+                "Failed to extract bundle {}: {msg}",
+                opts.bundle.name()
+            )),
             other => other,
         });
     }

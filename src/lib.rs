@@ -5,6 +5,8 @@
 //! Import: [`bundle`] reader → [`manifest`] → files staged under the [`root`] →
 //! [`tree`] restore → catalog rows written last.
 //!
+//! [`remote`] carries a bundle to or from another host through ssh (`-R`).
+//!
 //! The library is usable without the command line: [`export::export`] and
 //! [`import::import`] take plain option structs.
 
@@ -17,6 +19,7 @@ pub mod import;
 pub mod manifest;
 pub mod placement;
 pub mod profile;
+pub mod remote;
 pub mod report;
 pub mod root;
 pub mod tree;

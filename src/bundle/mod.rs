@@ -14,7 +14,7 @@ pub mod writer;
 
 pub use reader::{BundleReader, Flow, Member, MemberKind};
 pub use view::StoredView;
-pub use writer::{BundleWriter, Location};
+pub use writer::{BundleWriter, HeaderPatch, Location};
 
 /// Name of the manifest inside an image directory.
 pub const MANIFEST_NAME: &str = "manifest.xml";

@@ -434,17 +434,29 @@ impl<W: Write> BundleWriter<W> {
     }
 }
 
-impl<W: Write + Seek> BundleWriter<W> {
-    /// Adds `./<name>` whose bytes `produce` writes, without knowing their size first:
-    /// the tar header is written with size 0 and rewritten in place afterwards (its
-    /// bytes are stored, not deflated, and the member CRC is combined around it). This
-    /// is how a tree goes into a bundle file without a spool copy.
-    pub fn add_generated<T>(
+/// Bytes a non-seekable destination must rewrite once the stream has ended: the tar
+/// header of a member whose size was unknown when it started ([`BundleWriter::add_streamed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPatch {
+    /// Offset in the bundle of the first byte to rewrite.
+    pub offset: u64,
+    /// The final header bytes (same length as the placeholder they replace).
+    pub bytes: Vec<u8>,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Adds `./<name>` whose bytes `produce` writes, without knowing their size first
+    /// and without seeking: the tar header goes out with size 0, and the returned
+    /// [`HeaderPatch`] says which bundle bytes must be replaced afterwards. The header
+    /// sits in stored (not deflated) bytes and the member CRC is already computed over
+    /// the final header, so applying the patch is all that is left to do. A bundle
+    /// streamed to another host applies it there once the stream is complete.
+    pub fn add_streamed<T>(
         &mut self,
         name: &str,
         mode: u32,
         produce: impl FnOnce(&mut dyn Write) -> Result<T>,
-    ) -> Result<(T, Location)> {
+    ) -> Result<(T, Location, HeaderPatch)> {
         let full = format!("./{name}");
         let placeholder = self.header_bytes(&full, 0, mode);
         let mtime = self.mtime;
@@ -466,22 +478,40 @@ impl<W: Write + Seek> BundleWriter<W> {
             ));
         }
         stored.finish(&header).map_err(err)?;
-        let out = self.tar.get_mut().bare().map_err(err)?;
-        let end = out.count;
-        let at = member_offset + GZIP_HEADER.len() as u64 + STORED_BLOCK_HEADER;
-        out.inner.seek(SeekFrom::Start(at)).map_err(err)?;
-        out.inner.write_all(&header).map_err(err)?;
-        out.inner.seek(SeekFrom::Start(end)).map_err(err)?;
         self.stats.bytes_in += size;
         self.stats.members += 1;
-        Ok((
-            value,
-            Location {
-                member_offset,
-                data_skip: header.len() as u64,
-                len: size,
-            },
-        ))
+        let location = Location {
+            member_offset,
+            data_skip: header.len() as u64,
+            len: size,
+        };
+        let patch = HeaderPatch {
+            offset: member_offset + GZIP_HEADER.len() as u64 + STORED_BLOCK_HEADER,
+            bytes: header,
+        };
+        Ok((value, location, patch))
+    }
+}
+
+impl<W: Write + Seek> BundleWriter<W> {
+    /// Adds `./<name>` whose bytes `produce` writes, without knowing their size first:
+    /// the member is written as [`add_streamed`](Self::add_streamed) does and its tar
+    /// header rewritten in place at once. This is how a tree goes into a bundle file
+    /// without a spool copy.
+    pub fn add_generated<T>(
+        &mut self,
+        name: &str,
+        mode: u32,
+        produce: impl FnOnce(&mut dyn Write) -> Result<T>,
+    ) -> Result<(T, Location)> {
+        let (value, location, patch) = self.add_streamed(name, mode, produce)?;
+        let err = |e| Error::io(name, e);
+        let out = self.tar.get_mut().bare().map_err(err)?;
+        let end = out.count;
+        out.inner.seek(SeekFrom::Start(patch.offset)).map_err(err)?;
+        out.inner.write_all(&patch.bytes).map_err(err)?;
+        out.inner.seek(SeekFrom::Start(end)).map_err(err)?;
+        Ok((value, location))
     }
 }
 
@@ -660,6 +690,43 @@ mod tests {
                     assert_eq!(&piece[..], &data[65_530..65_550]);
                 }
             }
+        }
+    }
+
+    /// A streamed member plus its patch, applied afterwards, gives the very bytes the
+    /// seeking writer produces: what a remote destination ends up holding.
+    #[test]
+    fn streamed_member_patched_later_equals_generated() {
+        let data = tree_bytes(150_000);
+        let produce = |out: &mut dyn Write| out.write_all(&data).map_err(|e| Error::io("t", e));
+        let long = "y".repeat(130);
+        for name in ["img/rootimgtree.gz", &*format!("{long}/rootimgtree.gz")] {
+            let mut seeking = BundleWriter::new(Cursor::new(Vec::new()), 6, 7);
+            seeking.begin_image("img", true).unwrap();
+            seeking
+                .add_bytes("img/manifest.xml", b"<xcatimage/>", 0o644)
+                .unwrap();
+            let (_, loc) = seeking.add_generated(name, 0o644, produce).unwrap();
+            seeking.set_tree(loc);
+            seeking.add_bytes("img/after", b"after", 0o644).unwrap();
+            let expected = seeking.finish().unwrap().0.into_inner();
+
+            let mut streaming = BundleWriter::new(Vec::new(), 6, 7);
+            streaming.begin_image("img", true).unwrap();
+            streaming
+                .add_bytes("img/manifest.xml", b"<xcatimage/>", 0o644)
+                .unwrap();
+            let (_, loc, patch) = streaming.add_streamed(name, 0o644, produce).unwrap();
+            streaming.set_tree(loc);
+            streaming.add_bytes("img/after", b"after", 0o644).unwrap();
+            let mut got = streaming.finish().unwrap().0;
+            let span = patch.offset as usize..patch.offset as usize + patch.bytes.len();
+            assert!(
+                got[span.clone()] != patch.bytes[..],
+                "a placeholder went out first"
+            );
+            got[span].copy_from_slice(&patch.bytes);
+            assert!(got == expected, "{name}");
         }
     }
 }

@@ -18,6 +18,7 @@ use imgport::error::Failure;
 use imgport::export::{Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
+use imgport::remote;
 use imgport::root::Root;
 
 use console::Console;
@@ -93,7 +94,7 @@ struct Cli {
 enum Command {
     /// Write osimages and every file they need into bundles (imgexport)
     #[command(
-        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export img1 img2 img3 -o /backup  # one bundle each\n  imgport export --all -o /backup --json\n  imgport export myimage - | ssh mn2 imgport import -\n\nWith one image, a second argument is the bundle path (xCAT's syntax). With -o or --all,\nevery argument is an image and each goes to DIR/<image>.tgz."
+        after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export img1 img2 img3 -o /backup  # one bundle each\n  imgport export --all -o /backup --json\n  imgport export myimage /backup/ -R root@mn2   # mn2:/backup/myimage.tgz, through ssh\n  imgport export myimage - | ssh mn2 imgport import -\n\nWith one image, a second argument is the bundle path (xCAT's syntax). With -o or --all,\nevery argument is an image and each goes to DIR/<image>.tgz.\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn2_key`) followed by `-o BatchMode=yes`."
     )]
     Export {
         /// IMAGE [DESTINATION], or several images with -o/--all
@@ -105,6 +106,10 @@ enum Command {
         /// Directory for the bundles (`<image>.tgz` each)
         #[arg(short = 'o', long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
+        /// Write the bundle(s) on this host through ssh instead (nothing is written
+        /// locally); a relative destination is relative to the remote login directory
+        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+        remotehost: Option<String>,
         /// Extra file or directory to carry, with the directory import puts it in
         #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
         extra: Vec<String>,
@@ -124,12 +129,16 @@ enum Command {
     },
     /// Define the image(s) of bundles on this management node (imgimport)
     #[command(
-        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  imgport import --dry-run myimage.tgz\n  imgport import /backup/*.tgz --json\n  ssh mn1 imgport export myimage - | imgport import -"
+        after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  imgport import --dry-run myimage.tgz\n  imgport import /backup/*.tgz --json\n  imgport import /backup/myimage.tgz -R root@mn1   # read from mn1 through ssh\n  ssh mn1 imgport export myimage - | imgport import -\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn1_key`) followed by `-o BatchMode=yes`."
     )]
     Import {
         /// Bundles (`-` for stdin)
         #[arg(value_name = "BUNDLE", required = true)]
         bundles: Vec<String>,
+        /// Read the bundle(s) from this host through ssh (nothing is copied locally); a
+        /// relative bundle path is relative to the remote login directory
+        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+        remotehost: Option<String>,
         /// Give these nodes the bundle's postscripts
         #[arg(short, long, value_name = "NODERANGE")]
         postscripts: Option<String>,
@@ -240,6 +249,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             args,
             all,
             output_dir,
+            remotehost,
             extra,
             postscripts,
             level,
@@ -264,27 +274,38 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 args,
                 all,
                 output_dir,
+                remotehost,
             };
             let to_stdout = plan.args.get(1).is_some_and(|d| d == "-") && !plan.multi();
+            if to_stdout && plan.remotehost.is_some() {
+                return no_stdio_with_remote();
+            }
             let mut console = Console::new(verbose, to_stdout || g.json, g.quiet);
             run_exports(&g, &plan, &base, &mut console)
         }
         Command::Import {
             bundles,
+            remotehost,
             postscripts,
             profile,
             nozip: _,
             dry_run,
             verbose,
         } => {
+            if remotehost.is_some() && bundles.iter().any(|b| b == "-") {
+                return no_stdio_with_remote();
+            }
             let mut console = Console::new(verbose, g.json, g.quiet);
             let opts: Vec<ImportOptions> = bundles
                 .iter()
                 .map(|b| ImportOptions {
-                    bundle: if b == "-" {
-                        BundleSource::Stdin
-                    } else {
-                        BundleSource::Path(PathBuf::from(b))
+                    bundle: match &remotehost {
+                        Some(host) => BundleSource::Remote {
+                            host: host.clone(),
+                            path: b.clone(),
+                        },
+                        None if b == "-" => BundleSource::Stdin,
+                        None => BundleSource::Path(PathBuf::from(b)),
                     },
                     postscripts: postscripts.clone(),
                     profile: profile.clone(),
@@ -332,6 +353,8 @@ struct ExportPlan {
     args: Vec<String>,
     all: bool,
     output_dir: Option<PathBuf>,
+    /// `-R`: bundles go to this host through ssh.
+    remotehost: Option<String>,
 }
 
 impl ExportPlan {
@@ -341,6 +364,29 @@ impl ExportPlan {
 
     /// (image, destination) pairs, or a usage error.
     fn jobs(&self, catalog: &Catalog) -> Result<Vec<(String, Option<Destination>)>, String> {
+        let local = self.local_jobs(catalog)?;
+        let Some(host) = &self.remotehost else {
+            return Ok(local);
+        };
+        // The same names, on the remote host (xCAT's rule for the remote path).
+        Ok(local
+            .into_iter()
+            .map(|(image, dest)| {
+                let wanted = match &dest {
+                    Some(Destination::Path(p)) => Some(p.display().to_string()),
+                    _ => None,
+                };
+                let path = remote::remote_bundle_path(wanted.as_deref(), &image);
+                let dest = Destination::Remote {
+                    host: host.clone(),
+                    path,
+                };
+                (image, Some(dest))
+            })
+            .collect())
+    }
+
+    fn local_jobs(&self, catalog: &Catalog) -> Result<Vec<(String, Option<Destination>)>, String> {
         if !self.multi() {
             return match self.args.as_slice() {
                 [image] => Ok(vec![(image.clone(), None)]),
@@ -381,6 +427,12 @@ impl ExportPlan {
             })
             .collect())
     }
+}
+
+/// `-` with `-R`: the bundle cannot be both the local stdio stream and a remote file.
+fn no_stdio_with_remote() -> i32 {
+    eprintln!("error: '-' (standard input/output) cannot be combined with -R/--remotehost");
+    EXIT_USAGE
 }
 
 /// Opens the root and its catalog, then runs `f`; setup failures are reported.
@@ -459,6 +511,7 @@ fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Console) -> i32
             let name = match &opts.bundle {
                 BundleSource::Path(p) => p.display().to_string(),
                 BundleSource::Stdin => "-".to_string(),
+                BundleSource::Remote { host, path } => format!("{host}:{path}"),
             };
             let outcome = imgport::import::import(root, catalog, opts, console);
             let (warnings, mut errors) = console.take_lines();

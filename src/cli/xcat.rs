@@ -9,7 +9,7 @@ use clap::Parser;
 use imgport::export::{Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
-use imgport::report::Reporter;
+use imgport::remote;
 
 use super::console::Console;
 use super::{EXIT_FAILED, EXIT_OK};
@@ -75,14 +75,6 @@ fn usage(text: &str, code: i32) -> i32 {
     code
 }
 
-/// Remote transfer belongs to a later release; say so instead of pretending.
-fn no_remote(console: &mut Console, what: &str) -> i32 {
-    console.error(&format!(
-        "-R is not supported by this imgport yet: {what} the bundle with scp, or stream it through ssh with 'imgport export IMG -' / 'imgport import -'"
-    ));
-    EXIT_FAILED
-}
-
 pub fn imgexport(args: &[OsString]) -> i32 {
     if args.is_empty() {
         return usage(EXPORT_USAGE, EXIT_FAILED);
@@ -99,13 +91,20 @@ pub fn imgexport(args: &[OsString]) -> i32 {
         return usage(EXPORT_USAGE, EXIT_OK);
     }
     let mut console = Console::new(parsed.verbose, false, false);
-    if parsed.remotehost.is_some() {
-        return no_remote(&mut console, "copy");
-    }
     let mut pos = parsed.positional.into_iter();
+    let image = pos.next().unwrap_or_default();
+    let destination = pos.next();
+    // -R: xCAT's remote path, `<dirpart of destination><bundle name>`.
+    let destination = match parsed.remotehost {
+        Some(host) => Some(Destination::Remote {
+            path: remote::remote_bundle_path(destination.as_deref(), &image),
+            host,
+        }),
+        None => destination.map(|d| Destination::Path(PathBuf::from(d))),
+    };
     let opts = ExportOptions {
-        image: pos.next().unwrap_or_default(),
-        destination: pos.next().map(|d| Destination::Path(PathBuf::from(d))),
+        image,
+        destination,
         discover: DiscoverOptions {
             extras: parsed.extra,
             postscripts_node: parsed.postscripts,
@@ -137,12 +136,13 @@ pub fn imgimport(args: &[OsString]) -> i32 {
         return usage(IMPORT_USAGE, EXIT_FAILED);
     };
     let mut console = Console::new(parsed.verbose, false, false);
-    if parsed.remotehost.is_some() {
-        return no_remote(&mut console, "fetch");
-    }
     let _ = parsed.nozip;
+    let source = match parsed.remotehost {
+        Some(host) => BundleSource::Remote { host, path: bundle },
+        None => BundleSource::Path(PathBuf::from(bundle)),
+    };
     let opts = ImportOptions {
-        bundle: BundleSource::Path(PathBuf::from(bundle)),
+        bundle: source,
         postscripts: parsed.postscripts,
         profile: parsed.profile,
         dry_run: false,
