@@ -101,11 +101,14 @@ pub struct TreeStats {
 /// member once, in order, with no seeking.
 ///
 /// Cost: the walk runs on its own thread (one lstat + llistxattr per entry);
-/// `opts.threads` workers read, digest and compress (libdeflate level 6: about
-/// 110 MB/s of tar per core). Memory does not grow with the tree except for the
-/// index being built (about 60–70 bytes per entry, path front-coded; ~70 MiB for 10^6
-/// entries) and the walk's hard-link map: the pipeline holds at most `2 × threads`
-/// units of ≤ 5 MiB, plus the sorted listings of the directories on the current path.
+/// `opts.threads` workers read, digest and compress: measured 87 MB of tar per
+/// CPU-second at level 6 on a 1.5 GB copy of /usr (about a third of the CPU time of
+/// `tar | pigz -6`, and 1.1 % smaller). Memory does not grow with the tree except for
+/// the index being built (about 40 bytes per entry compressed, more while building:
+/// path front-coded, a 32-byte digest per file) and the walk's hard-link map: the
+/// pipeline holds at most `2 × threads` units of ≤ 5 MiB, plus the sorted listings of
+/// the directories on the current path. Peak RSS measured: 48 MiB for the /usr copy
+/// (58 000 entries), 37 MiB for 200 000 small files.
 ///
 /// Errors: walk errors, unreadable files (other than ones that vanished, which are
 /// archived as zeros with a warning), a failing `out` (reported with the path
@@ -656,6 +659,35 @@ mod tests {
             let err = pipeline::encode(entries, &mut Full { left }, 6, 2).unwrap_err();
             assert!(err.to_string().contains("<archive output>"), "{err}");
         }
+    }
+
+    #[test]
+    fn every_level_gives_the_same_tar() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("a"), text(3 << 20, 1)).unwrap();
+        fs::write(root.join("b"), text(5000, 2)).unwrap();
+        let mut plain = Vec::new();
+        write_tar(&root, &mut plain, &WriteOptions::default()).unwrap();
+        let mut sizes = Vec::new();
+        for level in [0, 1, 9] {
+            let mut gz = Vec::new();
+            let opts = WriteOptions {
+                level,
+                threads: 2,
+                ..WriteOptions::default()
+            };
+            write_tree(&root, &mut gz, &opts).unwrap();
+            let mut unzipped = Vec::new();
+            flate2::read::MultiGzDecoder::new(gz.as_slice())
+                .read_to_end(&mut unzipped)
+                .unwrap();
+            assert!(unzipped == plain, "level {level}");
+            sizes.push(gz.len());
+        }
+        assert!(sizes[0] > plain.len(), "level 0 stores");
+        assert!(sizes[1] > sizes[2], "{sizes:?}");
     }
 
     #[test]
