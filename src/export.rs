@@ -22,12 +22,16 @@ use crate::remote::{self, Push};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
+pub use crate::tree::codec::Codec;
 
 /// Manifest key imgport adds (xCAT ignores unknown top-level keys) to say which tree
-/// format `rootimgtree.gz` holds.
+/// format `rootimgtree.gz` (or `.zst`) holds.
 pub const TREE_FORMAT_KEY: &str = "imgporttreeformat";
 /// Value of [`TREE_FORMAT_KEY`] for a gzip'd POSIX pax tar of `rootimg/`.
 pub const TREE_FORMAT_PAX: &str = "pax";
+/// Value of [`TREE_FORMAT_KEY`] for the same tar in zstd frames, `rootimgtree.zst`
+/// (FORMAT.md §6).
+pub const TREE_FORMAT_PAX_ZSTD: &str = "pax-zstd";
 
 /// Where the bundle goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub struct ExportOptions {
     pub level: u32,
     /// Which statelite tree format to write.
     pub compat: Compat,
+    /// How the imgport tree is compressed (ignored, and refused by the CLI, with
+    /// [`Compat::Xcat`], whose tree xCAT must read: always gzip).
+    pub codec: Codec,
     /// Compression threads for the tree (0: one per core).
     pub threads: usize,
 }
@@ -242,10 +249,22 @@ fn write_bundle<W: TreeSink>(
     let mut patch = None;
     bundle.begin_image(&img, true)?;
     let mut manifest = set.manifest.clone();
+    let codec = tree_codec(opts);
     if set.tree.is_some() && opts.compat == Compat::Imgport {
-        manifest
-            .other
-            .insert(TREE_FORMAT_KEY.into(), TREE_FORMAT_PAX.into());
+        let format = match codec {
+            Codec::Gzip => TREE_FORMAT_PAX,
+            Codec::Zstd => TREE_FORMAT_PAX_ZSTD,
+        };
+        manifest.other.insert(TREE_FORMAT_KEY.into(), format.into());
+    }
+    if let Some(path) = manifest
+        .rootimgtree
+        .as_mut()
+        .filter(|_| codec == Codec::Zstd)
+    {
+        // Discovery names xCAT's `rootimgtree.gz`; the manifest must name the member
+        // actually written, `<rootimgdir>/rootimgtree.zst`.
+        *path = format!("{}/{}", crate::root::dirname(path), codec.tree_file_name());
     }
     bundle.add_bytes(
         &format!("{img}/{MANIFEST_NAME}"),
@@ -265,7 +284,7 @@ fn write_bundle<W: TreeSink>(
     if let Some(tree_dir) = &set.tree {
         report.info("Packing root image. It will take a while");
         let host = root.resolve(tree_dir)?;
-        let name = format!("{img}/rootimgtree.gz");
+        let name = format!("{img}/{}", codec.tree_file_name());
         let encode = tree_encoder(&host, opts);
         let (stats, loc, deferred) = W::add_tree(&mut bundle, &name, &encode)?;
         bundle.set_tree(loc);
@@ -374,6 +393,15 @@ struct TreeSummary {
     warnings: Vec<String>,
 }
 
+/// The codec of the tree written: zstd only for imgport's own tree (xCAT reads only
+/// gzip'd cpio).
+fn tree_codec(opts: &ExportOptions) -> Codec {
+    match opts.compat {
+        Compat::Imgport => opts.codec,
+        Compat::Xcat => Codec::Gzip,
+    }
+}
+
 /// The encoder for the chosen tree format.
 fn tree_encoder<'a>(
     host: &'a Path,
@@ -383,6 +411,7 @@ fn tree_encoder<'a>(
         Compat::Imgport => {
             let o = tree::writer::WriteOptions {
                 level: opts.level,
+                codec: opts.codec,
                 threads: opts.threads,
                 ..Default::default()
             };

@@ -27,11 +27,30 @@ use crate::remote::{self, Pull};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
+use crate::tree::codec::Codec;
 
 /// Largest manifest.xml accepted; real ones are a few KiB.
 const MANIFEST_MAX_BYTES: u64 = 16 << 20;
 /// Name of the tree inside an image directory.
 const TREE_MEMBER: &str = "rootimgtree.gz";
+/// Name of the tree written by `export --codec zstd` (FORMAT.md §6).
+const TREE_MEMBER_ZST: &str = "rootimgtree.zst";
+
+/// The codec of a bundle member that holds the statelite tree, by its name.
+fn tree_codec(rel: &str) -> Option<Codec> {
+    match rel {
+        TREE_MEMBER => Some(Codec::Gzip),
+        TREE_MEMBER_ZST => Some(Codec::Zstd),
+        _ => None,
+    }
+}
+
+/// The tree member a bundle directory holds, if any (gzip first: xCAT's name).
+fn tree_member(members: &BTreeMap<String, Spooled>) -> Option<&'static str> {
+    [TREE_MEMBER, TREE_MEMBER_ZST]
+        .into_iter()
+        .find(|m| members.contains_key(*m))
+}
 
 /// Where the bundle comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,12 +306,12 @@ pub fn import(
                 );
                 return Ok(Flow::Continue);
             }
-            if member.rel == TREE_MEMBER && dir.tree.is_none() {
+            if let Some(codec) = tree_codec(&member.rel).filter(|_| dir.tree.is_none()) {
                 if let Some(Ok(plan)) = &dir.manifest {
                     if plan.manifest.rootimgtree.is_some() {
-                        report.info("Extracting rootimgtree.gz. It will take a while.");
+                        report.info(&format!("Extracting {}. It will take a while.", member.rel));
                         let staged =
-                            ctx.stage_tree(plan, &mut dir.placement, member.data, report)?;
+                            ctx.stage_tree(plan, &mut dir.placement, member.data, codec, report)?;
                         dir.tree = Some(staged);
                         return Ok(Flow::Continue);
                     }
@@ -548,12 +567,14 @@ impl Context<'_> {
         })
     }
 
-    /// Restores a tree stream into a staging directory beside `<rootimgdir>/rootimg`.
+    /// Restores a tree stream (compressed with `codec`) into a staging directory beside
+    /// `<rootimgdir>/rootimg`.
     fn stage_tree(
         &self,
         plan: &Plan,
         placement: &mut Placement,
         data: &mut dyn Read,
+        codec: Codec,
         report: &mut dyn Reporter,
     ) -> Result<StagedTree> {
         let tree_file = plan.manifest.rootimgtree.as_deref().unwrap_or("");
@@ -569,10 +590,23 @@ impl Context<'_> {
             .map_err(|e| Error::io(&parent, e))?
             .keep();
         let opts = tree::restore::RestoreOptions::default();
-        // The bundle's member reader is not Send, so the tree is inflated here.
-        let inflated =
-            flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
-        match tree::restore::restore(inflated, &staging, b"rootimg", &opts) {
+        let restored = match codec {
+            Codec::Gzip => {
+                // The bundle's member reader is not Send, so the tree is inflated here.
+                let inflated =
+                    flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
+                tree::restore::restore(inflated, &staging, b"rootimg", &opts)
+            }
+            // Frames are cut here and decompressed on `threads` helpers (FORMAT.md §6).
+            Codec::Zstd => tree::zstd_restore::restore_zstd(
+                data,
+                &staging,
+                b"rootimg",
+                &opts,
+                self.opts.threads,
+            ),
+        };
+        match restored {
             Ok(stats) => {
                 for w in &stats.warnings {
                     report.warning(w);
@@ -714,7 +748,7 @@ impl Context<'_> {
         }
         // 5. The statelite tree.
         if let Some(tree_file) = &m.rootimgtree {
-            if !tree_staged && !members.contains_key(TREE_MEMBER) {
+            if !tree_staged && tree_member(members).is_none() {
                 return Err(Error::Xcat(format!(
                     "The bundle has no {TREE_MEMBER} for image {name}."
                 )));
@@ -818,15 +852,17 @@ impl Context<'_> {
                 }
                 Step::Tree { .. } => {
                     if tree.is_none() {
-                        let spooled = spooled_file(members, TREE_MEMBER).ok_or_else(|| {
+                        let name = tree_member(members).unwrap_or(TREE_MEMBER);
+                        let spooled = spooled_file(members, name).ok_or_else(|| {
                             Error::Xcat(format!("The bundle has no {TREE_MEMBER}."))
                         })?;
-                        report.info("Extracting rootimgtree.gz. It will take a while.");
+                        report.info(&format!("Extracting {name}. It will take a while."));
                         let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
                         *tree = Some(self.stage_tree(
                             plan,
                             placement,
                             &mut BufReader::new(f),
+                            tree_codec(name).unwrap_or_default(),
                             report,
                         )?);
                     }

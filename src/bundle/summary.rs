@@ -10,7 +10,8 @@ use super::reader::{BundleReader, Flow, MemberKind};
 use super::{footer, StoredView, MANIFEST_NAME};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::tree::index::{self, Index};
+use crate::tree::codec;
+use crate::tree::index::Index;
 use crate::tree::Kind;
 
 /// One image directory of a bundle.
@@ -32,7 +33,7 @@ pub struct TreeSummary {
     pub file_bytes: u64,
     /// Bytes of the uncompressed tar.
     pub tar_bytes: u64,
-    /// Bytes of `rootimgtree.gz`.
+    /// Bytes of `rootimgtree.gz` (or `.zst`).
     pub compressed_bytes: u64,
     pub members: u64,
 }
@@ -61,7 +62,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         Some(loc) => {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut view = StoredView::new(f, loc);
-            let index = index::read_index(&mut view, loc.len)
+            let (_, index) = codec::read_index(&mut view, loc.len)
                 .map_err(|e| Error::Bundle(format!("{}: {e}", path.display())))?;
             Some(tree_summary(&index, loc.len)?)
         }
@@ -71,7 +72,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         .map_err(|e| Error::io(path, e))?;
     let mut images: Vec<ImageSummary> = Vec::new();
     BundleReader::new(file)?.for_each(|m| {
-        if loc.is_some() && m.rel == "rootimgtree.gz" {
+        if loc.is_some() && (m.rel == "rootimgtree.gz" || m.rel == "rootimgtree.zst") {
             // Everything after the tree is small, but reaching it means reading the tree.
             return Ok(Flow::Stop);
         }

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 use imgport::catalog::Catalog;
 use imgport::error::Failure;
-use imgport::export::{Compat, Destination, ExportOptions};
+use imgport::export::{Codec, Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
 use imgport::remote;
@@ -116,13 +116,19 @@ enum Command {
         /// Take postscripts and postbootscripts from this node's definition
         #[arg(short, long, value_name = "NODE")]
         postscripts: Option<String>,
-        /// gzip level (1 fastest, 9 smallest)
+        /// gzip level (1 fastest, 9 smallest); with --codec zstd the tree's zstd level
+        /// follows it (1→1, 3→2, 6→3, 7→6, 8→12, 9→19)
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
         /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
         /// imgimport (drops every xattr: capabilities, SELinux labels, ACLs; says which)
         #[arg(long, value_enum, default_value_t = CompatArg::Imgport)]
         compat: CompatArg,
+        /// Compress the statelite tree with gzip (rootimgtree.gz, readable by xCAT and
+        /// plain tools) or zstd (rootimgtree.zst: faster, smaller; imgport and zstd
+        /// read it, xCAT cannot). Not with --compat xcat
+        #[arg(long, value_enum, default_value_t = CodecArg::Gzip)]
+        codec: CodecArg,
         /// Show more progress lines
         #[arg(short, long)]
         verbose: bool,
@@ -205,6 +211,15 @@ enum CompatArg {
     Xcat,
 }
 
+/// `--codec`: how export compresses the statelite tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CodecArg {
+    /// rootimgtree.gz, multi-member gzip (xCAT and every gzip reader)
+    Gzip,
+    /// rootimgtree.zst, zstd seekable format (imgport and zstd only)
+    Zstd,
+}
+
 /// Global flags every command sees.
 #[derive(Debug, Clone)]
 pub(crate) struct Globals {
@@ -254,8 +269,15 @@ pub fn run(args: Vec<OsString>) -> i32 {
             postscripts,
             level,
             compat,
+            codec,
             verbose,
         } => {
+            if compat == CompatArg::Xcat && codec == CodecArg::Zstd {
+                eprintln!(
+                    "error: --codec zstd cannot be combined with --compat xcat (xCAT's imgimport reads only a gzip'd tree)"
+                );
+                return EXIT_USAGE;
+            }
             let base = ExportOptions {
                 image: String::new(),
                 destination: None,
@@ -267,6 +289,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 compat: match compat {
                     CompatArg::Imgport => Compat::Imgport,
                     CompatArg::Xcat => Compat::Xcat,
+                },
+                codec: match codec {
+                    CodecArg::Gzip => Codec::Gzip,
+                    CodecArg::Zstd => Codec::Zstd,
                 },
                 threads: g.threads,
             };

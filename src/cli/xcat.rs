@@ -111,6 +111,8 @@ pub fn imgexport(args: &[OsString]) -> i32 {
         },
         level: 6,
         compat: Default::default(),
+        // imgexport is xCAT's command: its bundles stay gzip throughout.
+        codec: Default::default(),
         threads: 0,
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));

@@ -3,7 +3,8 @@
 //! restored tree against it), reading only what each task needs.
 //!
 //! Works on a bundle (the tree is found through the bundle footer and read in place
-//! through [`StoredView`]) or on a bare `rootimgtree.gz`.
+//! through [`StoredView`]) or on a bare `rootimgtree.gz` / `rootimgtree.zst`; the codec
+//! is recognized from the tree's last bytes ([`codec::detect`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::codec::{self, Codec, UnitDecoder};
 use super::error::{display_path, TreeError};
 use super::index::{self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES};
 use super::member;
@@ -33,6 +35,7 @@ impl<T: Read + Seek + Send> Source for T {}
 pub struct TreeArchive {
     src: Box<dyn Source>,
     index: Index,
+    codec: Codec,
     path: PathBuf,
 }
 
@@ -44,8 +47,9 @@ fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 }
 
 impl TreeArchive {
-    /// Opens a bundle (with a tree) or a bare `rootimgtree.gz` written by imgport.
-    /// Reads the footer(s) and the index only.
+    /// Opens a bundle (with a tree) or a bare `rootimgtree.gz` or `rootimgtree.zst`
+    /// written by imgport. Reads the footer(s) (and the zstd seek table) and the index
+    /// only.
     pub fn open(path: &Path) -> Result<TreeArchive, TreeError> {
         let mut file = File::open(path).map_err(|e| TreeError::io(path, e))?;
         let len = file.metadata().map_err(|e| TreeError::io(path, e))?.len();
@@ -57,7 +61,7 @@ impl TreeArchive {
             Some(loc) => (Box::new(StoredView::new(file, loc)), loc.len),
             None => (Box::new(file), len),
         };
-        let index = index::read_index(&mut src, tree_len).map_err(|e| match e {
+        let (codec, index) = codec::read_index(&mut src, tree_len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
                 path,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
@@ -67,12 +71,18 @@ impl TreeArchive {
         Ok(TreeArchive {
             src,
             index,
+            codec,
             path: path.to_path_buf(),
         })
     }
 
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// Which codec the tree is compressed with.
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     fn read_compressed(&mut self, first: usize, count: usize) -> Result<Vec<Vec<u8>>, TreeError> {
@@ -95,19 +105,22 @@ impl TreeArchive {
         Ok(out)
     }
 
-    /// Inflates members `first..first+count` in parallel, checking CRC32 and size
-    /// against the member trailers and the index.
+    /// Decompresses members (zstd: frames) `first..first+count` in parallel, checking
+    /// CRC32 and size against the member trailers (gzip), the frame checksums (zstd)
+    /// and the index.
     fn inflate(&mut self, first: usize, count: usize) -> Result<Vec<Vec<u8>>, TreeError> {
         let raw = self.read_compressed(first, count)?;
         let path = self.path.clone();
         let infos: Vec<_> = self.index.members[first..first + raw.len()].to_vec();
+        let codec = self.codec;
         raw.into_par_iter()
             .zip(infos)
             .enumerate()
             .map_init(
-                libdeflater::Decompressor::new,
+                || UnitDecoder::new(codec),
                 |d, (k, (bytes, (info, _, _)))| {
-                    let data = member::decode_data(d, &bytes)
+                    let data = d
+                        .decode(&bytes, &info)
                         .map_err(|e| format_err(&path, format!("member {}: {e}", first + k)))?;
                     if data.len() as u64 != info.uncompressed {
                         return Err(format_err(

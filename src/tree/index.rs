@@ -25,7 +25,7 @@ pub const FOOTER_MEMBER_BYTES: usize = 12 + 4 + FOOTER_PAYLOAD_BYTES + 2 + 8;
 /// the size at which writers split large files across members.
 pub const DIGEST_CHUNK_BYTES: u64 = 4 << 20;
 /// Largest encoded index a reader accepts (a million entries take about 60 MiB).
-const MAX_INDEX_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
 
 /// Why an index could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 //! file descriptors, without following symlinks the archive created.
 
 pub mod archive;
+pub mod codec;
 pub mod cpio;
 pub mod error;
 pub mod index;
@@ -15,8 +16,10 @@ pub mod pax;
 mod pipeline;
 pub mod reader;
 pub mod restore;
+pub mod seekable;
 pub mod walk;
 pub mod writer;
+pub mod zstd_restore;
 
 pub use error::TreeError;
 pub use meta::{Entry, Kind, Timestamp};

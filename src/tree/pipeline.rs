@@ -1,14 +1,17 @@
 //! The parallel tree encoder behind [`write_tree`](super::writer::write_tree): it turns
-//! a [`WalkStream`] into the data members and index of a FORMAT.md v1 `rootimgtree.gz`.
+//! a [`WalkStream`] into the data units and index of a FORMAT.md v1 tree, gzip members
+//! (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
+//! the two is behind [`Codec`] and [`UnitEncoder`].
 //!
 //! Three roles, connected by bounded crossbeam channels:
 //! - one **planner** thread walks the tree, encodes every entry's tar header, and cuts
-//!   the tar stream into units where FORMAT.md §2.1 says members start. A unit is a
-//!   plan (headers, and which byte ranges of which files), not data;
+//!   the tar stream into units where FORMAT.md §2.1 (§6 for zstd) says members start.
+//!   A unit is a plan (headers, and which byte ranges of which files), not data;
 //! - N **workers** read the file data of a unit (pread, O_NOFOLLOW), build its tar
-//!   bytes, digest each file piece and compress the unit into one gzip member;
-//! - the **writer** (the calling thread) puts members in order, records them and the
-//!   entries in the index, and writes the trailer.
+//!   bytes, digest each file piece and compress the unit into one gzip member or zstd
+//!   frame;
+//! - the **writer** (the calling thread) puts units in order, records them and the
+//!   entries in the index, and writes the codec's trailer.
 //!
 //! What it must never do: let the output depend on the thread count or on timing (cut
 //! points come from the tree alone; members are written in planning order), or hold
@@ -23,22 +26,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use libdeflater::Compressor;
 use rustix::io::Errno;
 
+use super::codec::{self, Codec, UnitEncoder, UnitRecord};
 use super::error::{display_path, TreeError};
 use super::index::{
-    chunk_digest, encode_trailer, file_digest, IndexBuilder, IndexEntry, MemberInfo,
-    DIGEST_CHUNK_BYTES,
+    chunk_digest, file_digest, IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES,
 };
-use super::member;
 use super::meta::{Entry, Kind};
 use super::pax::{encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES};
 use super::writer::{open_source, output_error};
 
-/// A member ends at the first entry boundary after this many tar bytes (FORMAT.md
+/// A gzip member ends at the first entry boundary after this many tar bytes (FORMAT.md
 /// §2.1): large enough that member overhead stays near +0.04 % over one deflate
 /// stream, small enough for parallelism and for random access through the index.
+/// zstd frames use [`Codec::unit_target_bytes`] (4 MiB).
 pub const MEMBER_TARGET_BYTES: u64 = 1 << 20;
 
 /// Units in flight per worker (planned but not yet written): enough to keep every
@@ -65,13 +67,14 @@ pub(super) struct PipelineStats {
 }
 
 /// Encodes `entries` (in archive order, as a [`WalkStream`](super::walk::WalkStream)
-/// yields them; the first `Err` ends the archive with that error) as data members at
-/// libdeflate `level` on `workers` threads (at least one), then the index trailer,
-/// onto `out`. The entries are consumed on the planner thread, so a walk borrowed as
+/// yields them; the first `Err` ends the archive with that error) as `codec` data units
+/// at gzip-scale `level` on `workers` threads (at least one), then the codec's trailer
+/// (index, footer, zstd seek table), onto `out`. The entries are consumed on the planner thread, so a walk borrowed as
 /// `&mut stream` keeps its warnings for the caller.
 pub(super) fn encode<I, W>(
     entries: I,
     out: &mut W,
+    codec: Codec,
     level: u32,
     workers: usize,
 ) -> Result<PipelineStats, TreeError>
@@ -90,17 +93,18 @@ where
         let _ = token_tx.send(());
     }
     std::thread::scope(|scope| {
-        let planner = scope.spawn(move || plan(entries, unit_tx, token_rx));
+        let target = codec.unit_target_bytes();
+        let planner = scope.spawn(move || plan(entries, unit_tx, token_rx, target));
         for _ in 0..workers {
             let units = unit_rx.clone();
             let done = done_tx.clone();
-            scope.spawn(move || work(units, done, level));
+            scope.spawn(move || work(units, done, codec, level));
         }
         // Only the threads may hold these ends: the writer must see the result channel
         // close when the workers are gone, and the workers when the planner is.
         drop(unit_rx);
         drop(done_tx);
-        let written = write_members(done_rx, token_tx, out);
+        let written = write_members(done_rx, token_tx, out, codec);
         let planned = planner
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -231,11 +235,13 @@ struct PieceRead {
     last: bool,
 }
 
-/// A unit compressed into one member.
+/// A unit compressed into one member or frame.
 struct Encoded {
     seq: u64,
     member: Vec<u8>,
     info: MemberInfo,
+    /// The codec's check value for the trailer ([`codec::EncodedUnit::check`]).
+    check: u32,
     done: Vec<Done>,
 }
 
@@ -261,6 +267,8 @@ struct Cutter {
     pos: u64,
     /// Tar offset where the current unit starts.
     unit_start: u64,
+    /// The codec's unit size: cut at the first entry boundary after this many bytes.
+    target: u64,
 }
 
 impl Cutter {
@@ -285,7 +293,7 @@ impl Cutter {
     /// Plans one entry: its header, then its data cut at every
     /// [`DIGEST_CHUNK_BYTES`] of stored data.
     fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlanError> {
-        if self.pos - self.unit_start >= MEMBER_TARGET_BYTES {
+        if self.pos - self.unit_start >= self.target {
             self.cut()?;
         }
         // Headers are encoded here, not in the workers: the cut points and the index
@@ -334,7 +342,12 @@ impl Cutter {
 }
 
 /// The planner: walks, plans every entry, ends with the end-of-archive blocks.
-fn plan<I>(entries: I, units: Sender<Unit>, tokens: Receiver<()>) -> Result<(), PlanError>
+fn plan<I>(
+    entries: I,
+    units: Sender<Unit>,
+    tokens: Receiver<()>,
+    target: u64,
+) -> Result<(), PlanError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>>,
 {
@@ -345,6 +358,7 @@ where
         parts: Vec::new(),
         pos: 0,
         unit_start: 0,
+        target,
     };
     for item in entries {
         let (entry, src) = item?;
@@ -369,9 +383,15 @@ impl Drop for PanicGuard<'_> {
 }
 
 /// A worker: encodes units until there are none or the writer is gone.
-fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, level: u32) {
+fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, codec: Codec, level: u32) {
     let _guard = PanicGuard(&done);
-    let mut compressor = member::compressor(level);
+    let mut compressor = match UnitEncoder::new(codec, level) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = done.send(Err(output_error(e)));
+            return;
+        }
+    };
     // Reused across units: it grows to the largest unit (about 5 MiB) once.
     let mut tar = Vec::new();
     for unit in units {
@@ -385,7 +405,7 @@ fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, level: 
 
 /// Builds a unit's tar bytes in `tar`, digests its pieces, compresses it.
 fn encode_unit(
-    compressor: &mut Compressor,
+    compressor: &mut UnitEncoder,
     tar: &mut Vec<u8>,
     unit: Unit,
 ) -> Result<Encoded, TreeError> {
@@ -426,28 +446,14 @@ fn encode_unit(
     if tar.len() as u64 != unit.tar_bytes {
         return Err(internal("a unit's tar bytes differ from its plan"));
     }
-    let member = member::encode_data(compressor, tar);
-    let info = MemberInfo {
-        compressed: member.len() as u64,
-        uncompressed: tar.len() as u64,
-        crc32: crc_of(&member),
-    };
+    let unit_bytes = compressor.encode(tar).map_err(output_error)?;
     Ok(Encoded {
         seq: unit.seq,
-        member,
-        info,
+        member: unit_bytes.bytes,
+        info: unit_bytes.info,
+        check: unit_bytes.check,
         done,
     })
-}
-
-/// The CRC32 a data member's trailer carries (its last 8 bytes: CRC32, ISIZE).
-fn crc_of(member: &[u8]) -> u32 {
-    let n = member.len();
-    let at = n.saturating_sub(member::TRAILER_BYTES);
-    member
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
 }
 
 /// Appends exactly `len` stored bytes of `source` from stored offset `start` to `tar`.
@@ -547,9 +553,12 @@ fn write_members<W: Write>(
     results: Receiver<Result<Encoded, TreeError>>,
     tokens: Sender<()>,
     out: &mut W,
+    codec: Codec,
 ) -> Result<WriteSummary, WriteError> {
     let mut sum = WriteSummary::default();
     let mut index = IndexBuilder::new();
+    // What the zstd seek table lists: 24 bytes a unit, a few KiB for a large tree.
+    let mut units = Vec::new();
     let mut open: Option<OpenFile> = None;
     // Members that arrived before their turn; at most the units in flight.
     let mut early: BTreeMap<u64, Encoded> = BTreeMap::new();
@@ -565,6 +574,11 @@ fn write_members<W: Write>(
         // The unit has left the pipeline: the planner may plan another.
         let _ = tokens.send(());
         index.push_member(enc.info);
+        units.push(UnitRecord {
+            compressed: enc.info.compressed,
+            uncompressed: enc.info.uncompressed,
+            check: enc.check,
+        });
         sum.members += 1;
         sum.bytes_out += enc.info.compressed;
         sum.bytes_in += enc.info.uncompressed;
@@ -614,7 +628,8 @@ fn write_members<W: Write>(
             }
         }
     }
-    let trailer = encode_trailer(&index.finish(), sum.bytes_out);
+    let trailer = codec::encode_trailer(codec, &index.finish(), sum.bytes_out, &units)
+        .map_err(output_error)?;
     out.write_all(&trailer).map_err(output_error)?;
     out.flush().map_err(output_error)?;
     sum.bytes_out += trailer.len() as u64;

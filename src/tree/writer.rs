@@ -1,5 +1,6 @@
 //! Writing a root tree as a pax tar stream: the FORMAT.md v1 `rootimgtree.gz`
-//! (parallel, multi-member gzip with an index) or the plain tar.
+//! (parallel, multi-member gzip with an index), its zstd twin `rootimgtree.zst`
+//! (seekable zstd frames with the same index, §6), or the plain tar.
 //!
 //! Three layers, kept apart so each can be reused and tested alone:
 //! [`WalkStream`] produces the ordered entries, [`EntryEncoder`] turns one entry
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+pub use super::codec::Codec;
 use super::error::{display_path, TreeError};
 use super::meta::{Entry, Kind};
 use super::pax::{encode_header, end_of_archive, padding, BLOCK_BYTES};
@@ -45,8 +47,11 @@ pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Compression level 0..=9 (default 6), libdeflate's scale, which matches gzip's
-    /// in speed and ratio roughly; ignored by [`write_tar`].
+    /// in speed and ratio roughly; for zstd mapped by [`codec::zstd_level`](super::codec::zstd_level)
+    /// (6 → zstd 3). Ignored by [`write_tar`].
     pub level: u32,
+    /// How [`write_tree`] compresses (default gzip); ignored by [`write_tar`].
+    pub codec: Codec,
     /// Do not descend into other file systems (default true); see [`WalkOptions`].
     pub one_file_system: bool,
     /// Record access times (default false).
@@ -61,6 +66,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             level: DEFAULT_GZIP_LEVEL,
+            codec: Codec::Gzip,
             one_file_system: true,
             atime: false,
             threads: 0,
@@ -94,6 +100,11 @@ pub struct TreeStats {
 /// boundaries after [`MEMBER_TARGET_BYTES`] and at every 4 MiB of a file's data,
 /// libdeflate at `opts.level`), then the index (offsets, members, BLAKE3 digests) in
 /// empty members and the footer. `gzip -dc` of it is exactly [`write_tar`]'s output.
+///
+/// With `opts.codec` = [`Codec::Zstd`] it writes `rootimgtree.zst` instead (FORMAT.md
+/// §6): the same tar as independent zstd frames of at least 4 MiB, the same index in
+/// skippable frames, and a zstd seekable-format seek table; `zstd -dc` of it is
+/// exactly [`write_tar`]'s output.
 ///
 /// Output is deterministic: the same tree gives the same bytes, whatever
 /// `opts.threads` (sorted walk, sorted xattrs, no atime unless asked, cut points from
@@ -130,7 +141,7 @@ pub fn write_tree(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let p = pipeline::encode(&mut stream, &mut out, opts.level, threads)?;
+    let p = pipeline::encode(&mut stream, &mut out, opts.codec, opts.level, threads)?;
     // Walk warnings first, then read warnings, as write_tar orders them.
     let mut warnings = stream.take_warnings();
     warnings.extend(p.warnings);
@@ -588,7 +599,8 @@ mod tests {
         fs::remove_file(root.join("vanishes")).unwrap();
 
         let mut gz = Vec::new();
-        let stats = pipeline::encode(w.entries.into_iter().map(Ok), &mut gz, 6, 3).unwrap();
+        let stats =
+            pipeline::encode(w.entries.into_iter().map(Ok), &mut gz, Codec::Gzip, 6, 3).unwrap();
         let mut plain = Vec::new();
         flate2::read::MultiGzDecoder::new(gz.as_slice())
             .read_to_end(&mut plain)
@@ -634,7 +646,7 @@ mod tests {
                 "/walk/failed/here",
                 io::Error::from(io::ErrorKind::PermissionDenied),
             ))));
-        let err = pipeline::encode(failing, &mut Vec::new(), 6, 2).unwrap_err();
+        let err = pipeline::encode(failing, &mut Vec::new(), Codec::Gzip, 6, 2).unwrap_err();
         assert!(err.to_string().contains("/walk/failed/here"), "{err}");
 
         /// Accepts `left` bytes, then fails.
@@ -656,7 +668,7 @@ mod tests {
         }
         for left in [0, 100_000, 3 << 20] {
             let entries = w.entries.clone().into_iter().map(Ok);
-            let err = pipeline::encode(entries, &mut Full { left }, 6, 2).unwrap_err();
+            let err = pipeline::encode(entries, &mut Full { left }, Codec::Gzip, 6, 2).unwrap_err();
             assert!(err.to_string().contains("<archive output>"), "{err}");
         }
     }
@@ -688,6 +700,92 @@ mod tests {
         }
         assert!(sizes[0] > plain.len(), "level 0 stores");
         assert!(sizes[1] > sizes[2], "{sizes:?}");
+    }
+
+    #[test]
+    fn zstd_trees_are_deterministic_seekable_and_restore_to_the_same_tree() {
+        use crate::tree::archive::{verify, TreeArchive};
+        use crate::tree::restore::RestoreOptions;
+        use crate::tree::seekable::read_seek_table;
+        use crate::tree::zstd_restore::restore_zstd;
+
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        mixed_tree(&root);
+        let run = |threads| {
+            let mut out = Vec::new();
+            let opts = WriteOptions {
+                threads,
+                codec: Codec::Zstd,
+                ..WriteOptions::default()
+            };
+            let stats = write_tree(&root, &mut out, &opts).unwrap();
+            (out, stats)
+        };
+        let (one, s1) = run(1);
+        let (three, s3) = run(3);
+        assert!(one == three, "3 threads differ from 1");
+        assert_eq!(s1, s3);
+        assert_eq!(s1.bytes_out, one.len() as u64);
+
+        let mut plain = Vec::new();
+        write_tar(&root, &mut plain, &WriteOptions::default()).unwrap();
+        assert!(zstd::stream::decode_all(&one[..]).unwrap() == plain);
+        assert!(plain.len() > 8 << 20);
+
+        let (entries, table_at) =
+            read_seek_table(&mut io::Cursor::new(&one), one.len() as u64).unwrap();
+        let data: Vec<_> = entries.iter().filter(|e| e.decompressed > 0).collect();
+        assert_eq!(data.len() as u64, s1.members);
+        assert_eq!(
+            entries.len(),
+            data.len() + 2,
+            "index and footer frames listed"
+        );
+        for e in &data[..data.len() - 1] {
+            assert!(e.decompressed >= 4 << 20, "{e:?}");
+        }
+        let sum: u64 = entries.iter().map(|e| e.compressed as u64).sum();
+        assert_eq!(sum, table_at);
+
+        // Random access and verification through the index, on the file alone.
+        let file = t.path().join("rootimgtree.zst");
+        fs::write(&file, &one).unwrap();
+        let mut ar = TreeArchive::open(&file).unwrap();
+        assert_eq!(ar.codec(), Codec::Zstd);
+        let mut big = Vec::new();
+        ar.cat(b"etc/sub/big", &mut big).unwrap();
+        assert!(big == fs::read(root.join("etc/sub/big")).unwrap());
+
+        // Streaming restore, then verify the restored tree against the archive.
+        let dest = t.path().join("restored");
+        fs::create_dir(&dest).unwrap();
+        let stats = restore_zstd(
+            &mut &one[..],
+            &dest,
+            b"rootimg",
+            &RestoreOptions::default(),
+            2,
+        )
+        .unwrap();
+        assert_eq!(stats.entries, s1.entries);
+        let report = verify(&mut ar, Some(&dest)).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        assert_eq!(report.members, s1.members);
+
+        // A stream cut short fails the restore, even past the tar's last entry.
+        for cut in [one.len() / 2, one.len() - 20] {
+            let dest = t.path().join(format!("cut{cut}"));
+            fs::create_dir(&dest).unwrap();
+            let r = restore_zstd(
+                &mut &one[..cut],
+                &dest,
+                b"rootimg",
+                &RestoreOptions::default(),
+                2,
+            );
+            assert!(r.is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! The two ways a tree's tar is compressed (FORMAT.md §2 gzip, §6 zstd), behind one
+//! small interface so the parallel writer and the readers stay codec-agnostic.
+//!
+//! Like gzp's `FormatSpec`, a codec only says how one unit of tar bytes becomes one
+//! independent compressed unit (a gzip member or a zstd frame), how large units should
+//! be, how units are decoded, and what trailer (index, footer, seek table) follows the
+//! units. Cutting, reading files, digesting, ordering and indexing are shared.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use libdeflater::Crc;
+
+use super::index::{self, Index, IndexError, MemberInfo};
+use super::member::{self, MemberError};
+use super::seekable;
+
+/// How a tree's tar is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// Multi-member gzip, `rootimgtree.gz` (FORMAT.md §2): every gzip reader and xCAT's
+    /// tooling read it.
+    #[default]
+    Gzip,
+    /// zstd seekable format, `rootimgtree.zst` (FORMAT.md §6): decodes several times
+    /// faster than gzip and compresses better, but xCAT cannot read it.
+    Zstd,
+}
+
+impl Codec {
+    /// The tree's file name inside a bundle's image directory.
+    pub fn tree_file_name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "rootimgtree.gz",
+            Codec::Zstd => "rootimgtree.zst",
+        }
+    }
+
+    /// A unit (member, frame) ends at the first entry boundary after this many tar
+    /// bytes. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 %); zstd's
+    /// large window makes small frames costly (+3.9 % at 1 MiB, +0.7 % at 4 MiB,
+    /// `shared/archiving-notes.md` §3), so its frames are 4 MiB.
+    pub fn unit_target_bytes(self) -> u64 {
+        match self {
+            Codec::Gzip => 1 << 20,
+            Codec::Zstd => 4 << 20,
+        }
+    }
+}
+
+/// The zstd level used for imgport's gzip-scale `level` (0–9), so that the default
+/// (6, gzip's and xCAT's) gives zstd's own default (3) and each end of the scale maps
+/// to the matching end of zstd's (1 fastest; 19 the strongest without `--ultra`,
+/// whose decoders need no extra memory).
+///
+/// | level | 0–2 | 3–4 | 5–6 | 7 | 8  | 9  |
+/// |-------|-----|-----|-----|---|----|----|
+/// | zstd  | 1   | 2   | 3   | 6 | 12 | 19 |
+pub fn zstd_level(level: u32) -> i32 {
+    match level {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=6 => 3,
+        7 => 6,
+        8 => 12,
+        _ => 19,
+    }
+}
+
+/// One worker's compressor: turns a unit's tar bytes into one independent unit.
+pub(super) enum UnitEncoder {
+    Gzip(libdeflater::Compressor),
+    Zstd(zstd::bulk::Compressor<'static>),
+}
+
+/// A compressed unit and what the index and trailer need to know about it.
+pub(super) struct EncodedUnit {
+    pub bytes: Vec<u8>,
+    pub info: MemberInfo,
+    /// The codec's own per-unit check value for the trailer: for zstd the frame's
+    /// content checksum (low 32 bits of XXH64), copied into the seek table; 0 for gzip.
+    pub check: u32,
+}
+
+impl UnitEncoder {
+    /// A compressor for `codec` at imgport's gzip-scale `level` (0–9).
+    pub fn new(codec: Codec, level: u32) -> std::io::Result<UnitEncoder> {
+        Ok(match codec {
+            Codec::Gzip => UnitEncoder::Gzip(member::compressor(level)),
+            Codec::Zstd => {
+                let mut c = zstd::bulk::Compressor::new(zstd_level(level))?;
+                // Every frame carries its content checksum, so `zstd -t` and every
+                // decoder check each frame on their own; the seek table repeats it.
+                c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                // Frames are decoded alone: a dictionary ID would only cost bytes.
+                c.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
+                UnitEncoder::Zstd(c)
+            }
+        })
+    }
+
+    /// Compresses one unit.
+    pub fn encode(&mut self, tar: &[u8]) -> std::io::Result<EncodedUnit> {
+        match self {
+            UnitEncoder::Gzip(c) => {
+                let bytes = member::encode_data(c, tar);
+                let info = MemberInfo {
+                    compressed: bytes.len() as u64,
+                    uncompressed: tar.len() as u64,
+                    crc32: trailer_u32(&bytes, member::TRAILER_BYTES),
+                };
+                Ok(EncodedUnit {
+                    bytes,
+                    info,
+                    check: 0,
+                })
+            }
+            UnitEncoder::Zstd(c) => {
+                // The bulk API knows the input size, so the frame header records the
+                // content size: streaming readers size their buffers from it.
+                let bytes = c.compress(tar)?;
+                let mut crc = Crc::new();
+                crc.update(tar);
+                let info = MemberInfo {
+                    compressed: bytes.len() as u64,
+                    uncompressed: tar.len() as u64,
+                    crc32: crc.sum(),
+                };
+                // The checksum flag puts XXH64's low 32 bits in the frame's last 4 bytes.
+                let check = trailer_u32(&bytes, 4);
+                Ok(EncodedUnit { bytes, info, check })
+            }
+        }
+    }
+}
+
+/// The u32 (LE) that starts `from_end` bytes before the end of `bytes`, or 0.
+fn trailer_u32(bytes: &[u8], from_end: usize) -> u32 {
+    let at = bytes.len().saturating_sub(from_end);
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// One unit as the writer recorded it, for the codec's trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct UnitRecord {
+    pub compressed: u64,
+    pub uncompressed: u64,
+    pub check: u32,
+}
+
+/// The bytes that follow the data units of a tree written from offset 0 up to
+/// `data_end`: the index, its footer and (zstd) the seek table.
+pub(super) fn encode_trailer(
+    codec: Codec,
+    index: &[u8],
+    data_end: u64,
+    units: &[UnitRecord],
+) -> std::io::Result<Vec<u8>> {
+    match codec {
+        Codec::Gzip => Ok(index::encode_trailer(index, data_end)),
+        Codec::Zstd => seekable::encode_trailer(index, data_end, units),
+    }
+}
+
+/// Which codec wrote the tree held in bytes `0..len` of `src`, from its last bytes:
+/// a zstd seekable tree ends with the seekable magic, a gzip tree with the empty
+/// footer member's zero trailer.
+pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
+    if len < 4 {
+        return Ok(Codec::Gzip);
+    }
+    let mut tail = [0u8; 4];
+    src.seek(SeekFrom::Start(len - 4))?;
+    src.read_exact(&mut tail)?;
+    Ok(if u32::from_le_bytes(tail) == seekable::SEEKABLE_MAGIC {
+        Codec::Zstd
+    } else {
+        Codec::Gzip
+    })
+}
+
+/// Reads the index of a tree of either codec held in bytes `0..len` of `src`.
+pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<(Codec, Index), IndexError> {
+    let codec = detect(src, len)?;
+    let index = match codec {
+        Codec::Gzip => index::read_index(src, len)?,
+        Codec::Zstd => seekable::read_index(src, len)?,
+    };
+    Ok((codec, index))
+}
+
+/// One reader thread's decompressor for data units.
+pub(super) enum UnitDecoder {
+    Gzip(libdeflater::Decompressor),
+    /// Created on first use: creating it can fail, and rayon's `map_init` cannot.
+    Zstd(Option<zstd::bulk::Decompressor<'static>>),
+}
+
+impl UnitDecoder {
+    pub fn new(codec: Codec) -> UnitDecoder {
+        match codec {
+            Codec::Gzip => UnitDecoder::Gzip(libdeflater::Decompressor::new()),
+            Codec::Zstd => UnitDecoder::Zstd(None),
+        }
+    }
+
+    /// Decodes one complete unit that the index describes as `info`, checking its
+    /// size and CRC32 (gzip: against the member trailer; zstd: against the index, the
+    /// frame's own XXH64 being checked by libzstd).
+    pub fn decode(&mut self, unit: &[u8], info: &MemberInfo) -> Result<Vec<u8>, MemberError> {
+        let data = match self {
+            UnitDecoder::Gzip(d) => member::decode_data(d, unit)?,
+            UnitDecoder::Zstd(slot) => {
+                if info.uncompressed > member::MAX_MEMBER_BYTES as u64 {
+                    return Err(MemberError::BadLength(info.uncompressed));
+                }
+                let d = match slot {
+                    Some(d) => d,
+                    None => slot.insert(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| MemberError::Inflate(e.to_string()))?,
+                    ),
+                };
+                let data = d
+                    .decompress(unit, info.uncompressed as usize)
+                    .map_err(|e| MemberError::Inflate(e.to_string()))?;
+                let mut crc = Crc::new();
+                crc.update(&data);
+                if crc.sum() != info.crc32 {
+                    return Err(MemberError::Crc {
+                        expected: info.crc32,
+                        actual: crc.sum(),
+                    });
+                }
+                data
+            }
+        };
+        if data.len() as u64 != info.uncompressed {
+            return Err(MemberError::Size {
+                expected: info.uncompressed.min(u32::MAX as u64) as u32,
+                actual: data.len(),
+            });
+        }
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_level_maps_to_zstd_default_and_the_scale_is_monotonic() {
+        assert_eq!(zstd_level(6), 3);
+        assert_eq!(zstd_level(1), 1);
+        assert_eq!(zstd_level(9), 19);
+        for l in 0..9 {
+            assert!(zstd_level(l) <= zstd_level(l + 1));
+        }
+    }
+
+    #[test]
+    fn both_codecs_round_trip_a_unit() {
+        let tar: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 977).to_le_bytes())
+            .collect();
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let mut enc = UnitEncoder::new(codec, 6).unwrap();
+            let unit = enc.encode(&tar).unwrap();
+            assert_eq!(unit.info.uncompressed, tar.len() as u64);
+            assert_eq!(unit.info.compressed, unit.bytes.len() as u64);
+            let mut dec = UnitDecoder::new(codec);
+            assert!(dec.decode(&unit.bytes, &unit.info).unwrap() == tar);
+            let mut bad = unit.info;
+            bad.crc32 ^= 1;
+            if codec == Codec::Zstd {
+                assert!(matches!(
+                    dec.decode(&unit.bytes, &bad),
+                    Err(MemberError::Crc { .. })
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn zstd_frames_are_plain_zstd_with_their_checksum_last() {
+        let tar = vec![42u8; 100_000];
+        let unit = UnitEncoder::new(Codec::Zstd, 6)
+            .unwrap()
+            .encode(&tar)
+            .unwrap();
+        assert_eq!(zstd::stream::decode_all(&unit.bytes[..]).unwrap(), tar);
+        // Corrupting the stored checksum makes libzstd refuse the frame.
+        let mut bad = unit.bytes.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        assert!(zstd::stream::decode_all(&bad[..]).is_err());
+    }
+}

@@ -1,0 +1,538 @@
+//! The zstd layout of a tree, `rootimgtree.zst` (FORMAT.md §6): the tar as independent
+//! zstd frames, then the imgport index and footer in skippable frames, then the seek
+//! table of the zstd seekable format (facebook/zstd `contrib/seekable_format`, v0.1.0).
+//!
+//! Every zstd decoder skips skippable frames, so `zstd -dc` yields exactly the tar and
+//! `zstd -t` passes; seekable-format readers find every frame through the seek table;
+//! imgport's readers find the index through the footer frame just before it.
+//!
+//! Nothing is allocated from a length read off the input without checking it against
+//! the file's own length or a fixed bound.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::index::{Index, IndexError, MAX_INDEX_BYTES};
+use super::member::MAX_MEMBER_BYTES;
+
+/// First of the 16 zstd skippable-frame magics (0x184D2A50..=0x184D2A5F).
+pub const SKIPPABLE_MAGIC_BASE: u32 = 0x184D_2A50;
+/// Skippable magic of the seek table frame (seekable format).
+pub const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
+/// `Seekable_Magic_Number`, the file's last 4 bytes.
+pub const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// Skippable magic of imgport's index and footer frames: a different one from the
+/// seek table's, so neither can be taken for the other.
+pub const IMGPORT_SKIPPABLE_MAGIC: u32 = 0x184D_2A59;
+/// zstd frame magic.
+pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// `Seek_Table_Footer`: number of frames, descriptor, seekable magic.
+pub const SEEK_TABLE_FOOTER_BYTES: usize = 9;
+/// `Checksum_Flag` in the seek table descriptor.
+const CHECKSUM_FLAG: u8 = 0x80;
+/// Descriptor bits 6–2, reserved: a decoder must refuse tables that set them.
+const RESERVED_BITS: u8 = 0x7c;
+/// The seekable format's own limit on frames.
+const MAX_FRAMES: u64 = 0x800_0000;
+/// Low 32 bits of XXH64 (seed 0) of empty input: the seek table checksum of the
+/// skippable frames, whose decompressed content is empty.
+pub const EMPTY_XXH64_LOW: u32 = 0x51D8_E999;
+
+/// Magic at the start of the index frame's payload.
+const INDEX_MAGIC: &[u8; 8] = b"IMGPZIX1";
+/// Magic at the start of the footer frame's payload.
+const FOOTER_MAGIC: &[u8; 8] = b"IMGPZTR1";
+/// Footer payload: magic, index offset, data frames, blob length, index length, CRC.
+pub const FOOTER_PAYLOAD_BYTES: usize = 8 + 8 + 4 + 8 + 8 + 4;
+/// The footer frame: skippable header (magic, size) and payload.
+pub const FOOTER_FRAME_BYTES: usize = 8 + FOOTER_PAYLOAD_BYTES;
+/// zstd level for the index: it is compressed once per export, small, and read whole.
+const INDEX_LEVEL: i32 = 9;
+
+/// One entry of the seek table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeekEntry {
+    pub compressed: u32,
+    pub decompressed: u32,
+    pub checksum: Option<u32>,
+}
+
+fn corrupt(what: impl Into<String>) -> IndexError {
+    IndexError::Corrupt(what.into())
+}
+
+fn skippable_header(magic: u32, size: usize) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(&magic.to_le_bytes());
+    // Callers bound `size` far below 4 GiB (index ≤ MAX_INDEX_BYTES).
+    h[4..].copy_from_slice(&(size.min(u32::MAX as usize) as u32).to_le_bytes());
+    h
+}
+
+/// The bytes that follow the data frames (`data_end` bytes, described by `frames`, in
+/// order): the index frame, the footer frame, the seek table.
+pub(super) fn encode_trailer(
+    index: &[u8],
+    data_end: u64,
+    frames: &[super::codec::UnitRecord],
+) -> io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(INDEX_LEVEL)?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    let blob = c.compress(index)?;
+    let mut crc = libdeflater::Crc::new();
+    crc.update(index);
+
+    let index_frame = 8 + INDEX_MAGIC.len() + blob.len();
+    let mut out = Vec::with_capacity(index_frame + FOOTER_FRAME_BYTES + 12 * (frames.len() + 4));
+    out.extend_from_slice(&skippable_header(
+        IMGPORT_SKIPPABLE_MAGIC,
+        INDEX_MAGIC.len() + blob.len(),
+    ));
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&blob);
+
+    out.extend_from_slice(&skippable_header(
+        IMGPORT_SKIPPABLE_MAGIC,
+        FOOTER_PAYLOAD_BYTES,
+    ));
+    out.extend_from_slice(FOOTER_MAGIC);
+    out.extend_from_slice(&data_end.to_le_bytes());
+    out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+
+    // The seek table lists every frame before it, skippable ones included with a
+    // decompressed size of 0 (as the format asks), so its compressed sizes add up to
+    // exactly where it starts.
+    let count = frames.len() + 2;
+    out.extend_from_slice(&skippable_header(
+        SEEK_TABLE_MAGIC,
+        12 * count + SEEK_TABLE_FOOTER_BYTES,
+    ));
+    let mut entry = |c: u64, d: u64, check: u32| {
+        // Data frames hold at most one unit (≤ MAX_MEMBER_BYTES); the index frame is
+        // bounded by MAX_INDEX_BYTES: both fit in u32.
+        out.extend_from_slice(&(c.min(u32::MAX as u64) as u32).to_le_bytes());
+        out.extend_from_slice(&(d.min(u32::MAX as u64) as u32).to_le_bytes());
+        out.extend_from_slice(&check.to_le_bytes());
+    };
+    for f in frames {
+        entry(f.compressed, f.uncompressed, f.check);
+    }
+    entry(index_frame as u64, 0, EMPTY_XXH64_LOW);
+    entry(FOOTER_FRAME_BYTES as u64, 0, EMPTY_XXH64_LOW);
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    out.push(CHECKSUM_FLAG);
+    out.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+    Ok(out)
+}
+
+fn read_at<R: Read + Seek>(src: &mut R, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    src.seek(SeekFrom::Start(offset))?;
+    src.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    b.get(i..i + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    b.get(i..i + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Reads and checks the seek table of a seekable zstd file of `len` bytes: the table
+/// frame must end the file and its compressed sizes must add up to where it starts.
+/// Returns the entries and the table frame's offset.
+pub fn read_seek_table<R: Read + Seek>(
+    src: &mut R,
+    len: u64,
+) -> Result<(Vec<SeekEntry>, u64), IndexError> {
+    if len < (8 + SEEK_TABLE_FOOTER_BYTES) as u64 {
+        return Err(IndexError::Missing);
+    }
+    let foot = read_at(
+        src,
+        len - SEEK_TABLE_FOOTER_BYTES as u64,
+        SEEK_TABLE_FOOTER_BYTES,
+    )?;
+    if u32_at(&foot, 5) != SEEKABLE_MAGIC {
+        return Err(IndexError::Missing);
+    }
+    let count = u32_at(&foot, 0) as u64;
+    let descriptor = foot[4];
+    if descriptor & RESERVED_BITS != 0 {
+        return Err(corrupt("seek table descriptor sets reserved bits"));
+    }
+    let entry_bytes: u64 = if descriptor & CHECKSUM_FLAG != 0 {
+        12
+    } else {
+        8
+    };
+    let table_bytes = count * entry_bytes;
+    let frame_bytes = 8 + table_bytes + SEEK_TABLE_FOOTER_BYTES as u64;
+    if count > MAX_FRAMES || frame_bytes > len {
+        return Err(corrupt("seek table is larger than the file"));
+    }
+    let table_at = len - frame_bytes;
+    let frame = read_at(src, table_at, (8 + table_bytes) as usize)?;
+    if u32_at(&frame, 0) != SEEK_TABLE_MAGIC
+        || u32_at(&frame, 4) as u64 != table_bytes + SEEK_TABLE_FOOTER_BYTES as u64
+    {
+        return Err(corrupt("seek table frame header is wrong"));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut sum = 0u64;
+    for e in frame[8..].chunks_exact(entry_bytes as usize) {
+        let entry = SeekEntry {
+            compressed: u32_at(e, 0),
+            decompressed: u32_at(e, 4),
+            checksum: (entry_bytes == 12).then(|| u32_at(e, 8)),
+        };
+        sum += entry.compressed as u64;
+        entries.push(entry);
+    }
+    if sum != table_at {
+        return Err(corrupt(format!(
+            "seek table frames add up to {sum} bytes, the table starts at {table_at}"
+        )));
+    }
+    Ok((entries, table_at))
+}
+
+/// Where the index is, as the footer frame says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footer {
+    pub index_offset: u64,
+    pub data_frames: u32,
+    pub blob_len: u64,
+    pub index_len: u64,
+    pub index_crc: u32,
+}
+
+/// Parses a footer frame ([`FOOTER_FRAME_BYTES`]); `None` when it is not imgport's.
+pub fn parse_footer(frame: &[u8]) -> Option<Footer> {
+    if frame.len() != FOOTER_FRAME_BYTES
+        || u32_at(frame, 0) != IMGPORT_SKIPPABLE_MAGIC
+        || u32_at(frame, 4) as usize != FOOTER_PAYLOAD_BYTES
+        || &frame[8..16] != FOOTER_MAGIC
+    {
+        return None;
+    }
+    Some(Footer {
+        index_offset: u64_at(frame, 16),
+        data_frames: u32_at(frame, 24),
+        blob_len: u64_at(frame, 28),
+        index_len: u64_at(frame, 36),
+        index_crc: u32_at(frame, 44),
+    })
+}
+
+/// Reads the index of a `rootimgtree.zst` held in bytes `0..len` of `src`, through the
+/// seek table and the footer frame, and checks that the seek table, the footer and
+/// the index agree on every data frame.
+pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexError> {
+    let (entries, table_at) = read_seek_table(src, len)?;
+    let [data @ .., index_entry, footer_entry] = entries.as_slice() else {
+        return Err(IndexError::Missing);
+    };
+    if footer_entry.compressed as usize != FOOTER_FRAME_BYTES {
+        return Err(IndexError::Missing);
+    }
+    let frame = read_at(
+        src,
+        table_at - FOOTER_FRAME_BYTES as u64,
+        FOOTER_FRAME_BYTES,
+    )?;
+    let footer = parse_footer(&frame).ok_or(IndexError::Missing)?;
+    let data_end: u64 = data.iter().map(|e| e.compressed as u64).sum();
+    let index_frame = 8 + INDEX_MAGIC.len() as u64 + footer.blob_len;
+    if footer.data_frames as usize != data.len()
+        || footer.index_offset != data_end
+        || index_entry.compressed as u64 != index_frame
+        || index_entry.decompressed != 0
+        || footer_entry.decompressed != 0
+        || [index_entry, footer_entry]
+            .iter()
+            .any(|e| e.checksum.is_some_and(|c| c != EMPTY_XXH64_LOW))
+    {
+        return Err(corrupt("footer and seek table disagree"));
+    }
+    if footer.blob_len > MAX_INDEX_BYTES || footer.index_len > MAX_INDEX_BYTES {
+        return Err(corrupt("index is larger than imgport accepts"));
+    }
+    let frame = read_at(src, footer.index_offset, index_frame as usize)?;
+    if u32_at(&frame, 0) != IMGPORT_SKIPPABLE_MAGIC
+        || u32_at(&frame, 4) as u64 != index_frame - 8
+        || &frame[8..16] != INDEX_MAGIC
+    {
+        return Err(corrupt("index frame header is wrong"));
+    }
+    let index = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress(&frame[16..], footer.index_len as usize))
+        .map_err(|e| corrupt(format!("index does not decompress: {e}")))?;
+    if index.len() as u64 != footer.index_len {
+        return Err(corrupt("index is shorter than the footer says"));
+    }
+    let mut crc = libdeflater::Crc::new();
+    crc.update(&index);
+    if crc.sum() != footer.index_crc {
+        return Err(corrupt("index CRC32 mismatch"));
+    }
+    let index = Index::decode(index, footer.index_offset)?;
+    let agree = index.members.len() == data.len()
+        && index.members.iter().zip(data).all(|((m, _, _), e)| {
+            m.compressed == e.compressed as u64 && m.uncompressed == e.decompressed as u64
+        });
+    if !agree {
+        return Err(corrupt("index and seek table list different frames"));
+    }
+    Ok(index)
+}
+
+/// One frame read off a stream by [`FrameScanner`].
+#[derive(Debug)]
+pub enum Frame {
+    /// A complete zstd frame, and its content size when the header gives it.
+    Data {
+        bytes: Vec<u8>,
+        content_size: Option<u64>,
+    },
+    /// A skippable frame (imgport's index and footer, the seek table, anyone's),
+    /// already read past.
+    Skippable,
+}
+
+/// Splits a stream of zstd frames into whole frames without decompressing them, from
+/// the frame and block headers (RFC 8878 §3.1), so they can be decompressed in
+/// parallel: the way to read a tree that arrives as a stream (a bundle on stdin or
+/// through ssh), where the seek table at the end comes too late to help.
+pub struct FrameScanner<R> {
+    inner: R,
+    /// Bytes consumed, for error messages.
+    offset: u64,
+}
+
+fn invalid(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}
+
+impl<R: Read> FrameScanner<R> {
+    pub fn new(inner: R) -> FrameScanner<R> {
+        FrameScanner { inner, offset: 0 }
+    }
+
+    /// Appends exactly `n` bytes to `buf`, refusing frames past [`MAX_MEMBER_BYTES`].
+    fn take(&mut self, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
+        if buf.len() + n > MAX_MEMBER_BYTES {
+            return Err(invalid(format!(
+                "zstd frame at byte {} is larger than {MAX_MEMBER_BYTES} bytes",
+                self.offset
+            )));
+        }
+        let at = buf.len();
+        buf.resize(at + n, 0);
+        self.inner.read_exact(&mut buf[at..]).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                invalid(format!(
+                    "zstd stream cut short in the frame at byte {}",
+                    self.offset
+                ))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The next frame, or `None` at a clean end of the stream (between frames).
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match self.inner.read(&mut magic[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(invalid("zstd stream ends inside a frame magic")),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let magic_value = u32::from_le_bytes(magic);
+        if magic_value & 0xFFFF_FFF0 == SKIPPABLE_MAGIC_BASE {
+            let mut size = [0u8; 4];
+            self.inner.read_exact(&mut size)?;
+            let size = u32::from_le_bytes(size) as u64;
+            let skipped = io::copy(&mut (&mut self.inner).take(size), &mut io::sink())?;
+            if skipped != size {
+                return Err(invalid("zstd stream cut short in a skippable frame"));
+            }
+            self.offset += 8 + size;
+            return Ok(Some(Frame::Skippable));
+        }
+        if magic_value != ZSTD_MAGIC {
+            return Err(invalid(format!(
+                "not a zstd frame at byte {} (magic {magic_value:08x})",
+                self.offset
+            )));
+        }
+        let mut buf = magic.to_vec();
+        self.take(&mut buf, 1)?;
+        let fhd = buf[4];
+        if fhd & 0x08 != 0 {
+            return Err(invalid("zstd frame header sets its reserved bit"));
+        }
+        let single_segment = fhd & 0x20 != 0;
+        let checksum = fhd & 0x04 != 0;
+        let dict_bytes = [0, 1, 2, 4][(fhd & 0x03) as usize];
+        let fcs_bytes = match fhd >> 6 {
+            0 => usize::from(single_segment),
+            1 => 2,
+            2 => 4,
+            _ => 8,
+        };
+        let rest = usize::from(!single_segment) + dict_bytes + fcs_bytes;
+        self.take(&mut buf, rest)?;
+        let fcs = &buf[buf.len() - fcs_bytes..];
+        let content_size = match fcs_bytes {
+            0 => None,
+            1 => Some(fcs[0] as u64),
+            // The 2-byte form is offset by 256 (RFC 8878 §3.1.1.1.4).
+            2 => Some(u16::from_le_bytes([fcs[0], fcs[1]]) as u64 + 256),
+            4 => Some(u32_at(fcs, 0) as u64),
+            _ => Some(u64_at(fcs, 0)),
+        };
+        loop {
+            let at = buf.len();
+            self.take(&mut buf, 3)?;
+            let header = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], 0]);
+            let last = header & 1 != 0;
+            let size = (header >> 3) as usize;
+            let payload = match (header >> 1) & 3 {
+                0 | 2 => size,
+                1 => 1,
+                _ => return Err(invalid("zstd block of the reserved type")),
+            };
+            self.take(&mut buf, payload)?;
+            if last {
+                break;
+            }
+        }
+        if checksum {
+            self.take(&mut buf, 4)?;
+        }
+        self.offset += buf.len() as u64;
+        Ok(Some(Frame::Data {
+            bytes: buf,
+            content_size,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::codec::UnitRecord;
+    use crate::tree::index::{IndexBuilder, MemberInfo};
+
+    #[test]
+    fn empty_xxh64_matches_what_libzstd_writes() {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        let f = c.compress(b"").unwrap();
+        assert_eq!(u32_at(&f, f.len() - 4), EMPTY_XXH64_LOW);
+    }
+
+    /// A fake tree: two zstd frames and the trailer.
+    fn fake_tree() -> (Vec<u8>, Vec<Vec<u8>>) {
+        let parts = [vec![1u8; 5000], b"second frame".repeat(100)];
+        let mut file = Vec::new();
+        let mut index = IndexBuilder::new();
+        let mut records = Vec::new();
+        for p in &parts {
+            let mut c = zstd::bulk::Compressor::new(3).unwrap();
+            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                .unwrap();
+            let f = c.compress(p).unwrap();
+            index.push_member(MemberInfo {
+                compressed: f.len() as u64,
+                uncompressed: p.len() as u64,
+                crc32: 0,
+            });
+            records.push(UnitRecord {
+                compressed: f.len() as u64,
+                uncompressed: p.len() as u64,
+                check: u32_at(&f, f.len() - 4),
+            });
+            file.extend_from_slice(&f);
+        }
+        let data_end = file.len() as u64;
+        file.extend(encode_trailer(&index.finish(), data_end, &records).unwrap());
+        (file, parts.to_vec())
+    }
+
+    #[test]
+    fn trailer_round_trips_and_stays_plain_zstd() {
+        let (file, parts) = fake_tree();
+        let len = file.len() as u64;
+        let (entries, table_at) = read_seek_table(&mut io::Cursor::new(&file), len).unwrap();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0].decompressed, 5000);
+        assert_eq!((entries[2].decompressed, entries[3].decompressed), (0, 0));
+        assert_eq!(entries[3].compressed as usize, FOOTER_FRAME_BYTES);
+        assert_eq!(table_at + 8 + 4 * 12 + 9, len);
+        let index = read_index(&mut io::Cursor::new(&file), len).unwrap();
+        assert_eq!(index.members.len(), 2);
+        assert_eq!(
+            index.data_end,
+            entries[..2].iter().map(|e| e.compressed as u64).sum()
+        );
+        // A plain decoder sees only the frames' content.
+        assert_eq!(zstd::stream::decode_all(&file[..]).unwrap(), parts.concat());
+        // The scanner finds the two frames and three skippable ones.
+        let mut s = FrameScanner::new(&file[..]);
+        let mut kinds = Vec::new();
+        while let Some(f) = s.next_frame().unwrap() {
+            kinds.push(match f {
+                Frame::Data { content_size, .. } => content_size,
+                Frame::Skippable => None,
+            });
+        }
+        assert_eq!(kinds, [Some(5000), Some(1200), None, None, None]);
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        let (file, _) = fake_tree();
+        let len = file.len();
+        // Not seekable at all.
+        assert!(matches!(
+            read_index(&mut io::Cursor::new(vec![0u8; 100]), 100),
+            Err(IndexError::Missing)
+        ));
+        // Data frames are checked when decoded, not here: flips in the trailer only.
+        for at in [len - 10, len - 30, len - 60, len - 90, len - 120] {
+            let mut bad = file.clone();
+            bad[at] ^= 0x40;
+            assert!(
+                read_index(&mut io::Cursor::new(&bad), len as u64).is_err(),
+                "flip at {at}"
+            );
+        }
+        // Truncated streams are errors for the scanner, never a clean end.
+        for cut in [3, 10, 100, len - 5] {
+            let mut s = FrameScanner::new(&file[..cut]);
+            let mut r = Ok(Some(Frame::Skippable));
+            while let Ok(Some(_)) = r {
+                r = s.next_frame();
+            }
+            assert!(r.is_err(), "cut at {cut}");
+        }
+        assert!(FrameScanner::new(&b"not zstd"[..]).next_frame().is_err());
+    }
+}
