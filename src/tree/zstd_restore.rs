@@ -157,7 +157,9 @@ fn decode_frames(work: Receiver<(u64, Vec<u8>, Option<u64>)>, done: Sender<Decod
     let mut ctx = None;
     for (seq, bytes, size) in work {
         guard.seq = seq;
-        let result = decode_frame(&mut ctx, &bytes, size);
+        // Name the frame: "checksum mismatch" alone does not say where.
+        let result = decode_frame(&mut ctx, &bytes, size)
+            .map_err(|e| io::Error::new(e.kind(), format!("zstd frame {seq}: {e}")));
         if done.send((seq, result)).is_err() {
             return;
         }
