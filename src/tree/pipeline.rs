@@ -74,6 +74,7 @@ pub(super) fn encode<I, W>(
     out: &mut W,
     level: u32,
     workers: usize,
+    progress: &crate::progress::Handle,
 ) -> Result<PipelineStats, TreeError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>> + Send,
@@ -100,7 +101,7 @@ where
         // close when the workers are gone, and the workers when the planner is.
         drop(unit_rx);
         drop(done_tx);
-        let written = write_members(done_rx, token_tx, out);
+        let written = write_members(done_rx, token_tx, out, progress);
         let planned = planner
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -547,6 +548,7 @@ fn write_members<W: Write>(
     results: Receiver<Result<Encoded, TreeError>>,
     tokens: Sender<()>,
     out: &mut W,
+    progress: &crate::progress::Handle,
 ) -> Result<WriteSummary, WriteError> {
     let mut sum = WriteSummary::default();
     let mut index = IndexBuilder::new();
@@ -568,6 +570,7 @@ fn write_members<W: Write>(
         sum.members += 1;
         sum.bytes_out += enc.info.compressed;
         sum.bytes_in += enc.info.uncompressed;
+        let entries_before = sum.entries;
         next += 1;
         for d in enc.done {
             match d {
@@ -613,6 +616,7 @@ fn write_members<W: Write>(
                 Done::End => ended = true,
             }
         }
+        progress.add(enc.info.uncompressed, sum.entries - entries_before);
     }
     let trailer = encode_trailer(&index.finish(), sum.bytes_out);
     out.write_all(&trailer).map_err(output_error)?;
