@@ -350,6 +350,20 @@ pub(crate) fn output_error(e: io::Error) -> TreeError {
     TreeError::io(PathBuf::from("<archive output>"), e)
 }
 
+/// Bytes of stored data and the number of entries of the tree at `dir`, from a walk
+/// (metadata only): the totals a progress display needs before [`write_tree`] runs.
+pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError> {
+    let mut bytes = 0u64;
+    let mut entries = 0u64;
+    for item in WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))? {
+        let (e, _) = item?;
+        // Data plus about one header block per entry: close to the tar's size.
+        bytes = bytes.saturating_add(e.stored_size() + BLOCK_BYTES as u64);
+        entries += 1;
+    }
+    Ok((bytes, entries))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,18 +725,4 @@ mod tests {
         };
         assert!(write_tree(t.path(), Vec::new(), &opts).is_err());
     }
-}
-
-/// Bytes of stored data and the number of entries of the tree at `dir`, from a walk
-/// (metadata only): the totals a progress display needs before [`write_tree`] runs.
-pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError> {
-    let mut bytes = 0u64;
-    let mut entries = 0u64;
-    for item in WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))? {
-        let (e, _) = item?;
-        // Data plus about one header block per entry: close to the tar's size.
-        bytes = bytes.saturating_add(e.stored_size() + BLOCK_BYTES as u64);
-        entries += 1;
-    }
-    Ok((bytes, entries))
 }
