@@ -62,6 +62,8 @@ pub struct ExportOptions {
     pub codec: Codec,
     /// Compression threads for the tree (0: one per core).
     pub threads: usize,
+    /// Progress counters to update (phases "walk", "compress").
+    pub progress: crate::progress::Handle,
 }
 
 /// The statelite tree format of a bundle.
@@ -413,8 +415,16 @@ fn tree_encoder<'a>(
                 level: opts.level,
                 codec: opts.codec,
                 threads: opts.threads,
+                progress: opts.progress.clone(),
                 ..Default::default()
             };
+            let mut total = 0;
+            if opts.progress.is_on() {
+                // Only for a display: a metadata-only walk gives the total for the ETA.
+                opts.progress.start("walk", 0);
+                total = tree::writer::measure(host, &o)?.0;
+            }
+            opts.progress.start("compress", total);
             let stats = tree::writer::write_tree(host, w, &o)?;
             Ok(TreeSummary {
                 entries: stats.entries,

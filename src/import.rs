@@ -88,6 +88,8 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Restore threads for the tree (0: one per core).
     pub threads: usize,
+    /// Progress counters to update (phase "read": bundle bytes read of its size).
+    pub progress: crate::progress::Handle,
 }
 
 /// The result for one image directory of the bundle.
@@ -242,12 +244,18 @@ pub fn import(
                 Error::NotFound(format!("Cannot find {}", shown.display()))
             })?;
             report.verbose(&format!("Bundle file is located at {}", p.display()));
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            opts.progress.start("read", size);
             Box::new(f)
         }
     };
+    if !matches!(opts.bundle, BundleSource::Path(_)) {
+        opts.progress.start("read", 0);
+    }
     let counter = CountingRead {
         inner: input,
         count: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        progress: opts.progress.clone(),
     };
     let count = counter.count.clone();
     report.info("Unbundling image...");
@@ -516,6 +524,7 @@ fn spool_dir(root: &Root, catalog: &Catalog, installdir: &str) -> Result<tempfil
 struct CountingRead<R> {
     inner: R,
     count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    progress: crate::progress::Handle,
 }
 
 impl<R: Read> Read for CountingRead<R> {
@@ -523,6 +532,7 @@ impl<R: Read> Read for CountingRead<R> {
         let n = self.inner.read(buf)?;
         self.count
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.progress.add(n as u64, 0);
         Ok(n)
     }
 }

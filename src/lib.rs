@@ -19,6 +19,7 @@ pub mod import;
 pub mod manifest;
 pub mod placement;
 pub mod profile;
+pub mod progress;
 pub mod remote;
 pub mod report;
 pub mod root;

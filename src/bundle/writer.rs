@@ -343,7 +343,7 @@ impl<W: Write> BundleWriter<W> {
             ));
         }
         let mut head = vec![0u8; SNIFF_BYTES];
-        let got = read_up_to(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
+        let got = crate::tree::reader::fill(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
         head.truncate(got);
         let level = if super::is_precompressed(&head) {
             0
@@ -600,19 +600,6 @@ fn write_name(h: &mut tar::Header, name: &[u8]) {
     field[..name.len()].copy_from_slice(name);
 }
 
-/// Reads until `buf` is full or the source ends; returns the bytes read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,8 @@ pub struct Console {
     /// Lines of the current item, drained by [`Console::take_lines`].
     warnings_now: Vec<String>,
     errors_now: Vec<String>,
+    /// The progress bar on screen, if any: lines are printed above it.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Console {
@@ -31,6 +33,7 @@ impl Console {
             errors: 0,
             warnings_now: Vec::new(),
             errors_now: Vec::new(),
+            bar: None,
         }
     }
 
@@ -67,11 +70,26 @@ impl Console {
         }
     }
 
+    /// Prints lines above `bar` while it is on screen.
+    pub fn set_bar(&mut self, bar: Option<indicatif::ProgressBar>) {
+        self.bar = bar;
+    }
+
     fn data(&self, line: &str) {
-        if self.info_to_stderr {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
-        } else {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        let to_stderr = self.info_to_stderr;
+        self.above_bar(|| {
+            if to_stderr {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            } else {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        });
+    }
+
+    fn above_bar(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 }
@@ -90,10 +108,14 @@ impl Reporter for Console {
     fn error(&mut self, line: &str) {
         self.errors += 1;
         self.errors_now.push(line.to_string());
-        let _ = writeln!(std::io::stderr().lock(), "Error: [{}]: {line}", self.host);
+        self.above_bar(|| {
+            let _ = writeln!(std::io::stderr().lock(), "Error: [{}]: {line}", self.host);
+        });
     }
     fn warning(&mut self, line: &str) {
         self.warnings_now.push(line.to_string());
-        let _ = writeln!(std::io::stderr().lock(), "Warning: [{}]: {line}", self.host);
+        self.above_bar(|| {
+            let _ = writeln!(std::io::stderr().lock(), "Warning: [{}]: {line}", self.host);
+        });
     }
 }

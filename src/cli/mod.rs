@@ -2,6 +2,7 @@
 //! prints lines the way xCAT's client does (or one JSON document with `--json`). No
 //! logic of its own beyond that.
 
+mod bar;
 mod browse;
 mod console;
 mod docs;
@@ -295,6 +296,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                     CodecArg::Zstd => Codec::Zstd,
                 },
                 threads: g.threads,
+                progress: Default::default(),
             };
             let plan = ExportPlan {
                 args,
@@ -337,6 +339,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                     profile: profile.clone(),
                     dry_run,
                     threads: g.threads,
+                    progress: Default::default(),
                 })
                 .collect();
             run_imports(&g, &opts, &mut console)
@@ -492,12 +495,17 @@ fn run_exports(g: &Globals, plan: &ExportPlan, base: &ExportOptions, console: &m
         let mut results = Vec::new();
         let mut docs = Vec::new();
         for (image, destination) in jobs {
+            let (progress, bar) = bar::start(g.quiet);
             let opts = ExportOptions {
                 image: image.clone(),
                 destination,
+                progress,
                 ..base.clone()
             };
+            console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
             let outcome = imgport::export::export(root, catalog, &opts, console);
+            drop(bar);
+            console.set_bar(None);
             let (warnings, errors) = console.take_lines();
             let failure = match &outcome {
                 Ok(_) => None,
@@ -539,7 +547,15 @@ fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Console) -> i32
                 BundleSource::Stdin => "-".to_string(),
                 BundleSource::Remote { host, path } => format!("{host}:{path}"),
             };
-            let outcome = imgport::import::import(root, catalog, opts, console);
+            let (progress, bar) = bar::start(g.quiet);
+            let opts = ImportOptions {
+                progress,
+                ..opts.clone()
+            };
+            console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
+            let outcome = imgport::import::import(root, catalog, &opts, console);
+            drop(bar);
+            console.set_bar(None);
             let (warnings, mut errors) = console.take_lines();
             match &outcome {
                 Ok(report) => {

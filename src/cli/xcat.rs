@@ -114,8 +114,12 @@ pub fn imgexport(args: &[OsString]) -> i32 {
         // imgexport is xCAT's command: its bundles stay gzip throughout.
         codec: Default::default(),
         threads: 0,
+        progress: Default::default(),
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
+    let (progress, bar) = super::bar::start(false);
+    console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
+    let opts = ExportOptions { progress, ..opts };
     super::run_export(&root, &opts, &mut console)
 }
 
@@ -149,7 +153,11 @@ pub fn imgimport(args: &[OsString]) -> i32 {
         profile: parsed.profile,
         dry_run: false,
         threads: 0,
+        progress: Default::default(),
     };
     let root = parsed.root.unwrap_or_else(|| PathBuf::from("/"));
+    let (progress, bar) = super::bar::start(false);
+    console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
+    let opts = ImportOptions { progress, ..opts };
     super::run_import(&root, &opts, &mut console)
 }

@@ -366,14 +366,7 @@ fn digest_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; DIGEST_CHUNK_BYTES as usize];
     loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = r.read(&mut buf[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
+        let filled = super::reader::fill(r, &mut buf)?;
         if filled == 0 {
             break;
         }

@@ -26,6 +26,8 @@ pub const FOOTER_MEMBER_BYTES: usize = 12 + 4 + FOOTER_PAYLOAD_BYTES + 2 + 8;
 pub const DIGEST_CHUNK_BYTES: u64 = 4 << 20;
 /// Largest encoded index a reader accepts (a million entries take about 60 MiB).
 pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
+/// Most bytes one byte of deflate data can inflate to.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// Why an index could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -240,25 +242,46 @@ pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexE
     {
         return Err(corrupt("footer points outside the archive"));
     }
+    // Walk the index members straight from `src`, header by header, rather than
+    // reading `index_offset..` into memory: a hostile footer pointing at offset 0 of a
+    // 20 GiB tree must not make us buffer the tree. What is kept is payload, bounded by
+    // the footer's `blob_len`.
     src.seek(SeekFrom::Start(footer.index_offset))?;
-    let mut region = Vec::new();
-    src.take(region_end - footer.index_offset)
-        .read_to_end(&mut region)?;
-    let mut blob = Vec::with_capacity(footer.blob_len.min(region.len() as u64) as usize);
-    let mut rest = &region[..];
+    let mut region = src.take(region_end - footer.index_offset);
+    let cut = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => corrupt("index member cut short"),
+        _ => IndexError::Io(e),
+    };
+    let mut blob = Vec::new();
+    let mut head = vec![0u8; 12 + u16::MAX as usize];
     for _ in 0..footer.index_members {
-        match member::parse_header(rest) {
+        region.read_exact(&mut head[..12]).map_err(cut)?;
+        let xlen = u16::from_le_bytes([head[10], head[11]]) as usize;
+        region.read_exact(&mut head[12..12 + xlen]).map_err(cut)?;
+        match member::parse_header(&head[..12 + xlen]) {
             Ok(Header::Tagged { id, payload, total }) if id == ID_INDEX => {
+                if (blob.len() + payload.len()) as u64 > footer.blob_len {
+                    return Err(corrupt("index length differs from the footer's"));
+                }
                 blob.extend_from_slice(&payload);
-                rest = rest
-                    .get(total as usize..)
-                    .ok_or_else(|| corrupt("index member cut short"))?;
+                // The empty deflate block and the trailer follow the header.
+                let rest = total.saturating_sub(12 + xlen as u64);
+                if std::io::copy(&mut (&mut region).take(rest), &mut std::io::sink())? < rest {
+                    return Err(corrupt("index member cut short"));
+                }
             }
             _ => return Err(corrupt("expected an index member")),
         }
     }
     if blob.len() as u64 != footer.blob_len {
         return Err(corrupt("index length differs from the footer's"));
+    }
+    // Deflate expands at most 1032:1 (a 258-byte match per two 1-bit codes), so a
+    // larger `index_len` is a lie; checked before it sizes the output buffer.
+    if footer.index_len > (blob.len() as u64).saturating_mul(MAX_DEFLATE_RATIO) {
+        return Err(corrupt(
+            "index length exceeds what its deflated size can hold",
+        ));
     }
     let mut index = vec![0u8; footer.index_len as usize];
     let n = libdeflater::Decompressor::new()
@@ -681,6 +704,73 @@ mod tests {
         )
         .is_err());
         assert!(Index::decode(b"IMGPIDX1\x00\x01\x05abc".to_vec(), 0).is_err());
+    }
+
+    /// Rewrites the footer (the last member) of `file` with `f` applied to it.
+    fn with_footer(mut file: Vec<u8>, f: impl Fn(&mut Footer)) -> Vec<u8> {
+        let at = file.len() - FOOTER_MEMBER_BYTES;
+        let mut footer = parse_footer(&file[at..]).unwrap();
+        f(&mut footer);
+        let mut payload = FOOTER_MAGIC.to_vec();
+        payload.extend_from_slice(&footer.index_offset.to_le_bytes());
+        payload.extend_from_slice(&footer.index_members.to_le_bytes());
+        payload.extend_from_slice(&footer.blob_len.to_le_bytes());
+        payload.extend_from_slice(&footer.index_len.to_le_bytes());
+        payload.extend_from_slice(&footer.index_crc.to_le_bytes());
+        file.truncate(at);
+        file.extend_from_slice(&member::encode_tagged(ID_FOOTER, &payload));
+        file
+    }
+
+    /// A `Read + Seek` that counts the bytes read through it.
+    struct Counting {
+        inner: std::io::Cursor<Vec<u8>>,
+        read: u64,
+    }
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Counting {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn hostile_footers_cannot_make_the_reader_allocate() {
+        let mut b = IndexBuilder::new();
+        b.push_entry(&sample()[0]);
+        let encoded = b.finish();
+        let data = vec![0x5au8; 8 << 20];
+        let mut file = data.clone();
+        file.extend_from_slice(&encode_trailer(&encoded, data.len() as u64));
+        let read = |file: Vec<u8>| {
+            let len = file.len() as u64;
+            let mut src = Counting {
+                inner: std::io::Cursor::new(file),
+                read: 0,
+            };
+            (read_index(&mut src, len), src.read)
+        };
+        let (ok, _) = read(file.clone());
+        assert!(ok.is_ok());
+        // A 1 GiB index claimed for a few bytes of deflate: refused before allocating.
+        let (r, _) = read(with_footer(file.clone(), |f| f.index_len = MAX_INDEX_BYTES));
+        assert!(
+            r.unwrap_err().to_string().contains("deflated size"),
+            "index_len bound"
+        );
+        // The index said to start at offset 0, over 8 MiB of data: refused after reading
+        // one member header, not after buffering the whole data region.
+        let (r, n) = read(with_footer(file, |f| f.index_offset = 0));
+        assert!(r.is_err());
+        assert!(n < 128 * 1024, "read {n} bytes for a bogus index offset");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const TRAILER_BYTES: usize = 8;
 pub const MAX_SUBFIELD_PAYLOAD: usize = 65535 - 4;
 /// The deflate encoding of empty input (one final fixed-Huffman block).
 const EMPTY_DEFLATE: [u8; 2] = [0x03, 0x00];
+/// The most deflate can expand its input (RFC 1951's longest match per 258 bytes).
+const MAX_DEFLATE_RATIO: u64 = 1032;
 /// gzip OS byte "unknown", as gzp writes it.
 const OS_UNKNOWN: u8 = 0xff;
 
@@ -189,11 +191,15 @@ pub fn decode_data(decompressor: &mut Decompressor, member: &[u8]) -> Result<Vec
     let trailer = &member[member.len() - TRAILER_BYTES..];
     let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let isize = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-    if isize as usize > MAX_MEMBER_BYTES {
+    let body = &member[DATA_HEADER_BYTES..member.len() - TRAILER_BYTES];
+    // Deflate expands at most 1032:1, so a larger ISIZE is a lie; refusing it here
+    // keeps a 28-byte member from making us allocate 64 MiB.
+    if isize as usize > MAX_MEMBER_BYTES
+        || isize as u64 > (body.len() as u64 + 1) * MAX_DEFLATE_RATIO
+    {
         return Err(MemberError::BadLength(isize as u64));
     }
     let mut out = vec![0u8; isize as usize];
-    let body = &member[DATA_HEADER_BYTES..member.len() - TRAILER_BYTES];
     let n = decompressor
         .deflate_decompress(body, &mut out)
         .map_err(|e| MemberError::Inflate(e.to_string()))?;

@@ -77,6 +77,7 @@ pub(super) fn encode<I, W>(
     codec: Codec,
     level: u32,
     workers: usize,
+    progress: &crate::progress::Handle,
 ) -> Result<PipelineStats, TreeError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>> + Send,
@@ -104,7 +105,7 @@ where
         // close when the workers are gone, and the workers when the planner is.
         drop(unit_rx);
         drop(done_tx);
-        let written = write_members(done_rx, token_tx, out, codec);
+        let written = write_members(done_rx, token_tx, out, codec, progress);
         let planned = planner
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -554,6 +555,7 @@ fn write_members<W: Write>(
     tokens: Sender<()>,
     out: &mut W,
     codec: Codec,
+    progress: &crate::progress::Handle,
 ) -> Result<WriteSummary, WriteError> {
     let mut sum = WriteSummary::default();
     let mut index = IndexBuilder::new();
@@ -582,6 +584,7 @@ fn write_members<W: Write>(
         sum.members += 1;
         sum.bytes_out += enc.info.compressed;
         sum.bytes_in += enc.info.uncompressed;
+        let entries_before = sum.entries;
         next += 1;
         for d in enc.done {
             match d {
@@ -627,6 +630,7 @@ fn write_members<W: Write>(
                 Done::End => ended = true,
             }
         }
+        progress.add(enc.info.uncompressed, sum.entries - entries_before);
     }
     let trailer = codec::encode_trailer(codec, &index.finish(), sum.bytes_out, &units)
         .map_err(output_error)?;

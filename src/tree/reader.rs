@@ -23,6 +23,13 @@ pub(crate) const MAX_NAME: u64 = 1 << 20;
 /// Largest number of old-GNU sparse extension blocks followed before giving up,
 /// so a stream of "isextended" blocks cannot spin us forever.
 const MAX_SPARSE_EXT: usize = 1 << 20;
+/// Longest owner name (`uname`/`gname`) accepted from a pax record. Linux caps login
+/// names at 256 bytes (LOGIN_NAME_MAX) and real ones fit ustar's 32. The bound matters
+/// for global (`g`) headers: their names are copied into every later entry, so a
+/// 16 MiB name followed by a few thousand 512-byte headers would otherwise cost
+/// gigabytes of copies, and gigabytes of memory in a restorer that keeps directory
+/// entries until the end.
+const MAX_OWNER_NAME: usize = 256;
 
 /// A pull decoder of archive entries: the interface the restorer consumes, shared by
 /// [`TarReader`] and [`super::cpio::CpioReader`].
@@ -31,6 +38,11 @@ const MAX_SPARSE_EXT: usize = 1 << 20;
 /// sparse file the data segments, concatenated) are then available through
 /// [`EntryReader::read_data`] until it returns 0. Unread data is skipped by the next
 /// `next_entry` call.
+///
+/// Only a regular file's data is bounded by [`Entry::stored_size`]. Other kinds may
+/// still expose a data area the archive stores for them (a pax hard link with data, a
+/// GNU dumpdir, a cpio directory with a nonzero size): it is there to be skipped, and
+/// restorers never read it.
 pub trait EntryReader {
     /// Decodes the next entry, or `None` at the end of the archive.
     fn next_entry(&mut self) -> Result<Option<Entry>, TreeError>;
@@ -433,6 +445,13 @@ impl Pax {
         match key {
             b"uid" => self.uid = if empty { None } else { Some(num(value)?) },
             b"gid" => self.gid = if empty { None } else { Some(num(value)?) },
+            b"uname" | b"gname" if value.len() > MAX_OWNER_NAME => {
+                return Err(format!(
+                    "pax {} of {} bytes exceeds the {MAX_OWNER_NAME}-byte limit",
+                    String::from_utf8_lossy(key),
+                    value.len()
+                ))
+            }
             b"uname" => self.uname = (!empty).then(|| value.to_vec()),
             b"gname" => self.gname = (!empty).then(|| value.to_vec()),
             b"mtime" => {
@@ -1377,6 +1396,30 @@ mod tests {
         a.extend(&map);
         let err = all(&a).unwrap_err().to_string();
         assert!(err.contains("sparse map"), "{err}");
+    }
+
+    #[test]
+    fn global_owner_names_are_bounded() {
+        // A global header's names are copied into every later entry: a long one would
+        // multiply by the entry count. Real names fit; oversized ones are refused.
+        let archive = |gname: &[u8]| {
+            let mut a = Vec::new();
+            let pax = pax_record(b"gname", gname);
+            a.extend(header(b"g", b'g', pax.len() as u64, b""));
+            a.extend(&pax);
+            pad(&mut a);
+            for i in 0..4 {
+                a.extend(header(format!("rootimg/d{i}").as_bytes(), b'5', 0, b""));
+            }
+            a.extend(vec![0u8; 1024]);
+            a
+        };
+        let got = all(&archive(b"wheel")).unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3].0.gname.as_deref(), Some(&b"wheel"[..]));
+        let long = vec![b'g'; MAX_OWNER_NAME + 1];
+        let err = all(&archive(&long)).unwrap_err().to_string();
+        assert!(err.contains("gname") && err.contains("limit"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct WriteOptions {
     /// The output does not depend on it. A planner thread (walk, headers) and the
     /// calling thread (output, index) run besides them.
     pub threads: usize,
+    /// Counters to update as members are written (tar bytes, entries).
+    pub progress: crate::progress::Handle,
 }
 
 impl Default for WriteOptions {
@@ -70,6 +72,7 @@ impl Default for WriteOptions {
             one_file_system: true,
             atime: false,
             threads: 0,
+            progress: crate::progress::Handle::default(),
         }
     }
 }
@@ -141,7 +144,14 @@ pub fn write_tree(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let p = pipeline::encode(&mut stream, &mut out, opts.codec, opts.level, threads)?;
+    let p = pipeline::encode(
+        &mut stream,
+        &mut out,
+        opts.codec,
+        opts.level,
+        threads,
+        &opts.progress,
+    )?;
     // Walk warnings first, then read warnings, as write_tar orders them.
     let mut warnings = stream.take_warnings();
     warnings.extend(p.warnings);
@@ -356,6 +366,20 @@ fn write_zeros<W: Write + ?Sized>(out: &mut W, mut n: u64) -> Result<(), TreeErr
 /// An error writing the archive, named `<archive output>`.
 pub(crate) fn output_error(e: io::Error) -> TreeError {
     TreeError::io(PathBuf::from("<archive output>"), e)
+}
+
+/// Bytes of stored data and the number of entries of the tree at `dir`, from a walk
+/// (metadata only): the totals a progress display needs before [`write_tree`] runs.
+pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError> {
+    let mut bytes = 0u64;
+    let mut entries = 0u64;
+    for item in WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))? {
+        let (e, _) = item?;
+        // Data plus about one header block per entry: close to the tar's size.
+        bytes = bytes.saturating_add(e.stored_size() + BLOCK_BYTES as u64);
+        entries += 1;
+    }
+    Ok((bytes, entries))
 }
 
 #[cfg(test)]
@@ -599,8 +623,15 @@ mod tests {
         fs::remove_file(root.join("vanishes")).unwrap();
 
         let mut gz = Vec::new();
-        let stats =
-            pipeline::encode(w.entries.into_iter().map(Ok), &mut gz, Codec::Gzip, 6, 3).unwrap();
+        let stats = pipeline::encode(
+            w.entries.into_iter().map(Ok),
+            &mut gz,
+            Codec::Gzip,
+            6,
+            3,
+            &Default::default(),
+        )
+        .unwrap();
         let mut plain = Vec::new();
         flate2::read::MultiGzDecoder::new(gz.as_slice())
             .read_to_end(&mut plain)
@@ -646,7 +677,15 @@ mod tests {
                 "/walk/failed/here",
                 io::Error::from(io::ErrorKind::PermissionDenied),
             ))));
-        let err = pipeline::encode(failing, &mut Vec::new(), Codec::Gzip, 6, 2).unwrap_err();
+        let err = pipeline::encode(
+            failing,
+            &mut Vec::new(),
+            Codec::Gzip,
+            6,
+            2,
+            &Default::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/walk/failed/here"), "{err}");
 
         /// Accepts `left` bytes, then fails.
@@ -668,7 +707,15 @@ mod tests {
         }
         for left in [0, 100_000, 3 << 20] {
             let entries = w.entries.clone().into_iter().map(Ok);
-            let err = pipeline::encode(entries, &mut Full { left }, Codec::Gzip, 6, 2).unwrap_err();
+            let err = pipeline::encode(
+                entries,
+                &mut Full { left },
+                Codec::Gzip,
+                6,
+                2,
+                &Default::default(),
+            )
+            .unwrap_err();
             assert!(err.to_string().contains("<archive output>"), "{err}");
         }
     }

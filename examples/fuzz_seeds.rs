@@ -1,0 +1,95 @@
+//! Writes the library-made fuzz seeds (`fuzz/seed.sh` runs this): a tiny tree in the
+//! v1 layout of FORMAT.md §2–3, i.e. data members with `IG` lengths, cut at entry
+//! boundaries, followed by the index members and footer.
+//!
+//! usage: `cargo run --example fuzz_seeds -- TREE_DIR SEEDS_DIR`
+//!
+//! Writes `SEEDS_DIR/member_reader/{one-member,tree-v1}.gz` and
+//! `SEEDS_DIR/index_reader/{tree-v1.gz,index.bin}` (the last is the encoded index
+//! before deflating, which the index target also decodes directly).
+//!
+//! The layout is assembled here from the library's member and index encoders rather
+//! than taken from `write_tree`, because that function writes one plain gzip member
+//! until the parallel v1 writer lands; the bytes are the same kind either way.
+
+use std::path::PathBuf;
+
+use imgport::tree::index::{chunk_digest, encode_trailer, file_digest, IndexBuilder, IndexEntry};
+use imgport::tree::index::{MemberInfo, DIGEST_CHUNK_BYTES};
+use imgport::tree::member::{compressor, encode_data};
+use imgport::tree::pax::{encode_header, end_of_archive};
+use imgport::tree::walk::{walk, WalkOptions};
+use imgport::tree::writer::{EntryEncoder, ROOTIMG_TOP};
+
+/// Small member target, so even a tiny seed tree has several members to hop through.
+const SEED_MEMBER_BYTES: usize = 4096;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [tree, seeds] = args.as_slice() else {
+        return Err("usage: fuzz_seeds TREE_DIR SEEDS_DIR".into());
+    };
+    let w = walk(tree, ROOTIMG_TOP, &WalkOptions::default())?;
+    let mut tar = Vec::new();
+    let mut cuts = vec![0usize];
+    let mut index = IndexBuilder::new();
+    let mut enc = EntryEncoder::new();
+    let mut warnings = Vec::new();
+    for (entry, src) in &w.entries {
+        if tar.len() - cuts.last().copied().unwrap_or(0) >= SEED_MEMBER_BYTES {
+            cuts.push(tar.len());
+        }
+        let header_offset = tar.len() as u64;
+        let data_offset = header_offset + encode_header(entry)?.len() as u64;
+        enc.write_entry(entry, src, &mut tar, &mut warnings)?;
+        let digest = (entry.kind == imgport::tree::Kind::File).then(|| {
+            let stored = &tar[data_offset as usize..][..entry.stored_size() as usize];
+            let pieces: Vec<[u8; 32]> = stored
+                .chunks(DIGEST_CHUNK_BYTES as usize)
+                .map(chunk_digest)
+                .collect();
+            file_digest(&pieces)
+        });
+        index.push_entry(&IndexEntry::from_entry(
+            entry,
+            header_offset,
+            data_offset,
+            digest,
+        ));
+    }
+    tar.extend_from_slice(&end_of_archive());
+    cuts.push(tar.len());
+
+    let mut file = Vec::new();
+    let mut c = compressor(6);
+    for pair in cuts.windows(2) {
+        let chunk = &tar[pair[0]..pair[1]];
+        let m = encode_data(&mut c, chunk);
+        let mut crc = libdeflater::Crc::new();
+        crc.update(chunk);
+        index.push_member(MemberInfo {
+            compressed: m.len() as u64,
+            uncompressed: chunk.len() as u64,
+            crc32: crc.sum(),
+        });
+        if file.is_empty() {
+            write(seeds, "member_reader/one-member.gz", &m)?;
+        }
+        file.extend_from_slice(&m);
+    }
+    let encoded = index.finish();
+    let data_end = file.len() as u64;
+    file.extend_from_slice(&encode_trailer(&encoded, data_end));
+    write(seeds, "member_reader/tree-v1.gz", &file)?;
+    write(seeds, "index_reader/tree-v1.gz", &file)?;
+    write(seeds, "index_reader/index.bin", &encoded)?;
+    Ok(())
+}
+
+fn write(seeds: &std::path::Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let p = seeds.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap_or(seeds))?;
+    std::fs::write(&p, bytes)?;
+    eprintln!("{} ({} bytes)", p.display(), bytes.len());
+    Ok(())
+}
