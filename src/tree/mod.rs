@@ -9,6 +9,7 @@ pub mod archive;
 pub mod cpio;
 pub mod error;
 pub mod index;
+pub mod inflate;
 pub mod member;
 pub mod meta;
 pub mod pax;
