@@ -4,11 +4,13 @@
 //! and attr, acl, libcap2-bin, rsync, libarchive-tools, cpio.
 
 use std::fs;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imgport::tree::restore::{restore, restore_gz, RestoreOptions, RestoreStats};
+use imgport::tree::member;
+use imgport::tree::restore::{restore, restore_gz, restore_stream, RestoreOptions, RestoreStats};
+use imgport::tree::writer::{write_tar, WriteOptions};
 use imgport::tree::TreeError;
 
 fn sh(dir: &Path, script: &str) -> Vec<u8> {
@@ -367,11 +369,22 @@ fn hostile() -> Hostile {
 }
 
 impl Hostile {
+    /// Restores `archive` sequentially and with 4 workers, each into a fresh `dest`;
+    /// both must refuse it with the same error, leaving nothing outside `dest`.
     fn run(&self, archive: &[u8]) -> TreeError {
-        let err = restore(archive, &self.dest, b"rootimg", &RestoreOptions::default())
-            .expect_err("hostile archive must be refused");
-        self.assert_nothing_outside();
-        err
+        let mut errors = Vec::new();
+        for threads in [1, 4] {
+            fs::remove_dir_all(&self.dest).unwrap();
+            fs::create_dir(&self.dest).unwrap();
+            let err = restore(archive, &self.dest, b"rootimg", &threads_opts(threads))
+                .expect_err("hostile archive must be refused");
+            self.assert_nothing_outside();
+            errors.push(err);
+        }
+        let second = errors.pop().unwrap();
+        let first = errors.pop().unwrap();
+        assert_eq!(first.to_string(), second.to_string(), "threads 1 vs 4");
+        first
     }
 
     /// Only `dest`, `canary` (unchanged) and the archive file exist in the tempdir.
@@ -397,6 +410,13 @@ impl Hostile {
         let p = self.root.join("h.tar");
         python_tar(&p, members);
         fs::read(&p).unwrap()
+    }
+}
+
+fn threads_opts(threads: usize) -> RestoreOptions {
+    RestoreOptions {
+        threads,
+        ..RestoreOptions::default()
     }
 }
 
@@ -596,23 +616,52 @@ fn cpio_hostile_names_and_symlink_parents() {
 #[test]
 fn later_entry_replaces_earlier_one() {
     let h = hostile();
+    // Also a file replaced by a directory, a directory (still empty) by a file, and
+    // a file by a hard link to a file written just before.
     let a = h.tar(
         "('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/f', tarfile.REGTYPE, '', b'old'), \
          ('rootimg/f', tarfile.REGTYPE, '', b'new'), ('rootimg/l', tarfile.SYMTYPE, 'f', b''), \
          ('rootimg/l', tarfile.REGTYPE, '', b'file now'), ('rootimg/d', tarfile.DIRTYPE, '', b''), \
-         ('rootimg/d', tarfile.DIRTYPE, '', b'')",
+         ('rootimg/d', tarfile.DIRTYPE, '', b''), ('rootimg/g', tarfile.REGTYPE, '', b'g'), \
+         ('rootimg/g', tarfile.DIRTYPE, '', b''), ('rootimg/e', tarfile.DIRTYPE, '', b''), \
+         ('rootimg/e', tarfile.REGTYPE, '', b'e'), ('rootimg/big', tarfile.REGTYPE, '', b'b' * 3000000), \
+         ('rootimg/f', tarfile.LNKTYPE, 'rootimg/big', b'')",
     );
-    let stats = restore(
-        Cursor::new(a),
-        &h.dest,
-        b"rootimg",
-        &RestoreOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(stats.entries, 7);
-    assert_eq!(fs::read(h.dest.join("f")).unwrap(), b"new");
-    assert_eq!(fs::read(h.dest.join("l")).unwrap(), b"file now");
-    assert!(h.dest.join("d").is_dir());
+    for threads in [1, 4] {
+        fs::remove_dir_all(&h.dest).unwrap();
+        fs::create_dir(&h.dest).unwrap();
+        let stats = restore(Cursor::new(&a), &h.dest, b"rootimg", &threads_opts(threads)).unwrap();
+        assert_eq!(stats.entries, 13);
+        assert_eq!(fs::read(h.dest.join("f")).unwrap(), vec![b'b'; 3_000_000]);
+        assert_eq!(fs::read(h.dest.join("l")).unwrap(), b"file now");
+        assert!(h.dest.join("d").is_dir());
+        assert!(h.dest.join("g").is_dir());
+        assert_eq!(fs::read(h.dest.join("e")).unwrap(), b"e");
+    }
+}
+
+#[test]
+fn refuses_replacing_a_directory_that_files_were_written_into() {
+    // With workers, d/f may not exist yet when `d` is replaced; the restore must
+    // still refuse, as it does sequentially (where d is simply not empty).
+    let h = hostile();
+    let target = h.canary.display().to_string();
+    for last in [
+        format!("('rootimg/d', tarfile.SYMTYPE, {target:?}, b'')"),
+        "('rootimg/d', tarfile.REGTYPE, '', b'x')".to_string(),
+        "('rootimg/d', tarfile.FIFOTYPE, '', b'')".to_string(),
+    ] {
+        let a = h.tar(&format!(
+            "('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/d', tarfile.DIRTYPE, '', b''), \
+             ('rootimg/d/f', tarfile.REGTYPE, '', b'f' * 2000000), \
+             ('rootimg/d/g', tarfile.REGTYPE, '', b'g'), {last}, \
+             ('rootimg/d/pwned', tarfile.REGTYPE, '', b'pwned')"
+        ));
+        let err = h.run(&a);
+        let msg = err.to_string();
+        assert!(matches!(err, TreeError::Unsupported { .. }), "{msg}");
+        assert!(msg.contains("would replace a non-empty directory"), "{msg}");
+    }
 }
 
 #[test]
@@ -647,6 +696,349 @@ fn gzip_corruption_and_early_errors_are_reported_without_hanging() {
     let err = restore_gz(&bytes[..], &h.dest, b"rootimg", &RestoreOptions::default()).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
     h.assert_nothing_outside();
+}
+
+// ------------------------------------------------------------------------------
+// imgport member streams (FORMAT.md §2), parallel inflate and restore
+
+/// A reader that is not `Send`, like the bundle's member reader.
+struct NotSend<R> {
+    inner: R,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl<R: Read> Read for NotSend<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+fn not_send<R: Read>(inner: R) -> NotSend<R> {
+    NotSend {
+        inner,
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// Offsets of the tar stream where entries start (an entry's first header block,
+/// its pax or GNU long-name header if it has one), and where the end blocks start.
+fn entry_boundaries(tar: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut continues = false;
+    while at + 512 <= tar.len() {
+        let h = &tar[at..at + 512];
+        if h.iter().all(|&b| b == 0) {
+            out.push(at);
+            break;
+        }
+        if !continues {
+            out.push(at);
+        }
+        let field = &h[124..136];
+        let size = if field[0] & 0x80 != 0 {
+            field[1..]
+                .iter()
+                .fold(0u64, |v, &b| (v << 8) | u64::from(b))
+        } else {
+            let t = std::str::from_utf8(field).unwrap();
+            u64::from_str_radix(t.trim_matches(|c| c == '\0' || c == ' '), 8).unwrap()
+        } as usize;
+        continues = matches!(h[156], b'x' | b'g' | b'L' | b'K');
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+/// Cuts `tar` into data members: at an entry boundary once `min` bytes gathered,
+/// and anywhere once `max` gathered (splitting big files), then an index and a
+/// footer member (their content does not matter to a restore). Returns the stream
+/// and each data member's (offset, length).
+fn members(tar: &[u8], min: usize, max: usize) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let bounds: std::collections::HashSet<usize> = entry_boundaries(tar).into_iter().collect();
+    let mut cuts = vec![0];
+    let mut last = 0;
+    for pos in (512..tar.len()).step_by(512) {
+        if (bounds.contains(&pos) && pos - last >= min) || pos - last >= max {
+            cuts.push(pos);
+            last = pos;
+        }
+    }
+    cuts.push(tar.len());
+    let mut c = member::compressor(6);
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    for w in cuts.windows(2) {
+        let m = member::encode_data(&mut c, &tar[w[0]..w[1]]);
+        spans.push((out.len(), m.len()));
+        out.extend(m);
+    }
+    out.extend(member::encode_tagged(member::ID_INDEX, b"index bytes"));
+    out.extend(member::encode_tagged(member::ID_FOOTER, &[0u8; 40]));
+    (out, spans)
+}
+
+/// `build_tree` plus a file bigger than a worker job and a sparse file whose data
+/// segments are too, so both travel in pieces.
+fn build_big_tree(src: &Path) {
+    build_tree(src, true, true);
+    sh(
+        src,
+        "cd rootimg && head -c 3500000 /dev/urandom > bin/big && chmod 4755 bin/big\n\
+         setcap cap_net_admin+ep bin/big\n\
+         truncate -s 100M bigsparse\n\
+         head -c 2500000 /dev/urandom | dd of=bigsparse bs=1M seek=10 conv=notrunc status=none\n\
+         head -c 1500000 /dev/urandom | dd of=bigsparse bs=1M seek=60 conv=notrunc status=none\n\
+         ln bin/big a/big-link\n\
+         touch -d '2012-01-01' bin/big bigsparse . bin a",
+    );
+}
+
+fn tar_of(src: &Path) -> Vec<u8> {
+    let mut tar = Vec::new();
+    write_tar(&src.join("rootimg"), &mut tar, &WriteOptions::default()).unwrap();
+    tar
+}
+
+#[test]
+fn imgport_members_restore_losslessly_with_any_thread_count() {
+    let (tmp, src, _) = setup();
+    build_big_tree(&src);
+    let tar = tar_of(&src);
+    let (stream, spans) = members(&tar, 4096, 256 * 1024);
+    assert!(spans.len() > 30, "{} members", spans.len());
+    // Plain gzip tools see exactly the tar.
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(&stream[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(plain, tar);
+    let blocks = |d: &Path, f: &str| -> u64 {
+        String::from_utf8_lossy(&sh(d, &format!("stat -c %b rootimg/{f}")))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    for (i, threads) in [1, 4, 0, 2].into_iter().enumerate() {
+        let dst = tmp.path().join(format!("dst{i}"));
+        fs::create_dir_all(dst.join("rootimg")).unwrap();
+        let stats = if threads == 2 {
+            // restore_gz takes the parallel path for imgport members too.
+            restore_gz(
+                &stream[..],
+                &dst.join("rootimg"),
+                b"rootimg",
+                &threads_opts(2),
+            )
+        } else {
+            restore_stream(
+                not_send(&stream[..]),
+                &dst.join("rootimg"),
+                b"rootimg",
+                &threads_opts(threads),
+            )
+        }
+        .unwrap_or_else(|e| panic!("threads {threads}: {e}"));
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+        check_full_fidelity(&src, &dst);
+        let d = dst.join("rootimg");
+        assert_eq!(
+            sh(&d, "getcap bin/big"),
+            b"bin/big cap_net_admin=ep\n",
+            "threads {threads}"
+        );
+        assert_eq!(
+            sh(&d, "stat -c %i bin/big"),
+            sh(&d, "stat -c %i a/big-link")
+        );
+        assert!(sparse_blocks(&dst) < 256, "threads {threads}");
+        // 4 MB of data in a 100 MiB file: holes kept.
+        assert!(
+            blocks(&dst, "bigsparse") < 8 * 1024 + 64,
+            "threads {threads}"
+        );
+        assert_eq!(fs::metadata(d.join("bigsparse")).unwrap().len(), 100 << 20);
+    }
+    // The same tar, uncompressed, through restore_stream.
+    let dst = tmp.path().join("plain");
+    fs::create_dir_all(dst.join("rootimg")).unwrap();
+    restore_stream(
+        not_send(&tar[..]),
+        &dst.join("rootimg"),
+        b"rootimg",
+        &threads_opts(4),
+    )
+    .unwrap();
+    check_full_fidelity(&src, &dst);
+}
+
+#[test]
+fn corrupt_member_is_named_and_leaves_a_removable_tree() {
+    let (_tmp, src, _) = setup();
+    build_big_tree(&src);
+    let (mut stream, spans) = members(&tar_of(&src), 4096, 256 * 1024);
+    let k = spans.len() / 2;
+    let (off, len) = spans[k];
+    stream[off + len / 2] ^= 0x40;
+    for threads in [1, 4] {
+        let h = hostile();
+        let err = restore_stream(
+            not_send(&stream[..]),
+            &h.dest,
+            b"rootimg",
+            &threads_opts(threads),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("gzip member {k} (at byte {off} ")),
+            "{err}"
+        );
+        h.assert_nothing_outside();
+        // What the caller does on error: remove the staging directory, whole.
+        fs::remove_dir_all(&h.dest).unwrap();
+    }
+}
+
+#[test]
+fn hostile_member_lengths_are_clear_errors() {
+    let h = hostile();
+    let tar = h.tar(
+        "('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/a', tarfile.REGTYPE, '', b'a' * 100000), \
+         ('rootimg/b', tarfile.REGTYPE, '', b'b' * 100000)",
+    );
+    let (good, spans) = members(&tar, 512, 50_000);
+    assert!(spans.len() >= 4);
+    let (off, len) = spans[2];
+    let run = |bytes: &[u8]| -> String {
+        fs::remove_dir_all(&h.dest).unwrap();
+        fs::create_dir(&h.dest).unwrap();
+        let err = restore_stream(not_send(bytes), &h.dest, b"rootimg", &threads_opts(4))
+            .unwrap_err()
+            .to_string();
+        h.assert_nothing_outside();
+        err
+    };
+    // IG length far beyond the 64 MiB limit.
+    let mut bad = good.clone();
+    bad[off + 16..off + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = run(&bad);
+    assert!(
+        err.contains("gzip member 2") && err.contains("out of bounds"),
+        "{err}"
+    );
+    // ISIZE claiming 60 MiB of a member of a few hundred bytes.
+    let mut bad = good.clone();
+    bad[off + len - 4..off + len].copy_from_slice(&(60u32 << 20).to_le_bytes());
+    let err = run(&bad);
+    assert!(
+        err.contains("gzip member 2") && err.contains("out of bounds"),
+        "{err}"
+    );
+    // IG saying 64 MiB, and the stream ends: truncated, not a 64 MiB wait or buffer.
+    let mut bad = good[..off + len].to_vec();
+    bad[off + 16..off + 20].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    let err = run(&bad);
+    assert!(
+        err.contains("gzip member 2") && err.contains("truncated"),
+        "{err}"
+    );
+    // Cut in the middle of a member.
+    let err = run(&good[..off + len / 2]);
+    assert!(err.contains("gzip member 2"), "{err}");
+    // Garbage after the footer.
+    let mut bad = good.clone();
+    bad.extend_from_slice(b"not gzip at all");
+    let err = run(&bad);
+    assert!(err.contains("trailing garbage"), "{err}");
+}
+
+#[test]
+fn xcat_newc_single_member_through_restore_stream() {
+    let (tmp, src, _) = setup();
+    build_tree(&src, false, false);
+    let archive = tmp.path().join("rootimgtree.gz");
+    sh(
+        &src,
+        &format!(
+            "find rootimg | cpio -H newc -o --quiet | gzip > {}",
+            archive.display()
+        ),
+    );
+    let bytes = fs::read(&archive).unwrap();
+    for threads in [1, 4] {
+        let dst = tmp.path().join(format!("dst{threads}"));
+        fs::create_dir_all(dst.join("rootimg")).unwrap();
+        let stats = restore_stream(
+            not_send(&bytes[..]),
+            &dst.join("rootimg"),
+            b"rootimg",
+            &threads_opts(threads),
+        )
+        .unwrap();
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+        assert_eq!(
+            rsync_diff(&src.join("rootimg"), &dst.join("rootimg"), "-aHn"),
+            ""
+        );
+    }
+}
+
+/// Makes a benchmark archive: `IMGPORT_BENCH_SRC=dir IMGPORT_BENCH_OUT=prefix cargo
+/// test --release --test tree_restore make_bench -- --ignored` writes `prefix.tar`
+/// (our pax tar of `dir`) and `prefix.members.gz` (cut into ~1 MiB members at entry
+/// boundaries, files split every 4 MiB, as FORMAT.md §2 places them).
+#[test]
+#[ignore]
+fn make_bench_archive() {
+    let (Ok(src), Ok(out)) = (
+        std::env::var("IMGPORT_BENCH_SRC"),
+        std::env::var("IMGPORT_BENCH_OUT"),
+    ) else {
+        eprintln!("set IMGPORT_BENCH_SRC and IMGPORT_BENCH_OUT");
+        return;
+    };
+    let mut tar = Vec::new();
+    write_tar(Path::new(&src), &mut tar, &WriteOptions::default()).unwrap();
+    fs::write(format!("{out}.tar"), &tar).unwrap();
+    let (stream, spans) = members(&tar, 1 << 20, 4 << 20);
+    fs::write(format!("{out}.members.gz"), &stream).unwrap();
+    eprintln!(
+        "{} tar bytes, {} members, {} compressed",
+        tar.len(),
+        spans.len(),
+        stream.len()
+    );
+}
+
+/// Throughput probe for [`restore_stream`]: `IMGPORT_BENCH_ARCHIVE=x IMGPORT_BENCH_DEST=dir
+/// [IMGPORT_BENCH_THREADS=n] cargo test --release --test tree_restore bench_restore_stream
+/// -- --ignored --nocapture` (`dir` must exist and be empty).
+#[test]
+#[ignore]
+fn bench_restore_stream() {
+    let (Ok(archive), Ok(dest)) = (
+        std::env::var("IMGPORT_BENCH_ARCHIVE"),
+        std::env::var("IMGPORT_BENCH_DEST"),
+    ) else {
+        eprintln!("set IMGPORT_BENCH_ARCHIVE and IMGPORT_BENCH_DEST");
+        return;
+    };
+    let threads = std::env::var("IMGPORT_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let start = std::time::Instant::now();
+    let f = not_send(fs::File::open(&archive).unwrap());
+    let stats = restore_stream(f, Path::new(&dest), b"rootimg", &threads_opts(threads)).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "restored {} entries, {} bytes in {secs:.3} s ({:.0} MB/s of data), {} warnings",
+        stats.entries,
+        stats.bytes,
+        stats.bytes as f64 / secs / 1e6,
+        stats.warnings.len()
+    );
 }
 
 /// Throughput probe, not a check: `IMGPORT_BENCH_ARCHIVE=x.tgz IMGPORT_BENCH_DEST=dir

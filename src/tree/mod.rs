@@ -10,6 +10,7 @@ pub mod codec;
 pub mod cpio;
 pub mod error;
 pub mod index;
+pub mod inflate;
 pub mod member;
 pub mod meta;
 pub mod pax;
