@@ -599,14 +599,19 @@ impl Context<'_> {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, e))?
             .keep();
-        let opts = tree::restore::RestoreOptions::default();
+        let opts = tree::restore::RestoreOptions {
+            threads: self.opts.threads,
+            ..Default::default()
+        };
         let restored = match codec {
-            Codec::Gzip => {
-                // The bundle's member reader is not Send, so the tree is inflated here.
-                let inflated =
-                    flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, data));
-                tree::restore::restore(inflated, &staging, b"rootimg", &opts)
-            }
+            // imgport members inflate on worker threads, xCAT's single gzip member on
+            // this one (the bundle reader is not Send); files are written in parallel.
+            Codec::Gzip => tree::restore::restore_stream(
+                BufReader::with_capacity(1 << 20, data),
+                &staging,
+                b"rootimg",
+                &opts,
+            ),
             // Frames are cut here and decompressed on `threads` helpers (FORMAT.md §6).
             Codec::Zstd => tree::zstd_restore::restore_zstd(
                 data,

@@ -600,7 +600,6 @@ fn write_name(h: &mut tar::Header, name: &[u8]) {
     field[..name.len()].copy_from_slice(name);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
