@@ -7,10 +7,8 @@
 //! cargo run --release --example tree -- gen DIR [--scale N]
 //! ```
 //!
-//! It calls only `write_tree` / `restore_gz` with default options (plus the level),
-//! so it keeps working as the engine gains options. `--threads` sizes rayon's global
-//! pool, which is what the parallel encoder and restorer run on; with a sequential
-//! engine it changes nothing. Statistics go to stderr, one `key=value` line.
+//! It calls `write_tree` / `restore_gz` with the level and thread count given (0 or
+//! absent: one worker per core). Statistics go to stderr, one `key=value` line.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -64,23 +62,18 @@ enum Cmd {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
-    let threads = match &cli.cmd {
-        Cmd::Export { threads, .. } | Cmd::Import { threads, .. } => *threads,
-        Cmd::Gen { .. } => None,
-    };
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
-    }
     let t = Instant::now();
     match cli.cmd {
         Cmd::Export {
-            dir, out, level, ..
+            dir,
+            out,
+            level,
+            threads,
         } => {
             let mut w = BufWriter::new(File::create(&out)?);
             let opts = WriteOptions {
                 level,
+                threads: threads.unwrap_or(0),
                 ..Default::default()
             };
             let s = write_tree(&dir, &mut w, &opts)?;
@@ -99,9 +92,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let bytes = tree_gen::build_tree(&dir, scale.max(1))?;
             eprintln!("content_bytes={bytes}");
         }
-        Cmd::Import { archive, dest, .. } => {
+        Cmd::Import {
+            archive,
+            dest,
+            threads,
+        } => {
             let input = BufReader::with_capacity(1 << 20, File::open(&archive)?);
-            let s = restore_gz(input, &dest, b"rootimg", &RestoreOptions::default())?;
+            let opts = RestoreOptions {
+                threads: threads.unwrap_or(0),
+                ..Default::default()
+            };
+            let s = restore_gz(input, &dest, b"rootimg", &opts)?;
             eprintln!(
                 "entries={} data_bytes={} seconds={:.3} warnings={}",
                 s.entries,
