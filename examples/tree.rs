@@ -1,25 +1,28 @@
 //! A minimal command line over the tree engine, for `scripts/bench.sh` and manual
-//! timing: export a directory as a `rootimgtree.gz`, import one into a directory.
+//! timing: export a directory as a `rootimgtree.gz` (or `.zst`), import one into a
+//! directory.
 //!
 //! ```text
-//! cargo run --release --example tree -- export DIR OUT [--threads N] [--level N]
+//! cargo run --release --example tree -- export DIR OUT [--threads N] [--level N] [--codec zstd]
 //! cargo run --release --example tree -- import ARCHIVE DEST [--threads N]
 //! cargo run --release --example tree -- gen DIR [--scale N]
 //! ```
 //!
-//! It calls only `write_tree` / `restore_gz` with default options (plus the level),
-//! so it keeps working as the engine gains options. `--threads` sizes rayon's global
+//! It calls only `write_tree` / `restore_gz` (`restore_zstd` for a zstd archive,
+//! recognized by its magic) with default options (plus the level and codec), so it
+//! keeps working as the engine gains options. `--threads` sizes rayon's global
 //! pool, which is what the parallel encoder and restorer run on; with a sequential
 //! engine it changes nothing. Statistics go to stderr, one `key=value` line.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use imgport::tree::restore::{restore_gz, RestoreOptions};
-use imgport::tree::writer::{write_tree, WriteOptions};
+use imgport::tree::writer::{write_tree, Codec, WriteOptions};
+use imgport::tree::zstd_restore::restore_zstd;
 
 // The benchmark tree of `benches/tree.rs`, so the script and criterion measure alike.
 #[path = "../benches/support/tree_gen.rs"]
@@ -41,9 +44,12 @@ enum Cmd {
         /// Worker threads (default: rayon's, i.e. the number of CPUs).
         #[arg(long)]
         threads: Option<usize>,
-        /// gzip level 0-9.
+        /// gzip level 0-9 (mapped onto zstd's for --codec zstd).
         #[arg(long, default_value_t = 6)]
         level: u32,
+        /// Write a zstd seekable tree (`rootimgtree.zst`) instead of gzip.
+        #[arg(long, value_parser = ["gzip", "zstd"], default_value = "gzip")]
+        codec: String,
     },
     /// Restore ARCHIVE (gzip'd tar or cpio newc) into the existing directory DEST.
     Import {
@@ -76,11 +82,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     match cli.cmd {
         Cmd::Export {
-            dir, out, level, ..
+            dir,
+            out,
+            level,
+            codec,
+            ..
         } => {
             let mut w = BufWriter::new(File::create(&out)?);
             let opts = WriteOptions {
                 level,
+                codec: if codec == "zstd" {
+                    Codec::Zstd
+                } else {
+                    Codec::Gzip
+                },
                 ..Default::default()
             };
             let s = write_tree(&dir, &mut w, &opts)?;
@@ -99,9 +114,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let bytes = tree_gen::build_tree(&dir, scale.max(1))?;
             eprintln!("content_bytes={bytes}");
         }
-        Cmd::Import { archive, dest, .. } => {
-            let input = BufReader::with_capacity(1 << 20, File::open(&archive)?);
-            let s = restore_gz(input, &dest, b"rootimg", &RestoreOptions::default())?;
+        Cmd::Import {
+            archive,
+            dest,
+            threads,
+        } => {
+            let mut input = BufReader::with_capacity(1 << 20, File::open(&archive)?);
+            let mut magic = [0u8; 4];
+            let zstd = input.read_exact(&mut magic).is_ok() && magic == [0x28, 0xb5, 0x2f, 0xfd];
+            input.rewind()?;
+            let opts = RestoreOptions::default();
+            let s = if zstd {
+                restore_zstd(&mut input, &dest, b"rootimg", &opts, threads.unwrap_or(0))?
+            } else {
+                restore_gz(input, &dest, b"rootimg", &opts)?
+            };
             eprintln!(
                 "entries={} data_bytes={} seconds={:.3} warnings={}",
                 s.entries,
