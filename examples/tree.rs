@@ -1,23 +1,26 @@
 //! A minimal command line over the tree engine, for `scripts/bench.sh` and manual
-//! timing: export a directory as a `rootimgtree.gz`, import one into a directory.
+//! timing: export a directory as a `rootimgtree.gz` (or `.zst`), import one into a
+//! directory.
 //!
 //! ```text
-//! cargo run --release --example tree -- export DIR OUT [--threads N] [--level N]
+//! cargo run --release --example tree -- export DIR OUT [--threads N] [--level N] [--codec zstd]
 //! cargo run --release --example tree -- import ARCHIVE DEST [--threads N]
 //! cargo run --release --example tree -- gen DIR [--scale N]
 //! ```
 //!
-//! It calls `write_tree` / `restore_gz` with the level and thread count given (0 or
-//! absent: one worker per core). Statistics go to stderr, one `key=value` line.
+//! It calls `write_tree` / `restore_gz` (`restore_zstd` for a zstd archive, recognized
+//! by its magic) with the level, codec and thread count given (absent: one worker per
+//! core). Statistics go to stderr, one `key=value` line.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use imgport::tree::restore::{restore_gz, RestoreOptions};
-use imgport::tree::writer::{write_tree, WriteOptions};
+use imgport::tree::writer::{write_tree, Codec, WriteOptions};
+use imgport::tree::zstd_restore::restore_zstd;
 
 // The benchmark tree of `benches/tree.rs`, so the script and criterion measure alike.
 #[path = "../benches/support/tree_gen.rs"]
@@ -36,18 +39,21 @@ enum Cmd {
     Export {
         dir: PathBuf,
         out: PathBuf,
-        /// Worker threads (default: rayon's, i.e. the number of CPUs).
+        /// Worker threads (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
-        /// gzip level 0-9.
+        /// gzip level 0-9 (mapped onto zstd's for --codec zstd).
         #[arg(long, default_value_t = 6)]
         level: u32,
+        /// Write a zstd seekable tree (`rootimgtree.zst`) instead of gzip.
+        #[arg(long, value_parser = ["gzip", "zstd"], default_value = "gzip")]
+        codec: String,
     },
     /// Restore ARCHIVE (gzip'd tar or cpio newc) into the existing directory DEST.
     Import {
         archive: PathBuf,
         dest: PathBuf,
-        /// Worker threads (default: rayon's, i.e. the number of CPUs).
+        /// Worker threads (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -68,11 +74,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir,
             out,
             level,
+            codec,
             threads,
         } => {
             let mut w = BufWriter::new(File::create(&out)?);
             let opts = WriteOptions {
                 level,
+                codec: if codec == "zstd" {
+                    Codec::Zstd
+                } else {
+                    Codec::Gzip
+                },
                 threads: threads.unwrap_or(0),
                 ..Default::default()
             };
@@ -97,12 +109,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dest,
             threads,
         } => {
-            let input = BufReader::with_capacity(1 << 20, File::open(&archive)?);
+            let mut input = BufReader::with_capacity(1 << 20, File::open(&archive)?);
+            let mut magic = [0u8; 4];
+            let zstd = input.read_exact(&mut magic).is_ok() && magic == [0x28, 0xb5, 0x2f, 0xfd];
+            input.rewind()?;
             let opts = RestoreOptions {
                 threads: threads.unwrap_or(0),
                 ..Default::default()
             };
-            let s = restore_gz(input, &dest, b"rootimg", &opts)?;
+            let s = if zstd {
+                restore_zstd(&mut input, &dest, b"rootimg", &opts, threads.unwrap_or(0))?
+            } else {
+                restore_gz(input, &dest, b"rootimg", &opts)?
+            };
             eprintln!(
                 "entries={} data_bytes={} seconds={:.3} warnings={}",
                 s.entries,

@@ -2,10 +2,13 @@
 # Compares imgport's tree engine with the usual shell tools, in one run:
 #   export: imgport (examples/tree export)   vs  tar | pigz -p N -6
 #   import: imgport (examples/tree import)   vs  pigz -dc | tar -x   and   tar -xf (plain tar)
+#   and imgport's two codecs: gzip (rootimgtree.gz) vs --codec zstd (rootimgtree.zst)
 # Runs are interleaved (A B A B ...) with 3 repetitions, so drift on a shared machine
 # hits both sides alike; the table shows medians. Restores go into fresh directories on
 # the same filesystem; finished ones are renamed aside and deleted only after all
-# timing (extracting right after an rm -rf is many times slower on these disks).
+# timing (extracting right after an rm -rf is many times slower on these disks), and
+# every timed run starts after an untimed `sync`, so the writeback of one run's 1 GB
+# does not land on whichever run follows it.
 #
 # The tar side uses the same fidelity imgport archives with (pax, xattrs, ACLs, sparse,
 # numeric owners), so both do the same work.
@@ -46,27 +49,35 @@ now() { date +%s%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 rss_mib() { awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$1"; }
-fresh() { local d=$work/dest.$RANDOM$RANDOM; mkdir "$d"; echo "$d"; }
+fresh() { local d=$work/dest.$RANDOM$RANDOM; mkdir "$d"; sync; echo "$d"; }
 aside() { mv "$1" "$work/trash/$(basename "$1")"; }
 
-declare -a exp_a exp_b imp_a imp_b imp_c
-exp_rss=0 imp_rss=0
-echo "export: $reps x (imgport, tar|pigz), $n threads" >&2
+declare -a exp_a exp_b exp_z imp_a imp_b imp_c imp_z
+exp_rss=0 imp_rss=0 exp_rss_z=0 imp_rss_z=0
+echo "export: $reps x (imgport, tar|pigz, imgport zstd), $n threads" >&2
 for _ in $(seq "$reps"); do
+    sync
     t=$(now)
     /usr/bin/time -v -o "$work/time.exp" "$bin" export "$src" "$work/out/imgport.tgz" \
         --threads "$n" 2>"$work/exp.log"
     exp_a+=("$(since "$t")")
     exp_rss=$(rss_mib "$work/time.exp")
+    sync
     t=$(now)
     tar "${tar_opts[@]}" -C "$(dirname "$src")" -cf - "$(basename "$src")" 2>/dev/null \
         | pigz -p "$n" -6 >"$work/out/pigz.tgz"
     exp_b+=("$(since "$t")")
+    sync
+    t=$(now)
+    /usr/bin/time -v -o "$work/time.expz" "$bin" export "$src" "$work/out/imgport.zst" \
+        --threads "$n" --codec zstd 2>"$work/expz.log"
+    exp_z+=("$(since "$t")")
+    exp_rss_z=$(rss_mib "$work/time.expz")
 done
 # The plain tar for `tar -xf` (not timed).
 pigz -dc "$work/out/pigz.tgz" >"$work/out/plain.tar"
 
-echo "import: $reps x (imgport, pigz -dc|tar -x, tar -xf)" >&2
+echo "import: $reps x (imgport, pigz -dc|tar -x, tar -xf, imgport zstd)" >&2
 for _ in $(seq "$reps"); do
     d=$(fresh)
     t=$(now)
@@ -85,12 +96,21 @@ for _ in $(seq "$reps"); do
     tar "${untar_opts[@]}" -xf "$work/out/plain.tar" -C "$d"
     imp_c+=("$(since "$t")")
     aside "$d"
+    d=$(fresh)
+    t=$(now)
+    /usr/bin/time -v -o "$work/time.impz" "$bin" import "$work/out/imgport.zst" "$d" \
+        --threads "$n" 2>"$work/impz.log"
+    imp_z+=("$(since "$t")")
+    imp_rss_z=$(rss_mib "$work/time.impz")
+    aside "$d"
 done
 rm -rf "$work/trash"
 
 tar_bytes=$(stat -c %s "$work/out/plain.tar")
 size_a=$(stat -c %s "$work/out/imgport.tgz")
 size_b=$(stat -c %s "$work/out/pigz.tgz")
+size_z=$(stat -c %s "$work/out/imgport.zst")
+ez=$(median "${exp_z[@]}") iz=$(median "${imp_z[@]}")
 ea=$(median "${exp_a[@]}") eb=$(median "${exp_b[@]}")
 ia=$(median "${imp_a[@]}") ib=$(median "${imp_b[@]}") ic=$(median "${imp_c[@]}")
 mbs() { awk -v b="$tar_bytes" -v s="$1" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
@@ -112,5 +132,12 @@ echo "| imgport .tgz | $size_a | $(ratio "$size_a" "$size_b" 4) |"
 echo "| tar \\| pigz -6 | $size_b | 1.0000 |"
 echo "| plain tar | $tar_bytes | $(ratio "$tar_bytes" "$size_b") |"
 echo
-echo "peak RSS: imgport export ${exp_rss} MiB, import ${imp_rss} MiB"
-echo "runs (s): export imgport ${exp_a[*]} | pigz ${exp_b[*]}; import imgport ${imp_a[*]} | pigz+tar ${imp_b[*]} | tar ${imp_c[*]}"
+echo "imgport's codecs (export --codec gzip, the default, vs --codec zstd at the default level):"
+echo
+echo "| codec | export | import | tree bytes | vs gzip |"
+echo "|---|---|---|---|---|"
+echo "| gzip (rootimgtree.gz) | ${ea} s ($(mbs "$ea") MB/s) | ${ia} s ($(mbs "$ia") MB/s) | $size_a | 1.0000 |"
+echo "| zstd (rootimgtree.zst) | ${ez} s ($(mbs "$ez") MB/s) | ${iz} s ($(mbs "$iz") MB/s) | $size_z | $(ratio "$size_z" "$size_a" 4) |"
+echo
+echo "peak RSS: imgport export ${exp_rss} MiB, import ${imp_rss} MiB; zstd export ${exp_rss_z} MiB, import ${imp_rss_z} MiB"
+echo "runs (s): export imgport ${exp_a[*]} | pigz ${exp_b[*]} | zstd ${exp_z[*]}; import imgport ${imp_a[*]} | pigz+tar ${imp_b[*]} | tar ${imp_c[*]} | zstd ${imp_z[*]}"
