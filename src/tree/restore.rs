@@ -138,6 +138,17 @@ pub fn restore(
     restore_detect(input, true, dest, top, opts)
 }
 
+/// The first block of an archive (fewer bytes if it is shorter), for format detection.
+fn read_head(input: &mut impl Read) -> Result<Vec<u8>, TreeError> {
+    let mut head = vec![0u8; 512];
+    let n = fill(input, &mut head).map_err(|e| TreeError::Format {
+        entry: "<start of archive>".into(),
+        reason: format!("read error: {e}"),
+    })?;
+    head.truncate(n);
+    Ok(head)
+}
+
 /// [`restore`], with the stream wrapped in a read buffer or not (a source that
 /// already hands out large chunks needs no extra copy).
 fn restore_detect(
@@ -147,12 +158,7 @@ fn restore_detect(
     top: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
-    let mut head = vec![0u8; 512];
-    let n = fill(&mut input, &mut head).map_err(|e| TreeError::Format {
-        entry: "<start of archive>".into(),
-        reason: format!("read error: {e}"),
-    })?;
-    head.truncate(n);
+    let head = read_head(&mut input)?;
     let is_tar = is_tar_header(&head);
     let is_cpio = head.starts_with(b"070701") || head.starts_with(b"070702");
     if is_tar || is_cpio {
@@ -228,12 +234,7 @@ pub fn restore_stream(
     top: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
-    let mut head = vec![0u8; 512];
-    let n = fill(&mut input, &mut head).map_err(|e| TreeError::Format {
-        entry: "<start of archive>".into(),
-        reason: format!("read error: {e}"),
-    })?;
-    head.truncate(n);
+    let head = read_head(&mut input)?;
     let members = inflate::is_member_stream(&head);
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let chained = Cursor::new(head).chain(input);
@@ -261,12 +262,7 @@ pub fn restore_gz(
     top: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
-    let mut head = vec![0u8; 512];
-    let n = fill(&mut input, &mut head).map_err(|e| TreeError::Format {
-        entry: "<start of archive>".into(),
-        reason: format!("read error: {e}"),
-    })?;
-    head.truncate(n);
+    let head = read_head(&mut input)?;
     if inflate::is_member_stream(&head) {
         return restore_stream(Cursor::new(head).chain(input), dest, top, opts);
     }
