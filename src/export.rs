@@ -304,7 +304,7 @@ fn write_bundle<W: TreeSink>(
     for kitdir in &set.kit_dirs {
         let host = root.resolve(kitdir)?;
         if host.is_dir() {
-            add_dir_tree(&mut bundle, &host, &format!("{img}/{}", basename(kitdir)))?;
+            add_path(&mut bundle, &host, &format!("{img}/{}", basename(kitdir)))?;
         } else {
             report.error(&format!("Couldn't find kit directory {kitdir}. Skip."));
         }
@@ -502,11 +502,7 @@ fn add_extra<W: Write>(
     Ok(())
 }
 
-/// Adds a directory and everything below it (files, dirs, symlinks).
-fn add_dir_tree<W: Write>(bundle: &mut BundleWriter<W>, host: &Path, name: &str) -> Result<()> {
-    add_path(bundle, host, name)
-}
-
+/// Adds a path and, for a directory, everything below it (files, dirs, symlinks).
 fn add_path<W: Write>(bundle: &mut BundleWriter<W>, host: &Path, name: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(host).map_err(|e| Error::io(host, e))?;

@@ -132,7 +132,6 @@ struct Spooled {
     data: Option<Vec<u8>>,
     kind: MemberKind,
     mode: u32,
-    mtime: u64,
 }
 
 impl Spooled {
@@ -309,7 +308,6 @@ pub fn import(
                         data,
                         kind: member.kind.clone(),
                         mode: member.mode,
-                        mtime: member.mtime,
                     },
                 );
                 return Ok(Flow::Continue);
@@ -350,7 +348,6 @@ pub fn import(
                     data: None,
                     kind: member.kind.clone(),
                     mode: member.mode,
-                    mtime: member.mtime,
                 },
             );
             Ok(Flow::Continue)
@@ -1004,10 +1001,9 @@ impl Context<'_> {
                     std::os::unix::fs::symlink(to, &target).map_err(|e| Error::io(&target, e))?;
                     links.push(sub);
                 }
+                // Spooling already gave the file its mode and mtime; rename keeps them.
                 (MemberKind::File, Some(p)) => {
                     fs::rename(p, &target).map_err(|e| Error::io(&target, e))?;
-                    set_mode(&target, sp.mode)?;
-                    set_mtime(&target, sp.mtime)?;
                 }
                 _ => {}
             }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -89,19 +89,7 @@ fn two_exports_of_the_same_tree_have_the_same_tree_bytes() {
 fn stream_through_a_pipe() {
     let src = Mn::sample();
     let target = Mn::empty();
-    let mut exporter = Command::new(bin())
-        .args(["--root", src.root().to_str().unwrap(), "export", IMG, "-"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = exporter.stdout.take().unwrap();
-    let import = Command::new(bin())
-        .args(["--root", target.root().to_str().unwrap(), "import", "-"])
-        .stdin(pipe)
-        .output()
-        .unwrap();
-    let export = exporter.wait_with_output().unwrap();
+    let (export, import) = pipe_export_import(&src, &target, &[]);
     assert!(export.status.success(), "{}", text(&export));
     assert!(
         stderr(&export).contains("Done!"),

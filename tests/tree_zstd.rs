@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -225,20 +225,7 @@ fn zstd_tree_bytes_do_not_depend_on_threads() {
 fn zstd_tree_streams_through_a_pipe() {
     let src = Mn::sample();
     let target = Mn::empty();
-    let mut exporter = Command::new(bin())
-        .args(["--root", src.root().to_str().unwrap()])
-        .args(["export", IMG, "-", "--codec", "zstd"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = exporter.stdout.take().unwrap();
-    let import = Command::new(bin())
-        .args(["--root", target.root().to_str().unwrap(), "import", "-"])
-        .stdin(pipe)
-        .output()
-        .unwrap();
-    let export = exporter.wait_with_output().unwrap();
+    let (export, import) = pipe_export_import(&src, &target, &["--codec", "zstd"]);
     assert!(export.status.success(), "{}", text(&export));
     assert!(import.status.success(), "{}", text(&import));
     let diff = sh(&format!(

@@ -165,3 +165,29 @@ pub fn alias(name: &str) -> (tempfile::TempDir, PathBuf) {
     std::os::unix::fs::symlink(bin(), &link).expect("symlink");
     (d, link)
 }
+
+/// Runs `imgport export IMG - EXTRA...` on `src` piped into `imgport import -` on
+/// `target`; returns (export, import) outputs.
+pub fn pipe_export_import(src: &Mn, target: &Mn, extra: &[&str]) -> (Output, Output) {
+    let mut exporter = Command::new(bin())
+        .args(["--root", src.root().to_str().expect("utf8")])
+        .args(["export", IMG, "-"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn export");
+    let pipe = exporter.stdout.take().expect("stdout pipe");
+    let import = Command::new(bin())
+        .args([
+            "--root",
+            target.root().to_str().expect("utf8"),
+            "import",
+            "-",
+        ])
+        .stdin(pipe)
+        .output()
+        .expect("run import");
+    let export = exporter.wait_with_output().expect("wait export");
+    (export, import)
+}
