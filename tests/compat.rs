@@ -1,4 +1,4 @@
-//! xCAT compatibility cases C1–C25 of `shared/xcat-spec.md` §11, each by name, run
+//! xCAT compatibility cases C1–C25 of `docs/XCAT.md` §12, each by name, run
 //! against the real binary on scratch management nodes. Bundles are checked with GNU
 //! tar, gzip and python's tarfile; tables with python's sqlite3.
 
@@ -282,7 +282,7 @@ fn c07_netboot_rootimg_priority() {
 
 #[test]
 fn c08_statelite_tree_is_a_gzip_tar_of_rootimg_that_gnu_tar_restores() {
-    // Deliberate difference (README): the tree is a pax tar, not cpio newc, so that
+    // Deliberate difference (XCAT.md §11.2): the tree is a pax tar, not cpio newc, so that
     // xattrs survive; GNU tar restores it in place as `zcat | cpio -idum` would.
     let mn = Mn::sample();
     let work = tempfile::tempdir().unwrap();
