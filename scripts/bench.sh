@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Compares imgport's tree engine with the usual shell tools, in one run:
+# Compares imgport with the usual shell tools, in one run. Two modes:
+#
+# scripts/bench.sh [TREE_DIR]   the tree engine (examples/tree) on TREE_DIR or a generated
+#                               ~64 MiB tree:
 #   export: imgport (examples/tree export)   vs  tar | pigz -p N -6
 #   import: imgport (examples/tree import)   vs  pigz -dc | tar -x   and   tar -xf (plain tar)
 #   and imgport's two codecs: gzip (rootimgtree.gz) vs --codec zstd (rootimgtree.zst)
+#
+# scripts/bench.sh --files N    the real CLI (target/release/imgport) on a statelite image
+#                               whose rootimg is N small text files (issue #9's tree: for
+#                               10^6, 1,000 directories of 1,000 files of 0-3 KB), every
+#                               row of issue #9's first table: bundle and index size,
+#                               export, import, verify (and --against), cat of one file,
+#                               ls, peak RSS; see files_mode below.
+#
 # Runs are interleaved (A B A B ...) with 3 repetitions, so drift on a shared machine
 # hits both sides alike; the table shows medians. Restores go into fresh directories on
 # the same filesystem; finished ones are renamed aside and deleted only after all
@@ -14,7 +25,10 @@
 # numeric owners), so both do the same work.
 #
 # usage: scripts/bench.sh [TREE_DIR]   (default: a generated ~64 MiB tree)
-# env:   BENCH_THREADS (default nproc), BENCH_REPS (default 3), TMPDIR (scratch)
+#        scripts/bench.sh --files N
+# env:   BENCH_THREADS (default nproc), BENCH_REPS (default 3), TMPDIR (scratch: all
+#        trees, bundles and restores go there, so TMPDIR=/dev/shm measures on tmpfs and
+#        TMPDIR=/var/tmp, or any directory on the disk, on ext4; the header says which)
 # Needs root for a faithful restore (owners, devices); installs pigz and time if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +43,24 @@ fi
 
 n=${BENCH_THREADS:-$(nproc)}
 reps=${BENCH_REPS:-3}
+tar_opts=(--posix --xattrs --xattrs-include='*' --acls -S --numeric-owner)
+untar_opts=(--xattrs --xattrs-include='*' --acls --numeric-owner -p)
+
+# now_ns; elapsed seconds since $1 (ns) with millisecond precision.
+now() { date +%s%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+rss_mib() { awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$1"; }
+fresh() { local d=$work/dest.$RANDOM$RANDOM; mkdir "$d"; sync; echo "$d"; }
+aside() { mv "$1" "$work/trash/$(basename "$1")"; }
+
+if [ "${1:-}" = --files ]; then
+    # shellcheck source=scripts/bench-files.sh
+    . scripts/bench-files.sh
+    files_mode "${2:-}"
+    exit
+fi
+
 cargo build --release --quiet --example tree
 bin=$PWD/target/release/examples/tree
 
@@ -41,16 +73,6 @@ else
     src=$work/rootimg
     "$bin" gen "$src" 2>/dev/null
 fi
-tar_opts=(--posix --xattrs --xattrs-include='*' --acls -S --numeric-owner)
-untar_opts=(--xattrs --xattrs-include='*' --acls --numeric-owner -p)
-
-# now_ns; elapsed seconds since $1 (ns) with millisecond precision.
-now() { date +%s%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-rss_mib() { awk '/Maximum resident set size/ { printf "%.1f", $NF / 1024 }' "$1"; }
-fresh() { local d=$work/dest.$RANDOM$RANDOM; mkdir "$d"; sync; echo "$d"; }
-aside() { mv "$1" "$work/trash/$(basename "$1")"; }
 
 declare -a exp_a exp_b exp_z imp_a imp_b imp_c imp_z
 exp_rss=0 imp_rss=0 exp_rss_z=0 imp_rss_z=0
