@@ -26,7 +26,8 @@
 # progress (~14 GB), or on ext4 ~4.5 GB and 1 M inodes per tree, 2 * BENCH_REPS + 1 trees.
 #
 # Prints issue #9's table (figure | imgport | peer | ratio) and writes the same figures,
-# with every run, as TSV to BENCH_TSV (default target/bench-files-N.tsv).
+# with every run, as TSV to BENCH_TSV (default target/bench-files-N.tsv). BENCH_KEEP=DIR
+# keeps the two bundles in DIR, e.g. to profile `imgport verify` on them afterwards.
 
 files_mode() {
     local nfiles=$1
@@ -255,4 +256,9 @@ files_mode() {
         printf 'meta\t%s\t\t\t%s\t\n' "fs=$fstype threads=$n reps=$reps" "imgport=$rev gen_s=$gen_s"
     } >"$tsv"
     echo "figures as TSV: $tsv"
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        mkdir -p "$BENCH_KEEP"
+        mv "$bundle" "$peer" "$BENCH_KEEP/"
+        echo "bundles kept in $BENCH_KEEP (imgport.tgz, pigz.tgz), for profiling" >&2
+    fi
 }
