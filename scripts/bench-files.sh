@@ -19,11 +19,13 @@
 #            imgport ls B.tgz
 # with peak RSS from /usr/bin/time -v. The index size is read from the bundle and tree
 # footers (bench-files.py index). Everything lives under TMPDIR: on tmpfs each finished
-# restore is deleted at once (RAM is the limit there: a 10^6 tree takes ~4.5 GB of
-# tmpfs, since every file uses a page; tmpfs has no recently-deleted-inode cost), on
-# other filesystems restores are renamed aside and deleted after all timing.
-# Needs, for 10^6 files: ~5 GB on tmpfs for the source, one kept restore and the one in
-# progress (~14 GB), or on ext4 ~4.5 GB and 1 M inodes per tree, 2 * BENCH_REPS + 1 trees.
+# restore is deleted at once (RAM is the limit there; tmpfs has no recently-deleted-inode
+# cost), on other filesystems restores are renamed aside and deleted after all timing.
+# Space for 10^6 files: a tree takes ~3.5 GB (every file uses a 4 KiB page or block) and
+# 1 M inodes; tmpfs holds the source, the kept restore and the one in progress (~11 GB),
+# ext4 the source and 2 * BENCH_REPS restores (~25 GB, 7 M inodes with the default 3).
+# The peer's size varies a little between runs and filesystems: GNU tar --posix stores
+# every file's atime and ctime, in nanoseconds, in its pax header.
 #
 # Prints issue #9's table (figure | imgport | peer | ratio) and writes the same figures,
 # with every run, as TSV to BENCH_TSV (default target/bench-files-N.tsv). BENCH_KEEP=DIR
