@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -273,7 +273,12 @@ pub fn import(
         installdir: installdir.clone(),
     };
     let mut seq = 0u64;
-    let streamed = BundleReader::new(counter).and_then(|reader| {
+    // The first read of the bundle is a read of the bundle, like every later one.
+    let reader = BundleReader::new(counter).map_err(|e| match e {
+        Error::Io { path, source } => Error::bundle_read(path.display().to_string(), source),
+        other => other,
+    });
+    let streamed = reader.and_then(|reader| {
         reader.for_each(|member| {
             let dir = images.entry(member.image_dir.clone()).or_default();
             if member.rel == MANIFEST_NAME {
@@ -282,7 +287,9 @@ pub fn import(
                     .data
                     .take(MANIFEST_MAX_BYTES)
                     .read_to_end(&mut xml)
-                    .map_err(|e| Error::io(format!("{}/{MANIFEST_NAME}", member.image_dir), e))?;
+                    .map_err(|e| {
+                        Error::bundle_read(format!("{}/{MANIFEST_NAME}", member.image_dir), e)
+                    })?;
                 dir.manifest = Some(ctx.plan(&xml));
                 return Ok(Flow::Continue);
             }
@@ -295,7 +302,7 @@ pub fn import(
                         .take(MANIFEST_MAX_BYTES)
                         .read_to_end(&mut buf)
                         .map_err(|e| {
-                            Error::io(format!("{}/{}", member.image_dir, member.rel), e)
+                            Error::bundle_read(format!("{}/{}", member.image_dir, member.rel), e)
                         })?;
                     Some(buf)
                 } else {
@@ -331,9 +338,8 @@ pub fn import(
                     })?;
                     let p = spool.path().join(format!("{seq}"));
                     let mut f = File::create(&p).map_err(|e| Error::io(&p, e))?;
-                    io::copy(member.data, &mut f).map_err(|e| {
-                        Error::io(format!("{}/{}", member.image_dir, member.rel), e)
-                    })?;
+                    let name = format!("{}/{}", member.image_dir, member.rel);
+                    copy_member(member.data, &mut f, &name)?;
                     drop(f);
                     set_mode(&p, member.mode)?;
                     set_mtime(&p, member.mtime)?;
@@ -724,7 +730,7 @@ impl Context<'_> {
             for file in &m.rawimagefiles {
                 let base = basename(file);
                 if !members.contains_key(base) {
-                    return Err(Error::Xcat(format!(
+                    return Err(Error::Incomplete(format!(
                         "Could not move {base} to {dir}: not in the bundle"
                     )));
                 }
@@ -761,7 +767,7 @@ impl Context<'_> {
         // 5. The statelite tree.
         if let Some(tree_file) = &m.rootimgtree {
             if !tree_staged && tree_member(members).is_none() {
-                return Err(Error::Xcat(format!(
+                return Err(Error::Incomplete(format!(
                     "The bundle has no {TREE_MEMBER} for image {name}."
                 )));
             }
@@ -785,7 +791,7 @@ impl Context<'_> {
                     .filter(|k| is_direct_child(k, &dir_member))
                     .collect();
                 if children.is_empty() {
-                    return Err(Error::Xcat(format!(
+                    return Err(Error::Incomplete(format!(
                         "Failed to cp -a {dir_member}/* to {}",
                         extra.dest
                     )));
@@ -804,7 +810,7 @@ impl Context<'_> {
                 let base = basename(&extra.src);
                 let member = format!("{EXTRA_DIR}/{base}");
                 if !members.contains_key(&member) {
-                    return Err(Error::Xcat(format!(
+                    return Err(Error::Incomplete(format!(
                         "Failed to copy {member} to {}",
                         extra.dest
                     )));
@@ -854,7 +860,7 @@ impl Context<'_> {
             match step {
                 Step::File { member, dest } => {
                     let spooled = spooled_file(members, member).ok_or_else(|| {
-                        Error::Xcat(format!("The bundle has no {member} for {dest}."))
+                        Error::Incomplete(format!("The bundle has no {member} for {dest}."))
                     })?;
                     self.place(spooled, dest, placement, outcome, report)?;
                 }
@@ -866,7 +872,7 @@ impl Context<'_> {
                     if tree.is_none() {
                         let name = tree_member(members).unwrap_or(TREE_MEMBER);
                         let spooled = spooled_file(members, name).ok_or_else(|| {
-                            Error::Xcat(format!("The bundle has no {TREE_MEMBER}."))
+                            Error::Incomplete(format!("The bundle has no {TREE_MEMBER}."))
                         })?;
                         report.info(&format!("Extracting {name}. It will take a while."));
                         let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
@@ -1107,6 +1113,21 @@ impl Context<'_> {
                 ],
             })
             .collect())
+    }
+}
+
+/// Copies a member's data into its spool file. A failing read is the bundle's fault
+/// (cut short, bad compression); a failing write is the MN's. Both name the member.
+fn copy_member(data: &mut dyn Read, spool: &mut File, name: &str) -> Result<()> {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::bundle_read(name, e)),
+        };
+        spool.write_all(&buf[..n]).map_err(|e| Error::io(name, e))?;
     }
 }
 
