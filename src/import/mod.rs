@@ -5,7 +5,8 @@
 //! backups restored, rows never written) and the next image is still imported, as
 //! xCAT does.
 //!
-//! The phases, one file each: [`spool`] reads the bundle and keeps its members,
+//! The phases, one file each: [`spool`] reads the bundle and keeps its members
+//! ([`members`]),
 //! [`plan`] checks a manifest and decides every file and row (touching nothing),
 //! [`rows`] builds the rows that need the catalog, [`rootimg`] restores the statelite
 //! tree, [`place`] carries the plan out (or previews it for `--dry-run`). This file
@@ -16,6 +17,7 @@
 //! [`crate::profile`], the tree in [`crate::tree`], a `-R` bundle's ssh stream in
 //! [`crate::remote`].
 
+mod members;
 mod place;
 mod plan;
 mod rootimg;
@@ -25,16 +27,18 @@ mod spool;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Upsert};
 use crate::error::{Failure, Result};
 use crate::image;
 use crate::placement::Placement;
 use crate::report::Reporter;
 use crate::root::Root;
 
+use members::Members;
+use plan::Step;
 use plan::{Accepted, ManifestProblem};
 use rootimg::StagedTree;
-use spool::ImageDir;
+use spool::{discard, ImageDir};
 
 /// Where the bundle comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,37 +221,90 @@ impl Context<'_> {
         dir: ImageDir,
         report: &mut dyn Reporter,
     ) -> (ImageOutcome, Next) {
-        let accepted = match accepted(dir.manifest, report) {
+        let ImageDir {
+            manifest,
+            members,
+            tree,
+            placement,
+        } = dir;
+        let accepted = match accepted(manifest, report) {
             Ok(accepted) => accepted,
             Err(refusal) => {
-                discard(dir.tree, dir.placement);
+                discard(tree, placement);
                 return (ImageOutcome::refused(dir_name, &refusal.why), refusal.next);
             }
         };
+        let planned = self.plan_image(&accepted, &members, tree.is_some(), report);
+        let outcome = if self.opts.dry_run {
+            self.preview_image(&accepted, planned, report)
+        } else {
+            let staged = Staged {
+                members: &members,
+                tree,
+                placement,
+            };
+            self.place_image(&accepted, planned, staged, report)
+        };
+        (outcome, Next::Continue)
+    }
+
+    /// Decides everything one image's import does, touching nothing: its steps, then
+    /// its rows.
+    fn plan_image(
+        &self,
+        accepted: &Accepted,
+        members: &Members,
+        tree_staged: bool,
+        report: &mut dyn Reporter,
+    ) -> Result<(Vec<Step>, Vec<Upsert>)> {
+        let steps = self.plan_steps(accepted, members, tree_staged, report)?;
+        let upserts = self.rows(accepted, members, report)?;
+        Ok((steps, upserts))
+    }
+
+    /// `--dry-run`: what the plan would do to each file and row.
+    fn preview_image(
+        &self,
+        accepted: &Accepted,
+        planned: Result<(Vec<Step>, Vec<Upsert>)>,
+        report: &mut dyn Reporter,
+    ) -> ImageOutcome {
         let mut outcome = ImageOutcome::new(&accepted.imagename);
-        let planned = self.plan_steps(&accepted, &dir.members, dir.tree.is_some(), report);
-        if self.opts.dry_run {
-            match planned.and_then(|(steps, upserts)| self.preview(&steps, &upserts)) {
-                Ok(preview) => {
-                    outcome.ok = true;
-                    outcome.files = preview.files.iter().map(|(p, _)| p.clone()).collect();
-                    outcome.dry_run = Some(preview);
-                }
-                Err(e) => {
-                    report.error(&e.to_string());
-                    outcome.fail(&e);
-                }
+        match planned.and_then(|(steps, upserts)| self.preview(&steps, &upserts)) {
+            Ok(preview) => {
+                outcome.ok = true;
+                outcome.files = preview.files.iter().map(|(p, _)| p.clone()).collect();
+                outcome.dry_run = Some(preview);
             }
-            return (outcome, Next::Continue);
+            Err(e) => {
+                report.error(&e.to_string());
+                outcome.fail(&e);
+            }
         }
-        let mut placement = dir.placement;
-        let mut tree = dir.tree;
+        outcome
+    }
+
+    /// Carries the plan out, then commits every move, or rolls all of them back on the
+    /// first error (and reports what could not be put back).
+    fn place_image(
+        &self,
+        accepted: &Accepted,
+        planned: Result<(Vec<Step>, Vec<Upsert>)>,
+        staged: Staged<'_>,
+        report: &mut dyn Reporter,
+    ) -> ImageOutcome {
+        let mut outcome = ImageOutcome::new(&accepted.imagename);
+        let Staged {
+            members,
+            mut tree,
+            mut placement,
+        } = staged;
         let result = planned.and_then(|(steps, upserts)| {
             let planned = place::Planned {
-                accepted: &accepted,
+                accepted,
                 steps: &steps,
                 upserts: &upserts,
-                members: &dir.members,
+                members,
             };
             self.apply_steps(&planned, &mut tree, &mut placement, &mut outcome, report)
         });
@@ -273,8 +330,16 @@ impl Context<'_> {
                 outcome.fail(&e);
             }
         }
-        (outcome, Next::Continue)
+        outcome
     }
+}
+
+/// What the reading phase left for one image, to be placed.
+struct Staged<'a> {
+    members: &'a Members,
+    /// The tree, when it was restored during the stream.
+    tree: Option<StagedTree>,
+    placement: Placement,
 }
 
 /// Why an image directory is not imported (xCAT's lines already reported), and
@@ -317,10 +382,4 @@ fn accepted(
         }
         Some(Ok(accepted)) => Ok(accepted),
     }
-}
-
-/// Drops what was staged for an image that is not placed.
-fn discard(tree: Option<StagedTree>, placement: Placement) {
-    rootimg::remove_staging(tree.as_ref());
-    placement.rollback();
 }

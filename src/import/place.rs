@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::placement::Placement;
 use crate::report::Reporter;
 
+use super::members::{set_mode, spooled_file, Members};
 use super::plan::{Accepted, Step};
 use super::rootimg::{tree_codec, tree_member, StagedTree, TREE_MEMBER};
-use super::spool::{set_mode, spooled_file, Members};
 use super::{Context, DryRun, FileAction, ImageOutcome};
 
 /// One image's plan, ready to be carried out.
@@ -76,7 +76,12 @@ impl Context<'_> {
         report.info(&format!("Extracting {name}. It will take a while."));
         let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
         self.stage_tree(
-            planned.accepted,
+            planned
+                .accepted
+                .manifest
+                .rootimgtree
+                .as_deref()
+                .unwrap_or(""),
             placement,
             &mut BufReader::new(f),
             tree_codec(name).unwrap_or_default(),

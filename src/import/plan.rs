@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use crate::bundle::{MemberKind, EXTRA_DIR};
-use crate::catalog::Upsert;
 use crate::error::{Error, Result};
 use crate::image::CONFIG_COLUMNS;
 use crate::manifest::Manifest;
@@ -15,8 +14,8 @@ use crate::profile;
 use crate::report::Reporter;
 use crate::root::{basename, dirname, Root};
 
+use super::members::Members;
 use super::rootimg::{tree_member, TREE_MEMBER};
-use super::spool::Members;
 use super::Context;
 
 /// Why an image directory's manifest is not imported.
@@ -118,16 +117,16 @@ impl Context<'_> {
         })
     }
 
-    /// Decides everything one image's import does, touching nothing: which bundle
-    /// member goes to which MN path (in the order they are placed), and which rows
-    /// change. `tree_staged`: the tree was already restored during the stream.
+    /// Decides which bundle member goes to which MN path, in the order they are
+    /// placed, touching nothing. `tree_staged`: the tree was already restored during
+    /// the stream.
     pub(super) fn plan_steps(
         &self,
         accepted: &Accepted,
         members: &Members,
         tree_staged: bool,
         report: &mut dyn Reporter,
-    ) -> Result<(Vec<Step>, Vec<Upsert>)> {
+    ) -> Result<Vec<Step>> {
         let mut steps = Steps {
             root: self.root,
             list: Vec::new(),
@@ -138,8 +137,7 @@ impl Context<'_> {
         kit_steps(&accepted.manifest, members, &mut steps)?;
         tree_step(accepted, members, tree_staged, &mut steps)?;
         extra_steps(&accepted.manifest, members, &mut steps)?;
-        let upserts = self.rows(accepted, members, report)?;
-        Ok((steps.list, upserts))
+        Ok(steps.list)
     }
 
     /// s390x raw image files, into `<installdir>/<provmethod>/<osvers>/<osarch>/<profile>`

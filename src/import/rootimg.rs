@@ -12,8 +12,7 @@ use crate::report::Reporter;
 use crate::tree;
 use crate::tree::codec::Codec;
 
-use super::plan::Accepted;
-use super::spool::Members;
+use super::members::Members;
 use super::Context;
 
 /// Name of the tree inside an image directory.
@@ -53,16 +52,16 @@ pub(super) fn remove_staging(tree: Option<&StagedTree>) {
 
 impl Context<'_> {
     /// Restores a tree stream (compressed with `codec`) into a staging directory beside
-    /// `<rootimgdir>/rootimg`.
+    /// `<rootimgdir>/rootimg`, where `tree_file` is the manifest's `rootimgtree`
+    /// (`<rootimgdir>/rootimgtree.gz`).
     pub(super) fn stage_tree(
         &self,
-        accepted: &Accepted,
+        tree_file: &str,
         placement: &mut Placement,
         data: &mut dyn Read,
         codec: Codec,
         report: &mut dyn Reporter,
     ) -> Result<StagedTree> {
-        let tree_file = accepted.manifest.rootimgtree.as_deref().unwrap_or("");
         let rootimgdir = crate::root::dirname(tree_file);
         let dest = self
             .root

@@ -10,8 +10,8 @@ use crate::manifest::Manifest;
 use crate::report::Reporter;
 use crate::root::basename;
 
+use super::members::{Members, Spooled};
 use super::plan::Accepted;
-use super::spool::{Members, Spooled};
 use super::Context;
 
 impl Context<'_> {

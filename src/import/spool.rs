@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,43 +20,14 @@ use crate::remote::{self, Pull};
 use crate::report::Reporter;
 use crate::root::Root;
 
+use super::members::{set_mode, Members, Spooled};
 use super::plan::{Accepted, ManifestProblem};
-use super::rootimg::{tree_codec, StagedTree};
+use super::rootimg::{self, tree_codec, StagedTree};
 use super::{BundleSource, Context};
 
 /// Largest manifest.xml (and litefile.csv kept in memory) accepted; real ones are a
 /// few KiB.
 const MANIFEST_MAX_BYTES: u64 = 16 << 20;
-
-/// A member saved in the spool directory until its image is placed.
-#[derive(Debug)]
-pub(super) struct Spooled {
-    /// Spool file (regular files only).
-    pub path: Option<PathBuf>,
-    /// Content kept in memory instead (small files during `--dry-run`).
-    pub data: Option<Vec<u8>>,
-    pub kind: MemberKind,
-    pub mode: u32,
-}
-
-impl Spooled {
-    /// The member's bytes (empty for members that were not kept).
-    pub fn content(&self) -> Result<Vec<u8>> {
-        match (&self.data, &self.path) {
-            (Some(d), _) => Ok(d.clone()),
-            (None, Some(p)) => fs::read(p).map_err(|e| Error::io(p, e)),
-            (None, None) => Ok(Vec::new()),
-        }
-    }
-}
-
-/// The spooled members of one image directory, by path below it.
-pub(super) type Members = BTreeMap<String, Spooled>;
-
-/// The spool file of a member, if it is a regular file that was kept.
-pub(super) fn spooled_file<'a>(members: &'a Members, rel: &str) -> Option<&'a Path> {
-    members.get(rel).and_then(|s| s.path.as_deref())
-}
 
 /// What is known about one image directory once the bundle has streamed by.
 #[derive(Default)]
@@ -158,7 +129,7 @@ impl Context<'_> {
         if let Err(e) = end_transfer(streamed, pull, report) {
             // Nothing was placed yet: only staging to remove.
             for (_, dir) in images {
-                super::discard(dir.tree, dir.placement);
+                discard(dir.tree, dir.placement);
             }
             return Err(match e {
                 Error::Bundle(msg) => Error::Bundle(format!(
@@ -209,8 +180,13 @@ impl Context<'_> {
             if let Some(Ok(accepted)) = &dir.manifest {
                 if accepted.manifest.rootimgtree.is_some() {
                     report.info(&format!("Extracting {}. It will take a while.", member.rel));
-                    let staged =
-                        self.stage_tree(accepted, &mut dir.placement, member.data, codec, report)?;
+                    let staged = self.stage_tree(
+                        accepted.manifest.rootimgtree.as_deref().unwrap_or(""),
+                        &mut dir.placement,
+                        member.data,
+                        codec,
+                        report,
+                    )?;
                     dir.tree = Some(staged);
                     return Ok(Flow::Continue);
                 }
@@ -242,6 +218,12 @@ impl Context<'_> {
         );
         Ok(Flow::Continue)
     }
+}
+
+/// Drops what was staged for an image that is not placed.
+pub(super) fn discard(tree: Option<StagedTree>, placement: Placement) {
+    rootimg::remove_staging(tree.as_ref());
+    placement.rollback();
 }
 
 /// The outcome of the stream, once the ssh transfer (if any) has ended too. A bundle
@@ -282,12 +264,6 @@ fn copy_member(data: &mut dyn Read, spool: &mut File, name: &str) -> Result<()> 
         };
         spool.write_all(&buf[..n]).map_err(|e| Error::io(name, e))?;
     }
-}
-
-/// Gives a file or directory the permission bits of its member.
-pub(super) fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| Error::io(p, e))
 }
 
 fn set_mtime(p: &Path, mtime: u64) -> Result<()> {
