@@ -73,7 +73,9 @@ pub fn installdir(catalog: &Catalog) -> Result<String> {
 }
 
 /// Finds what image `name` needs, reporting xCAT's progress and non-fatal error lines.
-/// Fatal conditions return `Error::Xcat` with xCAT's message(s).
+/// Fatal conditions return `Error::Xcat` with xCAT's message(s). Phases: the table
+/// rows, kits, the provisioning method's own files, the payload list, then `-e` and
+/// `-p`.
 pub fn discover(
     root: &Root,
     catalog: &Catalog,
@@ -81,22 +83,7 @@ pub fn discover(
     opts: &DiscoverOptions,
     report: &mut dyn Reporter,
 ) -> Result<ImageSet> {
-    let osimage = catalog
-        .get("osimage", &[("imagename", name)])?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "Cannot find image '{name}' from the osimage table."
-            ))
-        })?;
-    check_osimage(name, &osimage)?;
-    let mut linuximage = catalog
-        .get("linuximage", &[("imagename", name)])?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "Cannot find image '{name}' from the linuximage table."
-            ))
-        })?;
-
+    let (osimage, mut linuximage) = image_rows(catalog, name)?;
     let mut manifest = Manifest::default();
     let set = Finder {
         root,
@@ -107,107 +94,8 @@ pub fn discover(
     if osimage.get("kitcomponents").is_some_and(|k| !k.is_empty()) {
         collect_kits(catalog, &osimage, &mut manifest)?;
     }
-    let mut files = Vec::new();
-    let mut tree = None;
-    let mut litefile_csv = None;
-    let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
-    let osvers = set.osimage_field("osvers");
-    let osarch = set.osimage_field("osarch");
-    if provmethod.contains("install") {
-        if linuximage.get("template").is_none_or(|t| t.is_empty()) {
-            let found = set
-                .look_for_profile_file("install", "tmpl")?
-                .ok_or_else(|| Error::Xcat(format!("Couldn't find install template for {name}")))?;
-            report.info(&found);
-            linuximage.insert("template".into(), found);
-        }
-        manifest.media = Some("required".into());
-    } else if (provmethod.contains("netboot") || provmethod.contains("statelite"))
-        && !osvers.contains("esx")
-    {
-        if provmethod.contains("netboot") && osarch.contains("s390x") {
-            let dir = format!(
-                "{}/netboot/{osvers}/s390x/{}",
-                set.installdir,
-                set.osimage_field("profile")
-            );
-            manifest.rawimagefiles = set.img_files(&dir, report)?;
-        } else {
-            if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
-                let found = set
-                    .look_for_profile_file("netboot", "pkglist")?
-                    .ok_or_else(|| Error::Xcat(format!("Couldn't find pkglist file for {name}")))?;
-                report.info(&found);
-                linuximage.insert("pkglist".into(), found);
-            }
-            let rootimgdir = linuximage
-                .get("rootimgdir")
-                .filter(|d| !d.is_empty())
-                .cloned();
-            if provmethod.contains("statelite") {
-                let (kernel, ramdisk) =
-                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
-                let dir = rootimgdir.ok_or_else(|| {
-                    Error::Xcat("Couldn't locate the root image directory. ".into())
-                })?;
-                manifest.kernel = Some(kernel);
-                manifest.ramdisk = Some(ramdisk);
-                manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
-                manifest.litefile = Some(format!("{dir}/litefile.csv"));
-                tree = Some(format!("{dir}/rootimg"));
-                report.info("Getting litefile settings");
-                litefile_csv = Some(litefile_rows(catalog, name, &osimage)?);
-            } else {
-                let (kernel, ramdisk) =
-                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-stateless.gz")?;
-                let rootimg = match rootimgdir.as_deref() {
-                    Some(dir) => set.rootimg_in_dir(dir)?,
-                    None => set.rootimg_by_search()?,
-                }
-                .ok_or_else(|| {
-                    Error::Xcat(format!("Couldn't find compressed rootimg for {name}"))
-                })?;
-                manifest.kernel = Some(kernel);
-                manifest.ramdisk = Some(ramdisk);
-                manifest.rootimg = Some(rootimg);
-            }
-        }
-    } else if (provmethod.contains("raw") || provmethod.contains("sysclone"))
-        && osarch.contains("s390x")
-    {
-        let dir = format!(
-            "{}/{provmethod}/{osvers}/s390x/{}",
-            set.installdir,
-            set.osimage_field("profile")
-        );
-        manifest.rawimagefiles = set.img_files(&dir, report)?;
-    }
-
-    for path in [&manifest.kernel, &manifest.ramdisk, &manifest.rootimg]
-        .into_iter()
-        .flatten()
-    {
-        files.push(payload(path));
-    }
-    files.extend(manifest.rawimagefiles.iter().map(|p| payload(p)));
-    // Config files: comma lists, each by basename (C12). Unreadable ones are skipped
-    // with xCAT's non-fatal error; their manifest entries stay.
-    let synclists = osimage.get("synclists").cloned();
-    let config_values = CONFIG_COLUMNS
-        .iter()
-        .filter_map(|c| linuximage.get(*c).cloned())
-        .chain(synclists);
-    for list in config_values {
-        for path in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if readable_file(root, path) {
-                files.push(payload(path));
-            } else {
-                report.error(&format!("Couldn't find file {path} for {name}. Skip."));
-            }
-        }
-    }
-    dedupe_by_name(&mut files, report);
-
+    let statelite = set.provisioning_files(catalog, &mut linuximage, &mut manifest, report)?;
+    let files = payload_files(root, name, &manifest, &osimage, &linuximage, report);
     let extras = collect_extras(root, &opts.extras, &mut manifest, report)?;
     if let Some(node) = &opts.postscripts_node {
         collect_postscripts(catalog, node, &mut manifest)?;
@@ -223,11 +111,76 @@ pub fn discover(
     Ok(ImageSet {
         manifest,
         files,
-        tree,
-        litefile_csv,
+        tree: statelite.tree,
+        litefile_csv: statelite.litefile_csv,
         extras,
         kit_dirs,
     })
+}
+
+/// The image's osimage and linuximage rows (not found: xCAT's "Cannot find image").
+fn image_rows(catalog: &Catalog, name: &str) -> Result<(Row, Row)> {
+    let osimage = catalog
+        .get("osimage", &[("imagename", name)])?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Cannot find image '{name}' from the osimage table."
+            ))
+        })?;
+    check_osimage(name, &osimage)?;
+    let linuximage = catalog
+        .get("linuximage", &[("imagename", name)])?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Cannot find image '{name}' from the linuximage table."
+            ))
+        })?;
+    Ok((osimage, linuximage))
+}
+
+/// A statelite image's tree and generated litefile.csv (both `None` otherwise).
+#[derive(Default)]
+struct StateliteParts {
+    /// MN path of `<rootimgdir>/rootimg`.
+    tree: Option<String>,
+    litefile_csv: Option<Vec<u8>>,
+}
+
+/// The flat payload files, in bundle order: kernel, ramdisk, rootimg, raw images,
+/// then the config files (C12), each by basename. Unreadable config files are skipped
+/// with xCAT's non-fatal error; their manifest entries stay.
+fn payload_files(
+    root: &Root,
+    name: &str,
+    manifest: &Manifest,
+    osimage: &Row,
+    linuximage: &Row,
+    report: &mut dyn Reporter,
+) -> Vec<Payload> {
+    let mut files = Vec::new();
+    for path in [&manifest.kernel, &manifest.ramdisk, &manifest.rootimg]
+        .into_iter()
+        .flatten()
+    {
+        files.push(payload(path));
+    }
+    files.extend(manifest.rawimagefiles.iter().map(|p| payload(p)));
+    let synclists = osimage.get("synclists").cloned();
+    let config_values = CONFIG_COLUMNS
+        .iter()
+        .filter_map(|c| linuximage.get(*c).cloned())
+        .chain(synclists);
+    for list in config_values {
+        for path in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if readable_file(root, path) {
+                files.push(payload(path));
+            } else {
+                report.error(&format!("Couldn't find file {path} for {name}. Skip."));
+            }
+        }
+    }
+    dedupe_by_name(&mut files, report);
+    files
 }
 
 fn payload(path: &str) -> Payload {
@@ -278,6 +231,108 @@ struct Finder<'a> {
 }
 
 impl Finder<'_> {
+    /// What the provisioning method needs (xCAT's `get_files`): the install template,
+    /// or the netboot/statelite kernel, ramdisk and rootimg or tree, or s390x raw
+    /// images. A template or pkglist found by xCAT's search goes into `linuximage`.
+    fn provisioning_files(
+        &self,
+        catalog: &Catalog,
+        linuximage: &mut Row,
+        manifest: &mut Manifest,
+        report: &mut dyn Reporter,
+    ) -> Result<StateliteParts> {
+        let name = self.name;
+        let provmethod = self.osimage_field("provmethod");
+        let osvers = self.osimage_field("osvers");
+        let osarch = self.osimage_field("osarch");
+        if provmethod.contains("install") {
+            if linuximage.get("template").is_none_or(|t| t.is_empty()) {
+                let found = self
+                    .look_for_profile_file("install", "tmpl")?
+                    .ok_or_else(|| {
+                        Error::Xcat(format!("Couldn't find install template for {name}"))
+                    })?;
+                report.info(&found);
+                linuximage.insert("template".into(), found);
+            }
+            manifest.media = Some("required".into());
+        } else if (provmethod.contains("netboot") || provmethod.contains("statelite"))
+            && !osvers.contains("esx")
+        {
+            if provmethod.contains("netboot") && osarch.contains("s390x") {
+                let dir = format!(
+                    "{}/netboot/{osvers}/s390x/{}",
+                    self.installdir,
+                    self.osimage_field("profile")
+                );
+                manifest.rawimagefiles = self.img_files(&dir, report)?;
+            } else {
+                return self.diskless_files(catalog, &provmethod, linuximage, manifest, report);
+            }
+        } else if (provmethod.contains("raw") || provmethod.contains("sysclone"))
+            && osarch.contains("s390x")
+        {
+            let dir = format!(
+                "{}/{provmethod}/{osvers}/s390x/{}",
+                self.installdir,
+                self.osimage_field("profile")
+            );
+            manifest.rawimagefiles = self.img_files(&dir, report)?;
+        }
+        Ok(StateliteParts::default())
+    }
+
+    /// Netboot and statelite (not s390x): the pkglist when the table names none, the
+    /// kernel and ramdisk, then the statelite tree and litefile rows, or the netboot
+    /// compressed rootimg.
+    fn diskless_files(
+        &self,
+        catalog: &Catalog,
+        provmethod: &str,
+        linuximage: &mut Row,
+        manifest: &mut Manifest,
+        report: &mut dyn Reporter,
+    ) -> Result<StateliteParts> {
+        let name = self.name;
+        if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
+            let found = self
+                .look_for_profile_file("netboot", "pkglist")?
+                .ok_or_else(|| Error::Xcat(format!("Couldn't find pkglist file for {name}")))?;
+            report.info(&found);
+            linuximage.insert("pkglist".into(), found);
+        }
+        let rootimgdir = linuximage
+            .get("rootimgdir")
+            .filter(|d| !d.is_empty())
+            .cloned();
+        if !provmethod.contains("statelite") {
+            let (kernel, ramdisk) =
+                self.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-stateless.gz")?;
+            let rootimg = match rootimgdir.as_deref() {
+                Some(dir) => self.rootimg_in_dir(dir)?,
+                None => self.rootimg_by_search()?,
+            }
+            .ok_or_else(|| Error::Xcat(format!("Couldn't find compressed rootimg for {name}")))?;
+            manifest.kernel = Some(kernel);
+            manifest.ramdisk = Some(ramdisk);
+            manifest.rootimg = Some(rootimg);
+            return Ok(StateliteParts::default());
+        }
+        let (kernel, ramdisk) =
+            self.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
+        let dir = rootimgdir
+            .ok_or_else(|| Error::Xcat("Couldn't locate the root image directory. ".into()))?;
+        manifest.kernel = Some(kernel);
+        manifest.ramdisk = Some(ramdisk);
+        manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
+        manifest.litefile = Some(format!("{dir}/litefile.csv"));
+        report.info("Getting litefile settings");
+        Ok(StateliteParts {
+            tree: Some(format!("{dir}/rootimg")),
+            litefile_csv: Some(litefile_rows(catalog, name, self.osimage)?),
+        })
+    }
+
     fn osimage_field(&self, f: &str) -> String {
         self.osimage.get(f).cloned().unwrap_or_default()
     }
