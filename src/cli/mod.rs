@@ -97,71 +97,12 @@ enum Command {
     #[command(
         after_help = "Examples:\n  imgport export myimage                  # ./myimage.tgz\n  imgport export myimage /backup/my.tgz -e /install/postscripts/myscript -p node1\n  imgport export img1 img2 img3 -o /backup  # one bundle each\n  imgport export --all -o /backup --json\n  imgport export myimage /backup/ -R root@mn2   # mn2:/backup/myimage.tgz, through ssh\n  imgport export myimage - | ssh mn2 imgport import -\n\nWith one image, a second argument is the bundle path (xCAT's syntax). With -o or --all,\nevery argument is an image and each goes to DIR/<image>.tgz.\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn2_key`) followed by `-o BatchMode=yes`."
     )]
-    Export {
-        /// IMAGE [DESTINATION], or several images with -o/--all
-        #[arg(value_name = "IMAGE")]
-        args: Vec<String>,
-        /// Export every osimage of the catalog
-        #[arg(long)]
-        all: bool,
-        /// Directory for the bundles (`<image>.tgz` each)
-        #[arg(short = 'o', long, value_name = "DIR")]
-        output_dir: Option<PathBuf>,
-        /// Write the bundle(s) on this host through ssh instead (nothing is written
-        /// locally); a relative destination is relative to the remote login directory
-        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
-        remotehost: Option<String>,
-        /// Extra file or directory to carry, with the directory import puts it in
-        #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
-        extra: Vec<String>,
-        /// Take postscripts and postbootscripts from this node's definition
-        #[arg(short, long, value_name = "NODE")]
-        postscripts: Option<String>,
-        /// gzip level (1 fastest, 9 smallest); with --codec zstd the tree's zstd level
-        /// follows it (1→1, 3→2, 6→3, 7→6, 8→12, 9→19)
-        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
-        level: u32,
-        /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
-        /// imgimport (drops every xattr: capabilities, SELinux labels, ACLs; says which)
-        #[arg(long, value_enum, default_value_t = CompatArg::Imgport)]
-        compat: CompatArg,
-        /// Compress the statelite tree with gzip (rootimgtree.gz, readable by xCAT and
-        /// plain tools) or zstd (rootimgtree.zst: faster, smaller; imgport and zstd
-        /// read it, xCAT cannot). Not with --compat xcat
-        #[arg(long, value_enum, default_value_t = CodecArg::Gzip)]
-        codec: CodecArg,
-        /// Show more progress lines
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Export(ExportArgs),
     /// Define the image(s) of bundles on this management node (imgimport)
     #[command(
         after_help = "Examples:\n  imgport import myimage.tgz\n  imgport import myimage.tgz -f compute_test -p node1,node2\n  imgport import --dry-run myimage.tgz\n  imgport import /backup/*.tgz --json\n  imgport import /backup/myimage.tgz -R root@mn1   # read from mn1 through ssh\n  ssh mn1 imgport export myimage - | imgport import -\n\nWith -R the ssh command is `ssh -o BatchMode=yes`, or the words of $IMGPORT_SSH\n(e.g. `ssh -p 2222 -i /root/.ssh/mn1_key`) followed by `-o BatchMode=yes`."
     )]
-    Import {
-        /// Bundles (`-` for stdin)
-        #[arg(value_name = "BUNDLE", required = true)]
-        bundles: Vec<String>,
-        /// Read the bundle(s) from this host through ssh (nothing is copied locally); a
-        /// relative bundle path is relative to the remote login directory
-        #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
-        remotehost: Option<String>,
-        /// Give these nodes the bundle's postscripts
-        #[arg(short, long, value_name = "NODERANGE")]
-        postscripts: Option<String>,
-        /// Import under a new profile name
-        #[arg(short = 'f', long, value_name = "NEW_PROFILE")]
-        profile: Option<String>,
-        /// The bundle is a plain tar (also detected automatically)
-        #[arg(short, long)]
-        nozip: bool,
-        /// Show every file and table row the import would write, and touch nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Show more progress lines
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Import(ImportArgs),
     /// Summarize a bundle from its manifest and index, without reading the payload
     #[command(
         after_help = "Examples:\n  imgport inspect myimage.tgz\n  imgport inspect myimage.tgz --json"
@@ -203,6 +144,73 @@ enum Command {
     GenerateDocs { dir: PathBuf },
 }
 
+/// `imgport export` flags, as typed.
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// IMAGE [DESTINATION], or several images with -o/--all
+    #[arg(value_name = "IMAGE")]
+    args: Vec<String>,
+    /// Export every osimage of the catalog
+    #[arg(long)]
+    all: bool,
+    /// Directory for the bundles (`<image>.tgz` each)
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Write the bundle(s) on this host through ssh instead (nothing is written
+    /// locally); a relative destination is relative to the remote login directory
+    #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+    remotehost: Option<String>,
+    /// Extra file or directory to carry, with the directory import puts it in
+    #[arg(short, long = "extra", value_name = "SRC[:DESTDIR]")]
+    extra: Vec<String>,
+    /// Take postscripts and postbootscripts from this node's definition
+    #[arg(short, long, value_name = "NODE")]
+    postscripts: Option<String>,
+    /// gzip level (1 fastest, 9 smallest); with --codec zstd the tree's zstd level
+    /// follows it (1→1, 3→2, 6→3, 7→6, 8→12, 9→19)
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+    level: u32,
+    /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
+    /// imgimport (drops every xattr: capabilities, SELinux labels, ACLs; says which)
+    #[arg(long, value_enum, default_value_t = CompatArg::Imgport)]
+    compat: CompatArg,
+    /// Compress the statelite tree with gzip (rootimgtree.gz, readable by xCAT and
+    /// plain tools) or zstd (rootimgtree.zst: faster, smaller; imgport and zstd
+    /// read it, xCAT cannot). Not with --compat xcat
+    #[arg(long, value_enum, default_value_t = CodecArg::Gzip)]
+    codec: CodecArg,
+    /// Show more progress lines
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// `imgport import` flags, as typed.
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// Bundles (`-` for stdin)
+    #[arg(value_name = "BUNDLE", required = true)]
+    bundles: Vec<String>,
+    /// Read the bundle(s) from this host through ssh (nothing is copied locally); a
+    /// relative bundle path is relative to the remote login directory
+    #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
+    remotehost: Option<String>,
+    /// Give these nodes the bundle's postscripts
+    #[arg(short, long, value_name = "NODERANGE")]
+    postscripts: Option<String>,
+    /// Import under a new profile name
+    #[arg(short = 'f', long, value_name = "NEW_PROFILE")]
+    profile: Option<String>,
+    /// The bundle is a plain tar (also detected automatically)
+    #[arg(short, long)]
+    nozip: bool,
+    /// Show every file and table row the import would write, and touch nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Show more progress lines
+    #[arg(short, long)]
+    verbose: bool,
+}
+
 /// `--compat`: which tree format export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum CompatArg {
@@ -232,17 +240,7 @@ pub(crate) struct Globals {
 
 /// Runs the command line and returns the process exit code.
 pub fn run(args: Vec<OsString>) -> i32 {
-    let program = args
-        .first()
-        .map(|a| {
-            Path::new(a)
-                .file_name()
-                .unwrap_or(a.as_os_str())
-                .to_string_lossy()
-                .into_owned()
-        })
-        .unwrap_or_default();
-    match program.as_str() {
+    match program_name(&args).as_str() {
         "imgexport" => return xcat::imgexport(&args[1..]),
         "imgimport" => return xcat::imgimport(&args[1..]),
         _ => {}
@@ -261,114 +259,134 @@ pub fn run(args: Vec<OsString>) -> i32 {
         threads: cli.threads,
     };
     match cli.command {
-        Command::Export {
-            args,
-            all,
-            output_dir,
-            remotehost,
-            extra,
-            postscripts,
-            level,
-            compat,
-            codec,
-            verbose,
-        } => {
-            if compat == CompatArg::Xcat && codec == CodecArg::Zstd {
-                eprintln!(
-                    "error: --codec zstd cannot be combined with --compat xcat (xCAT's imgimport reads only a gzip'd tree)"
-                );
-                return EXIT_USAGE;
-            }
-            let base = ExportOptions {
-                image: String::new(),
-                destination: None,
-                discover: DiscoverOptions {
-                    extras: extra,
-                    postscripts_node: postscripts,
-                },
-                level,
-                compat: match compat {
-                    CompatArg::Imgport => Compat::Imgport,
-                    CompatArg::Xcat => Compat::Xcat,
-                },
-                codec: match codec {
-                    CodecArg::Gzip => Codec::Gzip,
-                    CodecArg::Zstd => Codec::Zstd,
-                },
-                threads: g.threads,
-                progress: Default::default(),
-            };
-            let plan = ExportPlan {
-                args,
-                all,
-                output_dir,
-                remotehost,
-            };
-            let to_stdout = plan.args.get(1).is_some_and(|d| d == "-") && !plan.multi();
-            if to_stdout && plan.remotehost.is_some() {
-                return no_stdio_with_remote();
-            }
-            let mut console = Console::new(verbose, to_stdout || g.json, g.quiet);
-            run_exports(&g, &plan, &base, &mut console)
-        }
-        Command::Import {
-            bundles,
-            remotehost,
-            postscripts,
-            profile,
-            nozip: _,
-            dry_run,
-            verbose,
-        } => {
-            if remotehost.is_some() && bundles.iter().any(|b| b == "-") {
-                return no_stdio_with_remote();
-            }
-            let mut console = Console::new(verbose, g.json, g.quiet);
-            let opts: Vec<ImportOptions> = bundles
-                .iter()
-                .map(|b| ImportOptions {
-                    bundle: match &remotehost {
-                        Some(host) => BundleSource::Remote {
-                            host: host.clone(),
-                            path: b.clone(),
-                        },
-                        None if b == "-" => BundleSource::Stdin,
-                        None => BundleSource::Path(PathBuf::from(b)),
-                    },
-                    postscripts: postscripts.clone(),
-                    profile: profile.clone(),
-                    dry_run,
-                    threads: g.threads,
-                    progress: Default::default(),
-                })
-                .collect();
-            run_imports(&g, &opts, &mut console)
-        }
+        Command::Export(a) => export_command(&g, a),
+        Command::Import(a) => import_command(&g, a),
         Command::Inspect { bundle } => browse::inspect(&bundle, &g),
         Command::Ls { bundle, path } => browse::ls(&bundle, path.as_deref(), &g),
         Command::Cat { bundle, path } => browse::cat(&bundle, &path),
         Command::Verify { bundle, against } => browse::verify(&bundle, against.as_deref(), &g),
-        Command::Tabdump { table } => {
-            let mut console = Console::new(false, false, g.quiet);
-            with_catalog(&g.root, &mut console, |_, catalog, console| {
-                let mut out = std::io::stdout().lock();
-                match catalog.tabdump(&table, &mut out) {
-                    Ok(()) => EXIT_OK,
-                    Err(e) => console.fail(&e.to_string()),
-                }
-            })
-        }
-        Command::Tabrestore { addrows, file } => {
-            let mut console = Console::new(false, false, g.quiet);
-            with_catalog(&g.root, &mut console, |_, catalog, console| {
-                match catalog.tabrestore(&file, addrows) {
-                    Ok(_) => EXIT_OK,
-                    Err(e) => console.fail(&e.to_string()),
-                }
-            })
-        }
+        Command::Tabdump { table } => tabdump(&g, &table),
+        Command::Tabrestore { addrows, file } => tabrestore(&g, &file, addrows),
         Command::GenerateDocs { dir } => docs::generate(Cli::command_for_docs(), &dir),
     }
+}
+
+/// The name the binary was called by (`imgexport` and `imgimport` are xCAT's).
+fn program_name(args: &[OsString]) -> String {
+    args.first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or(a.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default()
+}
+
+impl ExportArgs {
+    /// The library's options for every image of the call (image and destination are
+    /// set per job).
+    fn options(&self, threads: usize) -> ExportOptions {
+        ExportOptions {
+            image: String::new(),
+            destination: None,
+            discover: DiscoverOptions {
+                extras: self.extra.clone(),
+                postscripts_node: self.postscripts.clone(),
+            },
+            level: self.level,
+            compat: match self.compat {
+                CompatArg::Imgport => Compat::Imgport,
+                CompatArg::Xcat => Compat::Xcat,
+            },
+            codec: match self.codec {
+                CodecArg::Gzip => Codec::Gzip,
+                CodecArg::Zstd => Codec::Zstd,
+            },
+            threads,
+            progress: Default::default(),
+        }
+    }
+}
+
+impl ImportArgs {
+    /// The library's options, one per bundle.
+    fn options(&self, threads: usize) -> Vec<ImportOptions> {
+        self.bundles
+            .iter()
+            .map(|b| ImportOptions {
+                bundle: match &self.remotehost {
+                    Some(host) => BundleSource::Remote {
+                        host: host.clone(),
+                        path: b.clone(),
+                    },
+                    None if b == "-" => BundleSource::Stdin,
+                    None => BundleSource::Path(PathBuf::from(b)),
+                },
+                postscripts: self.postscripts.clone(),
+                profile: self.profile.clone(),
+                dry_run: self.dry_run,
+                threads,
+                progress: Default::default(),
+            })
+            .collect()
+    }
+}
+
+/// `imgport export`: checks the flags that clap cannot, then exports every job.
+fn export_command(g: &Globals, a: ExportArgs) -> i32 {
+    if a.compat == CompatArg::Xcat && a.codec == CodecArg::Zstd {
+        eprintln!(
+            "error: --codec zstd cannot be combined with --compat xcat (xCAT's imgimport reads only a gzip'd tree)"
+        );
+        return EXIT_USAGE;
+    }
+    let base = a.options(g.threads);
+    let plan = ExportPlan {
+        args: a.args,
+        all: a.all,
+        output_dir: a.output_dir,
+        remotehost: a.remotehost,
+    };
+    let to_stdout = plan.args.get(1).is_some_and(|d| d == "-") && !plan.multi();
+    if to_stdout && plan.remotehost.is_some() {
+        return no_stdio_with_remote();
+    }
+    let mut console = Console::new(a.verbose, to_stdout || g.json, g.quiet);
+    run_exports(g, &plan, &base, &mut console)
+}
+
+/// `imgport import`: every bundle named, in order.
+fn import_command(g: &Globals, a: ImportArgs) -> i32 {
+    if a.remotehost.is_some() && a.bundles.iter().any(|b| b == "-") {
+        return no_stdio_with_remote();
+    }
+    let mut console = Console::new(a.verbose, g.json, g.quiet);
+    run_imports(g, &a.options(g.threads), &mut console)
+}
+
+/// `imgport tabdump TABLE`: the table as xCAT's CSV on stdout.
+fn tabdump(g: &Globals, table: &str) -> i32 {
+    let mut console = Console::new(false, false, g.quiet);
+    with_catalog(&g.root, &mut console, |_, catalog, console| {
+        let mut out = std::io::stdout().lock();
+        match catalog.tabdump(table, &mut out) {
+            Ok(()) => EXIT_OK,
+            Err(e) => console.fail(&e.to_string()),
+        }
+    })
+}
+
+/// `imgport tabrestore [-a] FILE`.
+fn tabrestore(g: &Globals, file: &Path, addrows: bool) -> i32 {
+    let mut console = Console::new(false, false, g.quiet);
+    with_catalog(&g.root, &mut console, |_, catalog, console| {
+        match catalog.tabrestore(file, addrows) {
+            Ok(_) => EXIT_OK,
+            Err(e) => console.fail(&e.to_string()),
+        }
+    })
 }
 
 impl Cli {
