@@ -18,7 +18,8 @@ use crate::bundle::{
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::image::{self, DiscoverOptions, ImageSet};
-use crate::remote::{self, Push};
+use crate::naming::bundle_name;
+use crate::remote::{self, Push, Rewrite};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
@@ -42,7 +43,7 @@ pub enum Destination {
     Stdout,
     /// A file on another host, written through ssh (`-R`); `path` is as the remote
     /// shell sees it (relative to the login directory unless absolute), see
-    /// [`remote::remote_bundle_path`].
+    /// [`crate::naming::remote_bundle_path`].
     Remote { host: String, path: String },
 }
 
@@ -92,11 +93,6 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// The default bundle file name for an image.
-pub fn default_bundle_name(image: &str) -> String {
-    format!("{}.tgz", image_dir_name(image))
-}
-
 /// Exports one image. Lines go to `report`; fatal problems are returned.
 pub fn export(
     root: &Root,
@@ -107,7 +103,7 @@ pub fn export(
     let started = Instant::now();
     let destination = match &opts.destination {
         Some(d) => d.clone(),
-        None => Destination::Path(PathBuf::from(default_bundle_name(&opts.image))),
+        None => Destination::Path(PathBuf::from(bundle_name(&opts.image))),
     };
     let where_to = match &destination {
         Destination::Path(p) => absolute(p)
@@ -217,7 +213,16 @@ fn send(
         .and_then(|(w, patch)| w.flush().map(|_| patch).map_err(|e| Error::io("ssh", e)));
     let (push, _) = w.into_parts();
     match written {
-        Ok(patch) => Ok(push.finish(patch.as_slice())?),
+        Ok(patch) => {
+            let rewrites: Vec<Rewrite<'_>> = patch
+                .iter()
+                .map(|p| Rewrite {
+                    offset: p.offset,
+                    bytes: &p.bytes,
+                })
+                .collect();
+            Ok(push.finish(&rewrites)?)
+        }
         Err(e) => Err(push.abort().map(Error::from).unwrap_or(e)),
     }
 }

@@ -19,7 +19,7 @@ use imgport::error::Failure;
 use imgport::export::{Codec, Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
-use imgport::remote;
+use imgport::naming;
 use imgport::root::Root;
 
 use console::Console;
@@ -423,7 +423,7 @@ impl ExportPlan {
                     Some(Destination::Path(p)) => Some(p.display().to_string()),
                     _ => None,
                 };
-                let path = remote::remote_bundle_path(wanted.as_deref(), &image);
+                let path = naming::remote_bundle_path(wanted.as_deref(), &image);
                 let dest = Destination::Remote {
                     host: host.clone(),
                     path,
@@ -469,7 +469,7 @@ impl ExportPlan {
         Ok(images
             .into_iter()
             .map(|i| {
-                let dest = dir.join(imgport::export::default_bundle_name(&i));
+                let dest = dir.join(naming::bundle_name(&i));
                 (i, Some(Destination::Path(dest)))
             })
             .collect())

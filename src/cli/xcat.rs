@@ -9,7 +9,7 @@ use clap::Parser;
 use imgport::export::{Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
-use imgport::remote;
+use imgport::naming;
 
 use super::console::Console;
 use super::{EXIT_FAILED, EXIT_OK};
@@ -97,7 +97,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     // -R: xCAT's remote path, `<dirpart of destination><bundle name>`.
     let destination = match parsed.remotehost {
         Some(host) => Some(Destination::Remote {
-            path: remote::remote_bundle_path(destination.as_deref(), &image),
+            path: naming::remote_bundle_path(destination.as_deref(), &image),
             host,
         }),
         None => destination.map(|d| Destination::Path(PathBuf::from(d))),
