@@ -23,6 +23,8 @@ mod plan;
 mod rootimg;
 mod rows;
 mod spool;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Instant;
