@@ -653,3 +653,259 @@ fn collect_postscripts(catalog: &Catalog, node: &str, manifest: &mut Manifest) -
     manifest.postbootscripts = join("postbootscripts");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Collect;
+    use crate::testkit::Mn;
+
+    const DIR: &str = "/install/netboot/rhels8/x86_64/compute";
+
+    /// An MN with image `img` of `provmethod`, rootimgdir [`DIR`], a readable pkglist
+    /// and the extra linuximage columns given.
+    fn mn_with(provmethod: &str, linuximage: &[(&str, &str)]) -> Mn {
+        let mn = Mn::new();
+        mn.write("/install/custom/netboot/rh/compute.pkglist", "bash\n");
+        let mut li = vec![
+            ("rootimgdir", DIR),
+            ("pkglist", "/install/custom/netboot/rh/compute.pkglist"),
+        ];
+        li.extend_from_slice(linuximage);
+        mn.rows(&[
+            (
+                "osimage",
+                &[("imagename", "img")],
+                &[
+                    ("provmethod", provmethod),
+                    ("profile", "compute"),
+                    ("osvers", "rhels8"),
+                    ("osarch", "x86_64"),
+                ],
+            ),
+            ("linuximage", &[("imagename", "img")], &li),
+        ]);
+        mn
+    }
+
+    fn discover_img(mn: &Mn, opts: &DiscoverOptions) -> (Result<ImageSet>, Collect) {
+        let mut report = Collect::default();
+        let set = discover(&mn.root, &mn.catalog, "img", opts, &mut report);
+        (set, report)
+    }
+
+    fn names(set: &ImageSet) -> Vec<&str> {
+        set.files.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn an_unknown_image_is_not_found() {
+        let mn = Mn::new();
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Cannot find image 'img' from the osimage table."
+        );
+        assert_eq!(err.failure(), crate::error::Failure::NotFound);
+    }
+
+    #[test]
+    fn missing_osimage_fields_are_each_named() {
+        let mn = Mn::new();
+        mn.rows(&[(
+            "osimage",
+            &[("imagename", "img")],
+            &[("provmethod", "netboot"), ("osvers", "rhels8")],
+        )]);
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "The 'profile' field is not set for 'img' in the osimage table.\n\
+             The 'osarch' field is not set for 'img' in the osimage table."
+        );
+    }
+
+    #[test]
+    fn netboot_takes_the_preferred_rootimg_and_skips_unreadable_configs() {
+        let mn = mn_with("netboot", &[("exlist", "/nosuch/compute.exlist")]);
+        for f in [
+            "kernel",
+            "initrd-stateless.gz",
+            "rootimg.gz",
+            "rootimg.cpio.gz",
+        ] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(
+            names(&set),
+            [
+                "kernel",
+                "initrd-stateless.gz",
+                "rootimg.cpio.gz",
+                "compute.pkglist"
+            ]
+        );
+        assert_eq!(
+            set.manifest.rootimg.as_deref(),
+            Some(format!("{DIR}/rootimg.cpio.gz").as_str())
+        );
+        assert_eq!(set.tree, None);
+        // The unreadable file is reported and left out, but stays in the manifest.
+        assert_eq!(
+            report.errors,
+            ["Couldn't find file /nosuch/compute.exlist for img. Skip."]
+        );
+        assert_eq!(
+            set.manifest.linuximage.get("exlist").map(String::as_str),
+            Some("/nosuch/compute.exlist")
+        );
+    }
+
+    #[test]
+    fn a_missing_kernel_is_xcats_error() {
+        let mn = mn_with("netboot", &[]);
+        mn.write(&format!("{DIR}/initrd-stateless.gz"), "r");
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Couldn't find kernel (kernel) for  img");
+        assert_eq!(err.failure(), crate::error::Failure::Failed);
+    }
+
+    #[test]
+    fn statelite_gives_the_tree_and_the_litefile_rows() {
+        let mn = mn_with("statelite", &[]);
+        for f in ["kernel", "initrd-statelite.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.rows(&[
+            (
+                "litefile",
+                &[("image", "ALL"), ("file", "/etc/a")],
+                &[("comments", "no options")],
+            ),
+            (
+                "litefile",
+                &[("image", "img"), ("file", "/var/b")],
+                &[("options", "persistent")],
+            ),
+            (
+                "litefile",
+                &[("image", "img"), ("file", "/var/off")],
+                &[("disable", "1")],
+            ),
+        ]);
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(set.tree.as_deref(), Some(format!("{DIR}/rootimg").as_str()));
+        assert_eq!(
+            set.manifest.rootimgtree.as_deref(),
+            Some(format!("{DIR}/rootimgtree.gz").as_str())
+        );
+        assert_eq!(
+            set.manifest.litefile.as_deref(),
+            Some(format!("{DIR}/litefile.csv").as_str())
+        );
+        // Options default to tmpfs; disabled rows are left out.
+        assert_eq!(
+            String::from_utf8(set.litefile_csv.clone().unwrap()).unwrap(),
+            "\"img\",\"/etc/a\",\"tmpfs\",,\n\"img\",\"/var/b\",\"persistent\",,\n"
+        );
+        assert!(report
+            .info
+            .contains(&"Getting litefile settings".to_string()));
+        assert_eq!(
+            names(&set),
+            ["kernel", "initrd-statelite.gz", "compute.pkglist"]
+        );
+    }
+
+    #[test]
+    fn install_finds_its_template_in_custom_before_shipped() {
+        let mn = mn_with("install", &[]);
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Couldn't find install template for img");
+        mn.write("/opt/xcat/share/xcat/install/rh/compute.tmpl", "shipped");
+        mn.write("/install/custom/install/rh/compute.rhels8.tmpl", "custom");
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        let found = "/install/custom/install/rh/compute.rhels8.tmpl";
+        assert_eq!(
+            set.manifest.linuximage.get("template").map(String::as_str),
+            Some(found)
+        );
+        assert_eq!(set.manifest.media.as_deref(), Some("required"));
+        assert!(report.info.contains(&found.to_string()));
+        assert!(names(&set).contains(&"compute.rhels8.tmpl"));
+    }
+
+    #[test]
+    fn two_files_with_one_name_keep_the_first() {
+        let mn = mn_with("netboot", &[("otherpkglist", "/srv/other/compute.pkglist")]);
+        for f in ["kernel", "initrd-stateless.gz", "rootimg.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.write("/srv/other/compute.pkglist", "other");
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(
+            set.files
+                .iter()
+                .filter(|f| f.name == "compute.pkglist")
+                .count(),
+            1
+        );
+        assert_eq!(
+            report.warnings,
+            ["/install/custom/netboot/rh/compute.pkglist and /srv/other/compute.pkglist are both named compute.pkglist in the bundle; only /install/custom/netboot/rh/compute.pkglist is exported"]
+        );
+    }
+
+    #[test]
+    fn extras_take_a_destination_or_their_own_directory() {
+        let mn = mn_with("netboot", &[]);
+        for f in ["kernel", "initrd-stateless.gz", "rootimg.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.write("/srv/file.conf", "x");
+        mn.write("/srv/tools/a", "a");
+        let opts = DiscoverOptions {
+            extras: vec![
+                "/srv/file.conf".into(),
+                "/srv/tools:/opt/tools".into(),
+                "/srv/nosuch".into(),
+            ],
+            postscripts_node: None,
+        };
+        let (set, report) = discover_img(&mn, &opts);
+        let set = set.unwrap();
+        assert_eq!(
+            set.extras,
+            [
+                ExtraSource {
+                    src: "/srv/file.conf".into(),
+                    dest: "/srv".into(),
+                    is_dir: false
+                },
+                ExtraSource {
+                    src: "/srv/tools".into(),
+                    dest: "/opt/tools".into(),
+                    is_dir: true
+                },
+            ]
+        );
+        assert_eq!(set.manifest.extra.len(), 2);
+        assert_eq!(
+            report.errors,
+            ["Can not find Extra file /srv/nosuch.  Argument will be ignored"]
+        );
+    }
+}

@@ -25,6 +25,8 @@ pub mod progress;
 pub mod remote;
 pub mod report;
 pub mod root;
+#[cfg(test)]
+mod testkit;
 pub mod tree;
 
 pub use error::{Error, Result};

@@ -16,60 +16,12 @@ use crate::catalog::{ChangeKind, Upsert};
 use crate::error::Error;
 use crate::manifest::{Extra, Manifest};
 use crate::report::Collect;
+use crate::testkit::Mn;
 
 const DIR: &str = "/install/netboot/rhels8/x86_64/compute";
 const PKGLIST: &str = "/opt/xcat/share/xcat/netboot/rh/compute.pkglist";
 
-/// (column, value) pairs.
-type Pairs<'a> = &'a [(&'a str, &'a str)];
-/// A row to start from: table, key, values.
-type SeedRow<'a> = (&'a str, Pairs<'a>, Pairs<'a>);
-
-/// A scratch MN: a root directory with `/install`, and its catalog.
-struct Mn {
-    dir: tempfile::TempDir,
-    root: Root,
-    catalog: Catalog,
-}
-
 impl Mn {
-    fn new() -> Mn {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("install")).unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        let catalog = Catalog::open(dir.path(), None).unwrap();
-        Mn { dir, root, catalog }
-    }
-
-    fn host(&self, mn: &str) -> std::path::PathBuf {
-        self.dir.path().join(mn.trim_start_matches('/'))
-    }
-
-    fn write(&self, mn: &str, content: &str) {
-        let p = self.host(mn);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
-
-    /// Rows to start from.
-    fn rows(&self, rows: &[SeedRow<'_>]) {
-        let upserts: Vec<Upsert> = rows
-            .iter()
-            .map(|(table, key, values)| Upsert {
-                table: table.to_string(),
-                key: key
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                values: values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-                    .collect(),
-            })
-            .collect();
-        self.catalog.apply(&upserts).unwrap();
-    }
-
     fn ctx<'a>(&'a self, opts: &'a ImportOptions) -> Context<'a> {
         Context {
             root: &self.root,
