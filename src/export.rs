@@ -93,7 +93,9 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// Exports one image. Lines go to `report`; fatal problems are returned.
+/// Exports one image. Lines go to `report`; fatal problems are returned. Phases:
+/// announce, discover (nothing is written before it succeeds), then write the bundle
+/// to its destination.
 pub fn export(
     root: &Root,
     catalog: &Catalog,
@@ -105,22 +107,21 @@ pub fn export(
         Some(d) => d.clone(),
         None => Destination::Path(PathBuf::from(bundle_name(&opts.image))),
     };
-    let where_to = match &destination {
-        Destination::Path(p) => absolute(p)
-            .parent()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        Destination::Stdout => "standard output".to_string(),
-        // xCAT says `Exporting <img> to <user@host>...` for -R.
-        Destination::Remote { host, .. } => host.clone(),
-    };
-    report.info(&format!("Exporting {} to {where_to}...", opts.image));
+    report.info(&format!(
+        "Exporting {} to {}...",
+        opts.image,
+        announced(&destination)
+    ));
     let set = image::discover(root, catalog, &opts.image, &opts.discover, report)?;
-    let mtime = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-
+    let job = Job {
+        root,
+        set: &set,
+        opts,
+        mtime: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
     let mut out = ExportReport {
         image: opts.image.clone(),
         bundle: None,
@@ -131,62 +132,69 @@ pub fn export(
         seconds: 0.0,
     };
     match &destination {
-        Destination::Stdout => {
-            let stdout = io::stdout().lock();
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
-            let (mut w, _) = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
-            w.flush().map_err(|e| Error::io("standard output", e))?;
-        }
+        Destination::Stdout => to_stdout(&job, &mut out, report)?,
         Destination::Remote { host, path } => {
             let push = Push::start(&remote::Ssh::from_env(), host, path)?;
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
             for line in send(&job, push, &mut out, report)? {
                 report.verbose(&line);
             }
         }
-        Destination::Path(p) => {
-            let path = absolute(p);
-            let dir = path.parent().unwrap_or(Path::new("/"));
-            let tmp = tempfile::Builder::new()
-                .prefix(".imgport-export-")
-                .tempfile_in(dir)
-                .map_err(|e| Error::io(dir, e))?;
-            let file = tmp
-                .as_file()
-                .try_clone()
-                .map_err(|e| Error::io(tmp.path(), e))?;
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
-            let (w, _) = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
-            let file = w
-                .into_inner()
-                .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
-            file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
-            // Bundles are readable like any tar xCAT writes under the default umask.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| Error::io(tmp.path(), e))?;
-            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-            out.bundle = Some(path);
-        }
+        Destination::Path(p) => out.bundle = Some(to_file(&job, p, &mut out, report)?),
     }
     out.seconds = started.elapsed().as_secs_f64();
     report.info("Done!");
     Ok(out)
+}
+
+/// Where xCAT's first line says the bundle goes: the directory of a file, or the
+/// host for `-R` (xCAT says `Exporting <img> to <user@host>...`).
+fn announced(destination: &Destination) -> String {
+    match destination {
+        Destination::Path(p) => absolute(p)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        Destination::Stdout => "standard output".to_string(),
+        Destination::Remote { host, .. } => host.clone(),
+    }
+}
+
+/// Writes the bundle to standard output.
+fn to_stdout(job: &Job<'_>, out: &mut ExportReport, report: &mut dyn Reporter) -> Result<()> {
+    let stdout = io::stdout().lock();
+    let (mut w, _) = write_bundle(job, BufWriter::new(stdout), out, report)?;
+    w.flush().map_err(|e| Error::io("standard output", e))
+}
+
+/// Writes the bundle to a temporary file beside `dest` and renames it into place only
+/// when complete (synced, mode 0644). Returns the bundle's absolute path.
+fn to_file(
+    job: &Job<'_>,
+    dest: &Path,
+    out: &mut ExportReport,
+    report: &mut dyn Reporter,
+) -> Result<PathBuf> {
+    let path = absolute(dest);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = tempfile::Builder::new()
+        .prefix(".imgport-export-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    let (w, _) = write_bundle(job, BufWriter::new(file), out, report)?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    // Bundles are readable like any tar xCAT writes under the default umask.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(path)
 }
 
 fn absolute(p: &Path) -> PathBuf {
