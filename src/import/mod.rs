@@ -5,12 +5,11 @@
 //! backups restored, rows never written) and the next image is still imported, as
 //! xCAT does.
 //!
-//! The phases, one file each: [`spool`] reads the bundle and keeps its members
-//! ([`members`]),
-//! [`plan`] checks a manifest and decides every file and row (touching nothing),
-//! [`rows`] builds the rows that need the catalog, [`rootimg`] restores the statelite
-//! tree, [`place`] carries the plan out (or previews it for `--dry-run`). This file
-//! runs them in order and turns their results into the report.
+//! The phases, one file each: `spool.rs` reads the bundle once and keeps each image's
+//! members (`members.rs`); `plan.rs` checks a manifest and decides every step, touching
+//! nothing; `rows.rs` builds the table rows; `rootimg.rs` restores the statelite tree;
+//! `place.rs` carries the plan out (or previews it for `--dry-run`). This file runs
+//! them in order and turns their results into the report.
 //!
 //! Orchestration only: names and safety of members in [`crate::bundle`], destination
 //! paths in [`crate::root`], journaled moves in [`crate::placement`], `-f` in
