@@ -120,7 +120,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     let (progress, bar) = super::bar::start(false);
     console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
     let opts = ExportOptions { progress, ..opts };
-    super::run_export(&root, &opts, &mut console)
+    super::flows::run_export(&root, &opts, &mut console)
 }
 
 pub fn imgimport(args: &[OsString]) -> i32 {
@@ -159,5 +159,5 @@ pub fn imgimport(args: &[OsString]) -> i32 {
     let (progress, bar) = super::bar::start(false);
     console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
     let opts = ImportOptions { progress, ..opts };
-    super::run_import(&root, &opts, &mut console)
+    super::flows::run_import(&root, &opts, &mut console)
 }
