@@ -13,9 +13,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The bundle lacks a file its manifest needs.
+    /// The bundle lacks a file its manifest needs (kernel, raw image, tree, extra...),
+    /// whatever the message text, which is xCAT's where xCAT has one.
     #[error("{0}")]
     Incomplete(String),
+    /// Reading the bundle stream failed inside `what` (a member, or the bundle's first
+    /// bytes): cut short, bad compression, or a failing read of the bundle itself. A
+    /// failing write on the MN is [`Error::Io`] instead.
+    #[error("{what}: {source}")]
+    BundleRead {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The image or bundle asked for does not exist (xCAT's "Cannot find ..." texts).
     #[error("{0}")]
     NotFound(String),
@@ -44,24 +54,34 @@ pub enum Error {
 pub enum Failure {
     /// The image or bundle does not exist.
     NotFound,
-    /// The bundle is unreadable, malformed, or refused as unsafe.
+    /// The bundle is unreadable, malformed, incomplete, or refused as unsafe.
     Corrupt,
-    /// Anything else (I/O, catalog, xCAT's own refusals).
+    /// Anything else (I/O on the MN, catalog, ssh, xCAT's own refusals).
     Failed,
 }
 
 impl Error {
-    /// Classifies the error (see [`Failure`]).
+    /// Classifies the error by the kind of failure (see [`Failure`]), never by which
+    /// module built it: every kind of bundle defect is [`Failure::Corrupt`].
     pub fn failure(&self) -> Failure {
         use crate::tree::TreeError;
         match self {
             Error::NotFound(_) => Failure::NotFound,
             Error::Bundle(_)
+            | Error::BundleRead { .. }
             | Error::Incomplete(_)
             | Error::Manifest(_)
             | Error::UnsafePath { .. } => Failure::Corrupt,
             Error::Tree(TreeError::Format { .. } | TreeError::Unsafe { .. }) => Failure::Corrupt,
             _ => Failure::Failed,
+        }
+    }
+
+    /// A failing read of the bundle stream inside `what` (see [`Error::BundleRead`]).
+    pub fn bundle_read(what: impl Into<String>, source: std::io::Error) -> Error {
+        Error::BundleRead {
+            what: what.into(),
+            source,
         }
     }
 

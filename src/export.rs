@@ -18,7 +18,8 @@ use crate::bundle::{
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::image::{self, DiscoverOptions, ImageSet};
-use crate::remote::{self, Push};
+use crate::naming::bundle_name;
+use crate::remote::{self, Push, Rewrite};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
@@ -42,7 +43,7 @@ pub enum Destination {
     Stdout,
     /// A file on another host, written through ssh (`-R`); `path` is as the remote
     /// shell sees it (relative to the login directory unless absolute), see
-    /// [`remote::remote_bundle_path`].
+    /// [`crate::naming::remote_bundle_path`].
     Remote { host: String, path: String },
 }
 
@@ -92,12 +93,9 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// The default bundle file name for an image.
-pub fn default_bundle_name(image: &str) -> String {
-    format!("{}.tgz", image_dir_name(image))
-}
-
-/// Exports one image. Lines go to `report`; fatal problems are returned.
+/// Exports one image. Lines go to `report`; fatal problems are returned. Phases:
+/// announce, discover (nothing is written before it succeeds), then write the bundle
+/// to its destination.
 pub fn export(
     root: &Root,
     catalog: &Catalog,
@@ -107,24 +105,23 @@ pub fn export(
     let started = Instant::now();
     let destination = match &opts.destination {
         Some(d) => d.clone(),
-        None => Destination::Path(PathBuf::from(default_bundle_name(&opts.image))),
+        None => Destination::Path(PathBuf::from(bundle_name(&opts.image))),
     };
-    let where_to = match &destination {
-        Destination::Path(p) => absolute(p)
-            .parent()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        Destination::Stdout => "standard output".to_string(),
-        // xCAT says `Exporting <img> to <user@host>...` for -R.
-        Destination::Remote { host, .. } => host.clone(),
-    };
-    report.info(&format!("Exporting {} to {where_to}...", opts.image));
+    report.info(&format!(
+        "Exporting {} to {}...",
+        opts.image,
+        announced(&destination)
+    ));
     let set = image::discover(root, catalog, &opts.image, &opts.discover, report)?;
-    let mtime = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-
+    let job = Job {
+        root,
+        set: &set,
+        opts,
+        mtime: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
     let mut out = ExportReport {
         image: opts.image.clone(),
         bundle: None,
@@ -135,62 +132,69 @@ pub fn export(
         seconds: 0.0,
     };
     match &destination {
-        Destination::Stdout => {
-            let stdout = io::stdout().lock();
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
-            let (mut w, _) = write_bundle(&job, BufWriter::new(stdout), &mut out, report)?;
-            w.flush().map_err(|e| Error::io("standard output", e))?;
-        }
+        Destination::Stdout => to_stdout(&job, &mut out, report)?,
         Destination::Remote { host, path } => {
             let push = Push::start(&remote::Ssh::from_env(), host, path)?;
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
             for line in send(&job, push, &mut out, report)? {
                 report.verbose(&line);
             }
         }
-        Destination::Path(p) => {
-            let path = absolute(p);
-            let dir = path.parent().unwrap_or(Path::new("/"));
-            let tmp = tempfile::Builder::new()
-                .prefix(".imgport-export-")
-                .tempfile_in(dir)
-                .map_err(|e| Error::io(dir, e))?;
-            let file = tmp
-                .as_file()
-                .try_clone()
-                .map_err(|e| Error::io(tmp.path(), e))?;
-            let job = Job {
-                root,
-                set: &set,
-                opts,
-                mtime,
-            };
-            let (w, _) = write_bundle(&job, BufWriter::new(file), &mut out, report)?;
-            let file = w
-                .into_inner()
-                .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
-            file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
-            // Bundles are readable like any tar xCAT writes under the default umask.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| Error::io(tmp.path(), e))?;
-            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-            out.bundle = Some(path);
-        }
+        Destination::Path(p) => out.bundle = Some(to_file(&job, p, &mut out, report)?),
     }
     out.seconds = started.elapsed().as_secs_f64();
     report.info("Done!");
     Ok(out)
+}
+
+/// Where xCAT's first line says the bundle goes: the directory of a file, or the
+/// host for `-R` (xCAT says `Exporting <img> to <user@host>...`).
+fn announced(destination: &Destination) -> String {
+    match destination {
+        Destination::Path(p) => absolute(p)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        Destination::Stdout => "standard output".to_string(),
+        Destination::Remote { host, .. } => host.clone(),
+    }
+}
+
+/// Writes the bundle to standard output.
+fn to_stdout(job: &Job<'_>, out: &mut ExportReport, report: &mut dyn Reporter) -> Result<()> {
+    let stdout = io::stdout().lock();
+    let (mut w, _) = write_bundle(job, BufWriter::new(stdout), out, report)?;
+    w.flush().map_err(|e| Error::io("standard output", e))
+}
+
+/// Writes the bundle to a temporary file beside `dest` and renames it into place only
+/// when complete (synced, mode 0644). Returns the bundle's absolute path.
+fn to_file(
+    job: &Job<'_>,
+    dest: &Path,
+    out: &mut ExportReport,
+    report: &mut dyn Reporter,
+) -> Result<PathBuf> {
+    let path = absolute(dest);
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = tempfile::Builder::new()
+        .prefix(".imgport-export-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    let (w, _) = write_bundle(job, BufWriter::new(file), out, report)?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    // Bundles are readable like any tar xCAT writes under the default umask.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    Ok(path)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -217,7 +221,16 @@ fn send(
         .and_then(|(w, patch)| w.flush().map(|_| patch).map_err(|e| Error::io("ssh", e)));
     let (push, _) = w.into_parts();
     match written {
-        Ok(patch) => Ok(push.finish(patch.as_slice())?),
+        Ok(patch) => {
+            let rewrites: Vec<Rewrite<'_>> = patch
+                .iter()
+                .map(|p| Rewrite {
+                    offset: p.offset,
+                    bytes: &p.bytes,
+                })
+                .collect();
+            Ok(push.finish(&rewrites)?)
+        }
         Err(e) => Err(push.abort().map(Error::from).unwrap_or(e)),
     }
 }
@@ -539,4 +552,242 @@ fn sorted_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
         .map_err(|e| Error::io(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{BundleReader, Flow};
+    use crate::manifest::Manifest;
+    use crate::report::Collect;
+    use crate::testkit::Mn;
+
+    const DIR: &str = "/install/netboot/rhels8/x86_64/compute";
+
+    /// An MN with image `img` of `provmethod` (rootimgdir [`DIR`]) and its files.
+    fn mn_with(provmethod: &str) -> Mn {
+        let mn = Mn::new();
+        mn.write("/install/custom/netboot/rh/compute.pkglist", "bash\n");
+        mn.rows(&[
+            (
+                "osimage",
+                &[("imagename", "img")],
+                &[
+                    ("provmethod", provmethod),
+                    ("profile", "compute"),
+                    ("osvers", "rhels8"),
+                    ("osarch", "x86_64"),
+                ],
+            ),
+            (
+                "linuximage",
+                &[("imagename", "img")],
+                &[
+                    ("rootimgdir", DIR),
+                    ("pkglist", "/install/custom/netboot/rh/compute.pkglist"),
+                ],
+            ),
+        ]);
+        let initrd = if provmethod == "statelite" {
+            "initrd-statelite.gz"
+        } else {
+            "initrd-stateless.gz"
+        };
+        mn.write(&format!("{DIR}/kernel"), "the kernel");
+        mn.write(&format!("{DIR}/{initrd}"), "the initrd");
+        if provmethod == "netboot" {
+            mn.write(&format!("{DIR}/rootimg.cpio.gz"), "the image");
+        } else {
+            mn.write(&format!("{DIR}/rootimg/etc/hostname"), "node\n");
+            mn.write(&format!("{DIR}/rootimg/bin/sh"), "#!");
+        }
+        mn
+    }
+
+    fn options(dest: &Path) -> ExportOptions {
+        ExportOptions {
+            image: "img".into(),
+            destination: Some(Destination::Path(dest.to_path_buf())),
+            discover: DiscoverOptions::default(),
+            level: 1,
+            compat: Compat::Imgport,
+            codec: Codec::Gzip,
+            threads: 1,
+            progress: Default::default(),
+        }
+    }
+
+    /// (path below the image directory, content) of every member, in stream order;
+    /// the tree member's content is left empty.
+    fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
+        let f = File::open(bundle).unwrap();
+        let mut out = Vec::new();
+        BundleReader::new(f)
+            .unwrap()
+            .for_each(|m| {
+                assert_eq!(m.image_dir, "img");
+                let mut data = Vec::new();
+                if !m.rel.starts_with("rootimgtree") {
+                    m.data
+                        .read_to_end(&mut data)
+                        .map_err(|e| Error::io("member", e))?;
+                }
+                out.push((m.rel, data));
+                Ok(Flow::Continue)
+            })
+            .unwrap();
+        out
+    }
+
+    fn manifest_of(members: &[(String, Vec<u8>)]) -> Manifest {
+        Manifest::parse(&members[0].1).unwrap()
+    }
+
+    #[test]
+    fn tree_codec_is_gzip_whenever_xcat_must_read_the_tree() {
+        let mut o = options(Path::new("b.tgz"));
+        o.codec = Codec::Zstd;
+        assert_eq!(tree_codec(&o), Codec::Zstd);
+        o.compat = Compat::Xcat;
+        assert_eq!(tree_codec(&o), Codec::Gzip);
+    }
+
+    #[test]
+    fn a_netboot_bundle_is_the_manifest_then_the_payload() {
+        let mn = mn_with("netboot");
+        let work = tempfile::tempdir().unwrap();
+        let dest = work.path().join("img.tgz");
+        let mut report = Collect::default();
+        let out = export(&mn.root, &mn.catalog, &options(&dest), &mut report).unwrap();
+        assert_eq!(out.bundle.as_deref(), Some(dest.as_path()));
+        assert_eq!(out.files, 4);
+        assert_eq!(out.tree_entries, 0);
+        assert_eq!(out.bytes_out, std::fs::metadata(&dest).unwrap().len());
+        let members = members(&dest);
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "manifest.xml",
+                "kernel",
+                "initrd-stateless.gz",
+                "rootimg.cpio.gz",
+                "compute.pkglist"
+            ]
+        );
+        assert_eq!(members[1].1, b"the kernel");
+        assert_eq!(members[3].1, b"the image");
+        let m = manifest_of(&members);
+        assert_eq!(m.kernel.as_deref(), Some(format!("{DIR}/kernel").as_str()));
+        assert_eq!(m.other.get(TREE_FORMAT_KEY), None);
+        // Readable like any bundle xCAT writes; no temporary file left beside it.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 1);
+        assert_eq!(
+            report.info.first().map(String::as_str),
+            Some(format!("Exporting img to {}...", work.path().display()).as_str())
+        );
+        assert_eq!(report.info.last().map(String::as_str), Some("Done!"));
+    }
+
+    #[test]
+    fn a_failed_export_leaves_no_file_behind() {
+        let mn = mn_with("netboot");
+        std::fs::remove_file(mn.host(&format!("{DIR}/kernel"))).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let dest = work.path().join("img.tgz");
+        let err = export(
+            &mn.root,
+            &mn.catalog,
+            &options(&dest),
+            &mut Collect::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "Couldn't find kernel (kernel) for  img");
+        // Failing halfway through the stream (a FIFO in an extra directory).
+        let mn = mn_with("netboot");
+        std::fs::create_dir_all(mn.host("/srv/d")).unwrap();
+        let fifo = mn.host("/srv/d/pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let mut o = options(&dest);
+        o.discover.extras = vec!["/srv/d".into()];
+        let err = export(&mn.root, &mn.catalog, &o, &mut Collect::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&fifo.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.failure(), crate::error::Failure::Failed);
+        assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_extra_directory_leaves_out_its_top_level_dotfiles() {
+        let mn = mn_with("netboot");
+        mn.write("/srv/d/a", "a");
+        mn.write("/srv/d/.hidden", "h");
+        mn.write("/srv/d/sub/.kept", "k");
+        mn.write("/srv/single.conf", "s");
+        let work = tempfile::tempdir().unwrap();
+        let dest = work.path().join("img.tgz");
+        let mut o = options(&dest);
+        o.discover.extras = vec!["/srv/d:/opt".into(), "/srv/single.conf".into()];
+        export(&mn.root, &mn.catalog, &o, &mut Collect::default()).unwrap();
+        let names: Vec<String> = members(&dest)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("extra/"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "extra/srv/d",
+                "extra/srv/d/a",
+                "extra/srv/d/sub",
+                "extra/srv/d/sub/.kept",
+                "extra/single.conf"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tree_member_and_manifest_follow_the_codec_and_compat() {
+        let mn = mn_with("statelite");
+        let work = tempfile::tempdir().unwrap();
+        for (compat, codec, member, format) in [
+            (
+                Compat::Imgport,
+                Codec::Gzip,
+                "rootimgtree.gz",
+                Some(TREE_FORMAT_PAX),
+            ),
+            (
+                Compat::Imgport,
+                Codec::Zstd,
+                "rootimgtree.zst",
+                Some(TREE_FORMAT_PAX_ZSTD),
+            ),
+            (Compat::Xcat, Codec::Gzip, "rootimgtree.gz", None),
+        ] {
+            let dest = work.path().join(format!("{member}-{compat:?}.tgz"));
+            let mut o = options(&dest);
+            o.compat = compat;
+            o.codec = codec;
+            let out = export(&mn.root, &mn.catalog, &o, &mut Collect::default()).unwrap();
+            // rootimg, bin, bin/sh, etc, etc/hostname
+            assert_eq!(out.tree_entries, 5, "{compat:?} {codec:?}");
+            let members = members(&dest);
+            assert!(members.iter().any(|(n, _)| n == member), "{members:?}");
+            let m = manifest_of(&members);
+            assert_eq!(
+                m.rootimgtree.as_deref(),
+                Some(format!("{DIR}/{member}").as_str())
+            );
+            assert_eq!(m.other.get(TREE_FORMAT_KEY).map(String::as_str), format);
+            let csv = &members.iter().find(|(n, _)| n == "litefile.csv").unwrap().1;
+            assert!(csv.is_empty(), "no litefile rows: an empty litefile.csv");
+        }
+    }
 }

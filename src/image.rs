@@ -73,7 +73,9 @@ pub fn installdir(catalog: &Catalog) -> Result<String> {
 }
 
 /// Finds what image `name` needs, reporting xCAT's progress and non-fatal error lines.
-/// Fatal conditions return `Error::Xcat` with xCAT's message(s).
+/// Fatal conditions return `Error::Xcat` with xCAT's message(s). Phases: the table
+/// rows, kits, the provisioning method's own files, the payload list, then `-e` and
+/// `-p`.
 pub fn discover(
     root: &Root,
     catalog: &Catalog,
@@ -81,22 +83,7 @@ pub fn discover(
     opts: &DiscoverOptions,
     report: &mut dyn Reporter,
 ) -> Result<ImageSet> {
-    let osimage = catalog
-        .get("osimage", &[("imagename", name)])?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "Cannot find image '{name}' from the osimage table."
-            ))
-        })?;
-    check_osimage(name, &osimage)?;
-    let mut linuximage = catalog
-        .get("linuximage", &[("imagename", name)])?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "Cannot find image '{name}' from the linuximage table."
-            ))
-        })?;
-
+    let (osimage, mut linuximage) = image_rows(catalog, name)?;
     let mut manifest = Manifest::default();
     let set = Finder {
         root,
@@ -107,107 +94,8 @@ pub fn discover(
     if osimage.get("kitcomponents").is_some_and(|k| !k.is_empty()) {
         collect_kits(catalog, &osimage, &mut manifest)?;
     }
-    let mut files = Vec::new();
-    let mut tree = None;
-    let mut litefile_csv = None;
-    let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
-    let osvers = set.osimage_field("osvers");
-    let osarch = set.osimage_field("osarch");
-    if provmethod.contains("install") {
-        if linuximage.get("template").is_none_or(|t| t.is_empty()) {
-            let found = set
-                .look_for_profile_file("install", "tmpl")?
-                .ok_or_else(|| Error::Xcat(format!("Couldn't find install template for {name}")))?;
-            report.info(&found);
-            linuximage.insert("template".into(), found);
-        }
-        manifest.media = Some("required".into());
-    } else if (provmethod.contains("netboot") || provmethod.contains("statelite"))
-        && !osvers.contains("esx")
-    {
-        if provmethod.contains("netboot") && osarch.contains("s390x") {
-            let dir = format!(
-                "{}/netboot/{osvers}/s390x/{}",
-                set.installdir,
-                set.osimage_field("profile")
-            );
-            manifest.rawimagefiles = set.img_files(&dir, report)?;
-        } else {
-            if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
-                let found = set
-                    .look_for_profile_file("netboot", "pkglist")?
-                    .ok_or_else(|| Error::Xcat(format!("Couldn't find pkglist file for {name}")))?;
-                report.info(&found);
-                linuximage.insert("pkglist".into(), found);
-            }
-            let rootimgdir = linuximage
-                .get("rootimgdir")
-                .filter(|d| !d.is_empty())
-                .cloned();
-            if provmethod.contains("statelite") {
-                let (kernel, ramdisk) =
-                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
-                let dir = rootimgdir.ok_or_else(|| {
-                    Error::Xcat("Couldn't locate the root image directory. ".into())
-                })?;
-                manifest.kernel = Some(kernel);
-                manifest.ramdisk = Some(ramdisk);
-                manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
-                manifest.litefile = Some(format!("{dir}/litefile.csv"));
-                tree = Some(format!("{dir}/rootimg"));
-                report.info("Getting litefile settings");
-                litefile_csv = Some(litefile_rows(catalog, name, &osimage)?);
-            } else {
-                let (kernel, ramdisk) =
-                    set.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-stateless.gz")?;
-                let rootimg = match rootimgdir.as_deref() {
-                    Some(dir) => set.rootimg_in_dir(dir)?,
-                    None => set.rootimg_by_search()?,
-                }
-                .ok_or_else(|| {
-                    Error::Xcat(format!("Couldn't find compressed rootimg for {name}"))
-                })?;
-                manifest.kernel = Some(kernel);
-                manifest.ramdisk = Some(ramdisk);
-                manifest.rootimg = Some(rootimg);
-            }
-        }
-    } else if (provmethod.contains("raw") || provmethod.contains("sysclone"))
-        && osarch.contains("s390x")
-    {
-        let dir = format!(
-            "{}/{provmethod}/{osvers}/s390x/{}",
-            set.installdir,
-            set.osimage_field("profile")
-        );
-        manifest.rawimagefiles = set.img_files(&dir, report)?;
-    }
-
-    for path in [&manifest.kernel, &manifest.ramdisk, &manifest.rootimg]
-        .into_iter()
-        .flatten()
-    {
-        files.push(payload(path));
-    }
-    files.extend(manifest.rawimagefiles.iter().map(|p| payload(p)));
-    // Config files: comma lists, each by basename (C12). Unreadable ones are skipped
-    // with xCAT's non-fatal error; their manifest entries stay.
-    let synclists = osimage.get("synclists").cloned();
-    let config_values = CONFIG_COLUMNS
-        .iter()
-        .filter_map(|c| linuximage.get(*c).cloned())
-        .chain(synclists);
-    for list in config_values {
-        for path in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if readable_file(root, path) {
-                files.push(payload(path));
-            } else {
-                report.error(&format!("Couldn't find file {path} for {name}. Skip."));
-            }
-        }
-    }
-    dedupe_by_name(&mut files, report);
-
+    let statelite = set.provisioning_files(catalog, &mut linuximage, &mut manifest, report)?;
+    let files = payload_files(root, name, &manifest, &osimage, &linuximage, report);
     let extras = collect_extras(root, &opts.extras, &mut manifest, report)?;
     if let Some(node) = &opts.postscripts_node {
         collect_postscripts(catalog, node, &mut manifest)?;
@@ -223,11 +111,76 @@ pub fn discover(
     Ok(ImageSet {
         manifest,
         files,
-        tree,
-        litefile_csv,
+        tree: statelite.tree,
+        litefile_csv: statelite.litefile_csv,
         extras,
         kit_dirs,
     })
+}
+
+/// The image's osimage and linuximage rows (not found: xCAT's "Cannot find image").
+fn image_rows(catalog: &Catalog, name: &str) -> Result<(Row, Row)> {
+    let osimage = catalog
+        .get("osimage", &[("imagename", name)])?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Cannot find image '{name}' from the osimage table."
+            ))
+        })?;
+    check_osimage(name, &osimage)?;
+    let linuximage = catalog
+        .get("linuximage", &[("imagename", name)])?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Cannot find image '{name}' from the linuximage table."
+            ))
+        })?;
+    Ok((osimage, linuximage))
+}
+
+/// A statelite image's tree and generated litefile.csv (both `None` otherwise).
+#[derive(Default)]
+struct StateliteParts {
+    /// MN path of `<rootimgdir>/rootimg`.
+    tree: Option<String>,
+    litefile_csv: Option<Vec<u8>>,
+}
+
+/// The flat payload files, in bundle order: kernel, ramdisk, rootimg, raw images,
+/// then the config files (C12), each by basename. Unreadable config files are skipped
+/// with xCAT's non-fatal error; their manifest entries stay.
+fn payload_files(
+    root: &Root,
+    name: &str,
+    manifest: &Manifest,
+    osimage: &Row,
+    linuximage: &Row,
+    report: &mut dyn Reporter,
+) -> Vec<Payload> {
+    let mut files = Vec::new();
+    for path in [&manifest.kernel, &manifest.ramdisk, &manifest.rootimg]
+        .into_iter()
+        .flatten()
+    {
+        files.push(payload(path));
+    }
+    files.extend(manifest.rawimagefiles.iter().map(|p| payload(p)));
+    let synclists = osimage.get("synclists").cloned();
+    let config_values = CONFIG_COLUMNS
+        .iter()
+        .filter_map(|c| linuximage.get(*c).cloned())
+        .chain(synclists);
+    for list in config_values {
+        for path in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if readable_file(root, path) {
+                files.push(payload(path));
+            } else {
+                report.error(&format!("Couldn't find file {path} for {name}. Skip."));
+            }
+        }
+    }
+    dedupe_by_name(&mut files, report);
+    files
 }
 
 fn payload(path: &str) -> Payload {
@@ -278,6 +231,108 @@ struct Finder<'a> {
 }
 
 impl Finder<'_> {
+    /// What the provisioning method needs (xCAT's `get_files`): the install template,
+    /// or the netboot/statelite kernel, ramdisk and rootimg or tree, or s390x raw
+    /// images. A template or pkglist found by xCAT's search goes into `linuximage`.
+    fn provisioning_files(
+        &self,
+        catalog: &Catalog,
+        linuximage: &mut Row,
+        manifest: &mut Manifest,
+        report: &mut dyn Reporter,
+    ) -> Result<StateliteParts> {
+        let name = self.name;
+        let provmethod = self.osimage_field("provmethod");
+        let osvers = self.osimage_field("osvers");
+        let osarch = self.osimage_field("osarch");
+        if provmethod.contains("install") {
+            if linuximage.get("template").is_none_or(|t| t.is_empty()) {
+                let found = self
+                    .look_for_profile_file("install", "tmpl")?
+                    .ok_or_else(|| {
+                        Error::Xcat(format!("Couldn't find install template for {name}"))
+                    })?;
+                report.info(&found);
+                linuximage.insert("template".into(), found);
+            }
+            manifest.media = Some("required".into());
+        } else if (provmethod.contains("netboot") || provmethod.contains("statelite"))
+            && !osvers.contains("esx")
+        {
+            if provmethod.contains("netboot") && osarch.contains("s390x") {
+                let dir = format!(
+                    "{}/netboot/{osvers}/s390x/{}",
+                    self.installdir,
+                    self.osimage_field("profile")
+                );
+                manifest.rawimagefiles = self.img_files(&dir, report)?;
+            } else {
+                return self.diskless_files(catalog, &provmethod, linuximage, manifest, report);
+            }
+        } else if (provmethod.contains("raw") || provmethod.contains("sysclone"))
+            && osarch.contains("s390x")
+        {
+            let dir = format!(
+                "{}/{provmethod}/{osvers}/s390x/{}",
+                self.installdir,
+                self.osimage_field("profile")
+            );
+            manifest.rawimagefiles = self.img_files(&dir, report)?;
+        }
+        Ok(StateliteParts::default())
+    }
+
+    /// Netboot and statelite (not s390x): the pkglist when the table names none, the
+    /// kernel and ramdisk, then the statelite tree and litefile rows, or the netboot
+    /// compressed rootimg.
+    fn diskless_files(
+        &self,
+        catalog: &Catalog,
+        provmethod: &str,
+        linuximage: &mut Row,
+        manifest: &mut Manifest,
+        report: &mut dyn Reporter,
+    ) -> Result<StateliteParts> {
+        let name = self.name;
+        if linuximage.get("pkglist").is_none_or(|p| p.is_empty()) {
+            let found = self
+                .look_for_profile_file("netboot", "pkglist")?
+                .ok_or_else(|| Error::Xcat(format!("Couldn't find pkglist file for {name}")))?;
+            report.info(&found);
+            linuximage.insert("pkglist".into(), found);
+        }
+        let rootimgdir = linuximage
+            .get("rootimgdir")
+            .filter(|d| !d.is_empty())
+            .cloned();
+        if !provmethod.contains("statelite") {
+            let (kernel, ramdisk) =
+                self.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-stateless.gz")?;
+            let rootimg = match rootimgdir.as_deref() {
+                Some(dir) => self.rootimg_in_dir(dir)?,
+                None => self.rootimg_by_search()?,
+            }
+            .ok_or_else(|| Error::Xcat(format!("Couldn't find compressed rootimg for {name}")))?;
+            manifest.kernel = Some(kernel);
+            manifest.ramdisk = Some(ramdisk);
+            manifest.rootimg = Some(rootimg);
+            return Ok(StateliteParts::default());
+        }
+        let (kernel, ramdisk) =
+            self.kernel_and_ramdisk(rootimgdir.as_deref(), "initrd-statelite.gz")?;
+        let dir = rootimgdir
+            .ok_or_else(|| Error::Xcat("Couldn't locate the root image directory. ".into()))?;
+        manifest.kernel = Some(kernel);
+        manifest.ramdisk = Some(ramdisk);
+        manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
+        manifest.litefile = Some(format!("{dir}/litefile.csv"));
+        report.info("Getting litefile settings");
+        Ok(StateliteParts {
+            tree: Some(format!("{dir}/rootimg")),
+            litefile_csv: Some(litefile_rows(catalog, name, self.osimage)?),
+        })
+    }
+
     fn osimage_field(&self, f: &str) -> String {
         self.osimage.get(f).cloned().unwrap_or_default()
     }
@@ -597,4 +652,260 @@ fn collect_postscripts(catalog: &Catalog, node: &str, manifest: &mut Manifest) -
     manifest.postscripts = join("postscripts");
     manifest.postbootscripts = join("postbootscripts");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Collect;
+    use crate::testkit::Mn;
+
+    const DIR: &str = "/install/netboot/rhels8/x86_64/compute";
+
+    /// An MN with image `img` of `provmethod`, rootimgdir [`DIR`], a readable pkglist
+    /// and the extra linuximage columns given.
+    fn mn_with(provmethod: &str, linuximage: &[(&str, &str)]) -> Mn {
+        let mn = Mn::new();
+        mn.write("/install/custom/netboot/rh/compute.pkglist", "bash\n");
+        let mut li = vec![
+            ("rootimgdir", DIR),
+            ("pkglist", "/install/custom/netboot/rh/compute.pkglist"),
+        ];
+        li.extend_from_slice(linuximage);
+        mn.rows(&[
+            (
+                "osimage",
+                &[("imagename", "img")],
+                &[
+                    ("provmethod", provmethod),
+                    ("profile", "compute"),
+                    ("osvers", "rhels8"),
+                    ("osarch", "x86_64"),
+                ],
+            ),
+            ("linuximage", &[("imagename", "img")], &li),
+        ]);
+        mn
+    }
+
+    fn discover_img(mn: &Mn, opts: &DiscoverOptions) -> (Result<ImageSet>, Collect) {
+        let mut report = Collect::default();
+        let set = discover(&mn.root, &mn.catalog, "img", opts, &mut report);
+        (set, report)
+    }
+
+    fn names(set: &ImageSet) -> Vec<&str> {
+        set.files.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn an_unknown_image_is_not_found() {
+        let mn = Mn::new();
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Cannot find image 'img' from the osimage table."
+        );
+        assert_eq!(err.failure(), crate::error::Failure::NotFound);
+    }
+
+    #[test]
+    fn missing_osimage_fields_are_each_named() {
+        let mn = Mn::new();
+        mn.rows(&[(
+            "osimage",
+            &[("imagename", "img")],
+            &[("provmethod", "netboot"), ("osvers", "rhels8")],
+        )]);
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "The 'profile' field is not set for 'img' in the osimage table.\n\
+             The 'osarch' field is not set for 'img' in the osimage table."
+        );
+    }
+
+    #[test]
+    fn netboot_takes_the_preferred_rootimg_and_skips_unreadable_configs() {
+        let mn = mn_with("netboot", &[("exlist", "/nosuch/compute.exlist")]);
+        for f in [
+            "kernel",
+            "initrd-stateless.gz",
+            "rootimg.gz",
+            "rootimg.cpio.gz",
+        ] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(
+            names(&set),
+            [
+                "kernel",
+                "initrd-stateless.gz",
+                "rootimg.cpio.gz",
+                "compute.pkglist"
+            ]
+        );
+        assert_eq!(
+            set.manifest.rootimg.as_deref(),
+            Some(format!("{DIR}/rootimg.cpio.gz").as_str())
+        );
+        assert_eq!(set.tree, None);
+        // The unreadable file is reported and left out, but stays in the manifest.
+        assert_eq!(
+            report.errors,
+            ["Couldn't find file /nosuch/compute.exlist for img. Skip."]
+        );
+        assert_eq!(
+            set.manifest.linuximage.get("exlist").map(String::as_str),
+            Some("/nosuch/compute.exlist")
+        );
+    }
+
+    #[test]
+    fn a_missing_kernel_is_xcats_error() {
+        let mn = mn_with("netboot", &[]);
+        mn.write(&format!("{DIR}/initrd-stateless.gz"), "r");
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Couldn't find kernel (kernel) for  img");
+        assert_eq!(err.failure(), crate::error::Failure::Failed);
+    }
+
+    #[test]
+    fn statelite_gives_the_tree_and_the_litefile_rows() {
+        let mn = mn_with("statelite", &[]);
+        for f in ["kernel", "initrd-statelite.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.rows(&[
+            (
+                "litefile",
+                &[("image", "ALL"), ("file", "/etc/a")],
+                &[("comments", "no options")],
+            ),
+            (
+                "litefile",
+                &[("image", "img"), ("file", "/var/b")],
+                &[("options", "persistent")],
+            ),
+            (
+                "litefile",
+                &[("image", "img"), ("file", "/var/off")],
+                &[("disable", "1")],
+            ),
+        ]);
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(set.tree.as_deref(), Some(format!("{DIR}/rootimg").as_str()));
+        assert_eq!(
+            set.manifest.rootimgtree.as_deref(),
+            Some(format!("{DIR}/rootimgtree.gz").as_str())
+        );
+        assert_eq!(
+            set.manifest.litefile.as_deref(),
+            Some(format!("{DIR}/litefile.csv").as_str())
+        );
+        // Options default to tmpfs; disabled rows are left out.
+        assert_eq!(
+            String::from_utf8(set.litefile_csv.clone().unwrap()).unwrap(),
+            "\"img\",\"/etc/a\",\"tmpfs\",,\n\"img\",\"/var/b\",\"persistent\",,\n"
+        );
+        assert!(report
+            .info
+            .contains(&"Getting litefile settings".to_string()));
+        assert_eq!(
+            names(&set),
+            ["kernel", "initrd-statelite.gz", "compute.pkglist"]
+        );
+    }
+
+    #[test]
+    fn install_finds_its_template_in_custom_before_shipped() {
+        let mn = mn_with("install", &[]);
+        let err = discover_img(&mn, &DiscoverOptions::default())
+            .0
+            .unwrap_err();
+        assert_eq!(err.to_string(), "Couldn't find install template for img");
+        mn.write("/opt/xcat/share/xcat/install/rh/compute.tmpl", "shipped");
+        mn.write("/install/custom/install/rh/compute.rhels8.tmpl", "custom");
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        let found = "/install/custom/install/rh/compute.rhels8.tmpl";
+        assert_eq!(
+            set.manifest.linuximage.get("template").map(String::as_str),
+            Some(found)
+        );
+        assert_eq!(set.manifest.media.as_deref(), Some("required"));
+        assert!(report.info.contains(&found.to_string()));
+        assert!(names(&set).contains(&"compute.rhels8.tmpl"));
+    }
+
+    #[test]
+    fn two_files_with_one_name_keep_the_first() {
+        let mn = mn_with("netboot", &[("otherpkglist", "/srv/other/compute.pkglist")]);
+        for f in ["kernel", "initrd-stateless.gz", "rootimg.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.write("/srv/other/compute.pkglist", "other");
+        let (set, report) = discover_img(&mn, &DiscoverOptions::default());
+        let set = set.unwrap();
+        assert_eq!(
+            set.files
+                .iter()
+                .filter(|f| f.name == "compute.pkglist")
+                .count(),
+            1
+        );
+        assert_eq!(
+            report.warnings,
+            ["/install/custom/netboot/rh/compute.pkglist and /srv/other/compute.pkglist are both named compute.pkglist in the bundle; only /install/custom/netboot/rh/compute.pkglist is exported"]
+        );
+    }
+
+    #[test]
+    fn extras_take_a_destination_or_their_own_directory() {
+        let mn = mn_with("netboot", &[]);
+        for f in ["kernel", "initrd-stateless.gz", "rootimg.gz"] {
+            mn.write(&format!("{DIR}/{f}"), f);
+        }
+        mn.write("/srv/file.conf", "x");
+        mn.write("/srv/tools/a", "a");
+        let opts = DiscoverOptions {
+            extras: vec![
+                "/srv/file.conf".into(),
+                "/srv/tools:/opt/tools".into(),
+                "/srv/nosuch".into(),
+            ],
+            postscripts_node: None,
+        };
+        let (set, report) = discover_img(&mn, &opts);
+        let set = set.unwrap();
+        assert_eq!(
+            set.extras,
+            [
+                ExtraSource {
+                    src: "/srv/file.conf".into(),
+                    dest: "/srv".into(),
+                    is_dir: false
+                },
+                ExtraSource {
+                    src: "/srv/tools".into(),
+                    dest: "/opt/tools".into(),
+                    is_dir: true
+                },
+            ]
+        );
+        assert_eq!(set.manifest.extra.len(), 2);
+        assert_eq!(
+            report.errors,
+            ["Can not find Extra file /srv/nosuch.  Argument will be ignored"]
+        );
+    }
 }

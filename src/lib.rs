@@ -5,7 +5,8 @@
 //! Import: [`bundle`] reader → [`manifest`] → files staged under the [`root`] →
 //! [`tree`] restore → catalog rows written last.
 //!
-//! [`remote`] carries a bundle to or from another host through ssh (`-R`).
+//! [`remote`] carries a bundle to or from another host through ssh (`-R`); [`naming`]
+//! gives bundle files their names (xCAT's rules), for export, `-R` and the CLI alike.
 //!
 //! The library is usable without the command line: [`export::export`] and
 //! [`import::import`] take plain option structs.
@@ -17,12 +18,15 @@ pub mod export;
 pub mod image;
 pub mod import;
 pub mod manifest;
+pub mod naming;
 pub mod placement;
 pub mod profile;
 pub mod progress;
 pub mod remote;
 pub mod report;
 pub mod root;
+#[cfg(test)]
+mod testkit;
 pub mod tree;
 
 pub use error::{Error, Result};

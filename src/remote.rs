@@ -10,7 +10,7 @@
 //! of input, after which `cat > part && mv part final` would publish a truncated
 //! bundle). So the stream lands in `<path>.imgport-part`, and only when the local side
 //! knows the bundle is complete does a second, short ssh command rewrite the deferred
-//! tar header ([`HeaderPatch`]), check the byte count and rename the file into place.
+//! tar header (a [`Rewrite`]), check the byte count and rename the file into place.
 //!
 //! The ssh command is `ssh -o BatchMode=yes` (never a password prompt in a script), or
 //! the words of `$IMGPORT_SSH` (for example `ssh -p 2222 -i /root/.ssh/mn2`) followed
@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::bundle::HeaderPatch;
-
 /// Environment variable whose words replace `ssh` (program and options).
 pub const SSH_ENV: &str = "IMGPORT_SSH";
 /// Suffix of the remote file an export streams into before it is complete.
@@ -36,6 +34,17 @@ pub const PART_SUFFIX: &str = ".imgport-part";
 const STDERR_KEEP: usize = 64 << 10;
 /// The exit status ssh itself uses for its own failures (connect, auth, host key).
 const SSH_OWN_FAILURE: i32 = 255;
+
+/// Bytes of the remote file to overwrite in place once the stream is complete (the
+/// tar header of a member whose size was unknown when it was sent). What the bytes
+/// mean is the bundle writer's business; this module only puts them there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite<'a> {
+    /// Offset in the file of the first byte to overwrite.
+    pub offset: u64,
+    /// The new bytes (as many as they replace).
+    pub bytes: &'a [u8],
+}
 
 /// Why a remote transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,26 +75,6 @@ pub fn shell_quote(s: &str) -> String {
 /// from expanding).
 fn shell_path(path: &str) -> String {
     shell_quote(path.strip_prefix("~/").unwrap_or(path))
-}
-
-/// The remote path of an exported bundle, as xCAT's `imgexport -R` builds it:
-/// `<directory part of destination><bundle name>`, where the directory part is `./`
-/// when the destination has no `/`, and the bundle name is the destination's basename
-/// or, when that is empty, `<image>.tgz`. With no destination at all it is just
-/// `<image>.tgz`, relative to the remote login directory.
-pub fn remote_bundle_path(destination: Option<&str>, image: &str) -> String {
-    let default = crate::export::default_bundle_name(image);
-    match destination {
-        None => default,
-        Some(d) => {
-            let (dir, base) = match d.rfind('/') {
-                Some(i) => d.split_at(i + 1),
-                None => ("./", d),
-            };
-            let base = if base.is_empty() { &default } else { base };
-            format!("{dir}{base}")
-        }
-    }
 }
 
 /// How to run ssh: the program and the options before the host.
@@ -249,7 +238,7 @@ impl Push {
     /// applies `patches` (the deferred tar headers), checks that the file holds exactly
     /// the bytes sent and renames it to its final name. Returns ssh's stderr lines of a
     /// successful transfer (warnings such as a newly added host key).
-    pub fn finish(mut self, patches: &[HeaderPatch]) -> Result<Vec<String>, RemoteError> {
+    pub fn finish(mut self, patches: &[Rewrite<'_>]) -> Result<Vec<String>, RemoteError> {
         self.done = true;
         drop(self.stdin.take());
         let status = self.child.wait();
@@ -302,7 +291,7 @@ impl Push {
 
     /// The second connection: rewrite the deferred headers (their bytes arrive on
     /// stdin, read by `dd` one count at a time), check the size, rename.
-    fn commit(&self, patches: &[HeaderPatch]) -> Result<Vec<String>, RemoteError> {
+    fn commit(&self, patches: &[Rewrite<'_>]) -> Result<Vec<String>, RemoteError> {
         let part = shell_path(&format!("{}{PART_SUFFIX}", self.path));
         let fin = shell_path(&self.path);
         let mut script = String::new();
@@ -313,7 +302,7 @@ impl Push {
                 p.offset,
                 p.bytes.len()
             ));
-            input.extend_from_slice(&p.bytes);
+            input.extend_from_slice(p.bytes);
         }
         script.push_str(&format!(
             "n=$(wc -c < {part}) || exit 1\n\
@@ -587,22 +576,6 @@ mod tests {
         assert_eq!(shell_path("~/b.tgz"), "'b.tgz'");
         assert_eq!(shell_path("~x/b.tgz"), "'~x/b.tgz'");
         assert_eq!(shell_path("/abs/~/b"), "'/abs/~/b'");
-    }
-
-    #[test]
-    fn remote_path_is_xcats_dirpart_plus_bundle_name() {
-        let img = "my  image";
-        assert_eq!(remote_bundle_path(None, img), "my_image.tgz");
-        assert_eq!(remote_bundle_path(Some("foo.tgz"), img), "./foo.tgz");
-        assert_eq!(
-            remote_bundle_path(Some("/tmp/x/foo.tgz"), img),
-            "/tmp/x/foo.tgz"
-        );
-        assert_eq!(
-            remote_bundle_path(Some("/tmp/x/"), img),
-            "/tmp/x/my_image.tgz"
-        );
-        assert_eq!(remote_bundle_path(Some("d/e.tgz"), img), "d/e.tgz");
     }
 
     #[test]

@@ -8,8 +8,7 @@
 //! `/install` is a symlink to a bigger filesystem therefore still works, while a symlink
 //! pointing at `/etc` resolves to `<root>/etc`, never the host's.
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -154,12 +153,6 @@ pub fn dirname(abs: &str) -> &str {
         Some(i) => &trimmed[..i],
         None => ".",
     }
-}
-
-/// A name usable as one path component (no `/`, not `.`/`..`, not empty, no NUL).
-pub fn is_plain_name(name: &OsStr) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty() && b != b"." && b != b".." && !b.contains(&b'/') && !b.contains(&0)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use clap::Parser;
 use imgport::export::{Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
-use imgport::remote;
+use imgport::naming;
 
 use super::console::Console;
 use super::{EXIT_FAILED, EXIT_OK};
@@ -97,7 +97,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     // -R: xCAT's remote path, `<dirpart of destination><bundle name>`.
     let destination = match parsed.remotehost {
         Some(host) => Some(Destination::Remote {
-            path: remote::remote_bundle_path(destination.as_deref(), &image),
+            path: naming::remote_bundle_path(destination.as_deref(), &image),
             host,
         }),
         None => destination.map(|d| Destination::Path(PathBuf::from(d))),
@@ -120,7 +120,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     let (progress, bar) = super::bar::start(false);
     console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
     let opts = ExportOptions { progress, ..opts };
-    super::run_export(&root, &opts, &mut console)
+    super::flows::run_export(&root, &opts, &mut console)
 }
 
 pub fn imgimport(args: &[OsString]) -> i32 {
@@ -159,5 +159,5 @@ pub fn imgimport(args: &[OsString]) -> i32 {
     let (progress, bar) = super::bar::start(false);
     console.set_bar(bar.as_ref().map(|b| b.bar.clone()));
     let opts = ImportOptions { progress, ..opts };
-    super::run_import(&root, &opts, &mut console)
+    super::flows::run_import(&root, &opts, &mut console)
 }

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use super::{ManifestError, Position};
@@ -57,70 +57,91 @@ pub(super) fn parse_document(input: &[u8]) -> Result<Element, ManifestError> {
     let mut reader = Reader::from_str(&text);
     // `--` inside comments is a well-formedness error for expat, so check it too.
     reader.config_mut().check_comments = true;
-
-    let pos_at = |byte: u64| Position::at(&text, base, byte);
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-
+    let mut tree = TreeBuilder {
+        text: &text,
+        base,
+        stack: Vec::new(),
+        root: None,
+    };
     loop {
         let before = reader.buffer_position();
         let event = match reader.read_event() {
+            Ok(Event::Eof) => break,
             Ok(event) => event,
             Err(err) => {
                 return Err(ManifestError::Syntax {
-                    pos: pos_at(reader.error_position()),
+                    pos: tree.pos_at(reader.error_position()),
                     message: err.to_string(),
                 })
             }
         };
-        let syntax = |message: String| ManifestError::Syntax {
-            pos: pos_at(before),
+        tree.event(event, before)?;
+    }
+    tree.finish()
+}
+
+/// Builds the element tree from quick-xml's events, making the well-formedness checks
+/// expat makes and quick-xml does not.
+struct TreeBuilder<'t> {
+    /// The whole document, for positions.
+    text: &'t str,
+    /// Bytes before `text` (a byte order mark).
+    base: u64,
+    /// Open elements, innermost last.
+    stack: Vec<Element>,
+    root: Option<Element>,
+}
+
+impl TreeBuilder<'_> {
+    fn pos_at(&self, byte: u64) -> Position {
+        Position::at(self.text, self.base, byte)
+    }
+
+    /// A syntax error at byte `at`.
+    fn syntax(&self, at: u64, message: String) -> ManifestError {
+        ManifestError::Syntax {
+            pos: self.pos_at(at),
             message,
-        };
+        }
+    }
+
+    /// Takes one event that starts at byte `before`.
+    fn event(&mut self, event: Event<'_>, before: u64) -> Result<(), ManifestError> {
         match event {
             Event::Decl(_) => {
                 // The XML declaration is only legal as the very first thing.
                 if before != 0 {
-                    return Err(syntax(
+                    return Err(self.syntax(
+                        before,
                         "XML declaration is only allowed at the start of the document".into(),
                     ));
                 }
             }
             Event::DocType(_) => {
                 return Err(ManifestError::Doctype {
-                    pos: pos_at(before),
+                    pos: self.pos_at(before),
                 });
             }
-            Event::PI(_) | Event::Comment(_) => {}
+            Event::PI(_) | Event::Comment(_) | Event::Eof => {}
             Event::Start(start) => {
-                let element = open_element(&start, pos_at(before))?;
-                if stack.is_empty() && root.is_some() {
-                    return Err(syntax(format!(
-                        "element <{}> after the root element has ended (only one root is allowed)",
-                        element.name
-                    )));
-                }
-                stack.push(element);
+                let element = self.open(&start, before)?;
+                self.stack.push(element);
             }
             Event::Empty(start) => {
-                let element = open_element(&start, pos_at(before))?;
-                if stack.is_empty() && root.is_some() {
-                    return Err(syntax(format!(
-                        "element <{}> after the root element has ended (only one root is allowed)",
-                        element.name
-                    )));
-                }
-                close_element(element, &mut stack, &mut root);
+                let element = self.open(&start, before)?;
+                self.close(element);
             }
-            Event::End(end) => match stack.pop() {
+            Event::End(end) => match self.stack.pop() {
                 // quick-xml has already checked that the end name matches.
-                Some(element) => close_element(element, &mut stack, &mut root),
+                Some(element) => self.close(element),
                 None => {
                     let name = String::from_utf8_lossy(end.name().as_ref().as_bytes()).into_owned();
-                    return Err(syntax(format!("end tag </{name}> without a start tag")));
+                    return Err(
+                        self.syntax(before, format!("end tag </{name}> without a start tag"))
+                    );
                 }
             },
-            Event::Text(chunk) => match stack.last_mut() {
+            Event::Text(chunk) => match self.stack.last_mut() {
                 Some(element) => element
                     .text
                     .push_str(&chunk.xml_content(XmlVersion::Implicit1_0)),
@@ -129,72 +150,96 @@ pub(super) fn parse_document(input: &[u8]) -> Result<Element, ManifestError> {
                     // offending character rather than the start of the run.
                     let raw: &str = chunk.as_ref();
                     if let Some(at) = raw.find(|c| !is_xml_space(c)) {
-                        return Err(ManifestError::Syntax {
-                            pos: pos_at(before + at as u64),
-                            message: "text outside the root element".into(),
-                        });
+                        return Err(
+                            self.syntax(before + at as u64, "text outside the root element".into())
+                        );
                     }
                 }
             },
             Event::CData(chunk) => {
                 let chunk = chunk.xml_content(XmlVersion::Implicit1_0);
-                match stack.last_mut() {
+                match self.stack.last_mut() {
                     Some(element) => element.text.push_str(&chunk),
-                    None => return Err(syntax("CDATA section outside the root element".into())),
+                    None => {
+                        return Err(
+                            self.syntax(before, "CDATA section outside the root element".into())
+                        )
+                    }
                 }
             }
             Event::GeneralRef(reference) => {
-                let Some(element) = stack.last_mut() else {
-                    return Err(syntax("entity reference outside the root element".into()));
-                };
-                let ch = if reference.is_char_ref() {
-                    match reference.resolve_char_ref() {
-                        Ok(Some(ch)) if is_xml_char(ch) => ch,
-                        _ => {
-                            return Err(syntax(format!(
-                                "invalid character reference &{};",
-                                &*reference
-                            )))
-                        }
-                    }
-                } else {
-                    match predefined_entity(&reference) {
-                        Some(ch) => ch,
-                        None => {
-                            return Err(syntax(format!(
-                                "unknown entity &{}; (only &amp; &lt; &gt; &quot; &apos; and character references are allowed)",
-                                &*reference
-                            )))
-                        }
-                    }
-                };
-                element.text.push(ch);
+                if self.stack.is_empty() {
+                    return Err(
+                        self.syntax(before, "entity reference outside the root element".into())
+                    );
+                }
+                let ch = resolve_reference(&reference).map_err(|m| self.syntax(before, m))?;
+                if let Some(element) = self.stack.last_mut() {
+                    element.text.push(ch);
+                }
             }
-            Event::Eof => break,
+        }
+        Ok(())
+    }
+
+    /// The element of a start (or empty-element) tag at byte `before`; refused after
+    /// the root has ended.
+    fn open(&self, start: &BytesStart<'_>, before: u64) -> Result<Element, ManifestError> {
+        let element = open_element(start, self.pos_at(before))?;
+        if self.stack.is_empty() && self.root.is_some() {
+            return Err(self.syntax(
+                before,
+                format!(
+                    "element <{}> after the root element has ended (only one root is allowed)",
+                    element.name
+                ),
+            ));
+        }
+        Ok(element)
+    }
+
+    /// Attaches a finished element to its parent, or makes it the root.
+    fn close(&mut self, element: Element) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => self.root = Some(element),
         }
     }
 
-    if let Some(open) = stack.last() {
-        return Err(ManifestError::Syntax {
-            pos: pos_at(text.len() as u64),
-            message: format!(
-                "document ends inside element <{}> opened at {}",
-                open.name, open.pos
-            ),
-        });
+    /// The root, once the document has ended with every element closed.
+    fn finish(self) -> Result<Element, ManifestError> {
+        let end = self.text.len() as u64;
+        if let Some(open) = self.stack.last() {
+            return Err(self.syntax(
+                end,
+                format!(
+                    "document ends inside element <{}> opened at {}",
+                    open.name, open.pos
+                ),
+            ));
+        }
+        match self.root {
+            Some(root) => Ok(root),
+            None => Err(self.syntax(end, "no root element".into())),
+        }
     }
-    root.ok_or_else(|| ManifestError::Syntax {
-        pos: pos_at(text.len() as u64),
-        message: "no root element".into(),
-    })
 }
 
-/// Attaches a finished element to its parent, or makes it the root.
-fn close_element(element: Element, stack: &mut [Element], root: &mut Option<Element>) {
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(element),
-        None => *root = Some(element),
+/// The character a reference stands for: a character reference to a legal XML
+/// character, or one of the five predefined entities. The error is the message.
+fn resolve_reference(reference: &BytesRef<'_>) -> Result<char, String> {
+    if reference.is_char_ref() {
+        return match reference.resolve_char_ref() {
+            Ok(Some(ch)) if is_xml_char(ch) => Ok(ch),
+            _ => Err(format!("invalid character reference &{};", &**reference)),
+        };
     }
+    predefined_entity(reference).ok_or_else(|| {
+        format!(
+            "unknown entity &{}; (only &amp; &lt; &gt; &quot; &apos; and character references are allowed)",
+            &**reference
+        )
+    })
 }
 
 /// Creates the element for a start (or empty-element) tag, turning attributes into

@@ -1,0 +1,375 @@
+//! What one image's import will do, decided before anything is touched: the manifest
+//! checked as xCAT checks it (and renamed by `-f`), then every bundle member matched to
+//! the MN path it goes to, and the table rows. Fails on what would make the import
+//! incomplete (a payload file, raw image, tree or extra the bundle lacks) or unsafe (a
+//! destination outside the root), as the real import does, but before the first move.
+
+use std::collections::BTreeMap;
+
+use crate::bundle::{MemberKind, EXTRA_DIR};
+use crate::error::{Error, Result};
+use crate::image::CONFIG_COLUMNS;
+use crate::manifest::Manifest;
+use crate::profile;
+use crate::report::Reporter;
+use crate::root::{basename, dirname, Root};
+
+use super::members::Members;
+use super::rootimg::{tree_member, TREE_MEMBER};
+use super::Context;
+
+/// Why an image directory's manifest is not imported.
+pub(super) enum ManifestProblem {
+    /// Not well-formed: xCAT stops the whole import.
+    Invalid(String),
+    /// Well-formed but refused (missing fields, unsupported provmethod, no media).
+    Refused(Vec<String>),
+}
+
+/// A manifest that passed xCAT's checks, after `-f`.
+pub(super) struct Accepted {
+    pub manifest: Manifest,
+    pub imagename: String,
+    /// Destination MN path → bundle member name, for config files renamed by `-f`.
+    pub renamed: BTreeMap<String, String>,
+}
+
+/// One thing an import does to the MN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A bundle file to the MN path `dest`.
+    File { member: String, dest: String },
+    /// A bundle directory and everything below it (kit directories, extra
+    /// directories' entries) to `dest`.
+    Subtree { prefix: String, dest: String },
+    /// The statelite tree to `dest` (`<rootimgdir>/rootimg`).
+    Tree { dest: String },
+}
+
+impl Step {
+    pub fn dest(&self) -> &str {
+        match self {
+            Step::File { dest, .. } | Step::Subtree { dest, .. } | Step::Tree { dest } => dest,
+        }
+    }
+}
+
+/// The steps planned so far. Every destination must resolve inside the root, checked
+/// as it is planned so the first offending manifest path is the one reported.
+struct Steps<'a> {
+    root: &'a Root,
+    list: Vec<Step>,
+}
+
+impl Steps<'_> {
+    fn push(&mut self, step: Step) -> Result<()> {
+        self.root.resolve_for_write(step.dest())?;
+        self.list.push(step);
+        Ok(())
+    }
+
+    fn file(&mut self, member: &str, dest: &str) -> Result<()> {
+        self.push(Step::File {
+            member: member.to_string(),
+            dest: dest.to_string(),
+        })
+    }
+}
+
+/// The entries of a comma-separated manifest list, trimmed, empty ones dropped.
+fn list_items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|d| !d.is_empty())
+}
+
+impl Context<'_> {
+    /// Parses, checks (`verify_manifest`, `check_media`) and applies `-f`.
+    pub(super) fn check_manifest(
+        &self,
+        xml: &[u8],
+    ) -> std::result::Result<Accepted, ManifestProblem> {
+        let manifest = Manifest::parse(xml).map_err(|e| ManifestProblem::Invalid(e.to_string()))?;
+        let problems = verify(&manifest);
+        if !problems.is_empty() {
+            return Err(ManifestProblem::Refused(problems));
+        }
+        if manifest.media.as_deref() == Some("required") {
+            let osvers = manifest.field("osvers").unwrap_or("");
+            let osarch = manifest.field("osarch").unwrap_or("");
+            let media = format!("{}/{osvers}/{osarch}", self.installdir);
+            if !self.root.resolve(&media).is_ok_and(|p| p.is_dir()) {
+                return Err(ManifestProblem::Refused(vec![format!(
+                    "This image requires that you first copy media for {osvers}-{osarch}"
+                )]));
+            }
+        }
+        let (manifest, renamed) = match &self.opts.profile {
+            Some(new) => {
+                let r = profile::change_profile(&manifest, new, &self.installdir);
+                (r.manifest, r.renamed)
+            }
+            None => (manifest, BTreeMap::new()),
+        };
+        let imagename = manifest.field("imagename").unwrap_or("").to_string();
+        Ok(Accepted {
+            manifest,
+            imagename,
+            renamed,
+        })
+    }
+
+    /// Decides which bundle member goes to which MN path, in the order they are
+    /// placed, touching nothing. `tree_staged`: the tree was already restored during
+    /// the stream.
+    pub(super) fn plan_steps(
+        &self,
+        accepted: &Accepted,
+        members: &Members,
+        tree_staged: bool,
+        report: &mut dyn Reporter,
+    ) -> Result<Vec<Step>> {
+        let mut steps = Steps {
+            root: self.root,
+            list: Vec::new(),
+        };
+        payload_steps(accepted, members, &mut steps)?;
+        config_steps(accepted, members, &mut steps, report)?;
+        self.raw_image_steps(&accepted.manifest, members, &mut steps)?;
+        kit_steps(&accepted.manifest, members, &mut steps)?;
+        tree_step(accepted, members, tree_staged, &mut steps)?;
+        extra_steps(&accepted.manifest, members, &mut steps)?;
+        Ok(steps.list)
+    }
+
+    /// s390x raw image files, into `<installdir>/<provmethod>/<osvers>/<osarch>/<profile>`
+    /// with an `.img` suffix; fatal when absent.
+    fn raw_image_steps(&self, m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
+        if m.rawimagefiles.is_empty() {
+            return Ok(());
+        }
+        let f = |n: &str| m.field(n).unwrap_or("").to_string();
+        let dir = format!(
+            "{}/{}/{}/{}/{}",
+            self.installdir,
+            f("provmethod"),
+            f("osvers"),
+            f("osarch"),
+            f("profile")
+        );
+        for file in &m.rawimagefiles {
+            let base = basename(file);
+            if !members.contains_key(base) {
+                return Err(Error::Incomplete(format!(
+                    "Could not move {base} to {dir}: not in the bundle"
+                )));
+            }
+            let target = if base.ends_with(".img") {
+                base.to_string()
+            } else {
+                format!("{base}.img")
+            };
+            steps.file(base, &format!("{dir}/{target}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The image payload (kernel, ramdisk, rootimg, litefile), each member by its
+/// basename; fatal when absent.
+fn payload_steps(accepted: &Accepted, members: &Members, steps: &mut Steps) -> Result<()> {
+    let m = &accepted.manifest;
+    for value in [&m.kernel, &m.ramdisk, &m.rootimg, &m.litefile]
+        .into_iter()
+        .flatten()
+    {
+        for dest in list_items(value) {
+            let member = basename(dest);
+            if !members.contains_key(member) {
+                return Err(Error::Incomplete(format!(
+                    "The bundle has no {member} for {dest} of image {}.",
+                    accepted.imagename
+                )));
+            }
+            steps.file(member, dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Config files (template, pkglist, ..., synclists): exported by basename (or renamed
+/// by `-f`), and skipped with an error when the export could not read them, so their
+/// absence is only a warning here.
+fn config_steps(
+    accepted: &Accepted,
+    members: &Members,
+    steps: &mut Steps,
+    report: &mut dyn Reporter,
+) -> Result<()> {
+    let m = &accepted.manifest;
+    let config_lists = CONFIG_COLUMNS
+        .iter()
+        .filter_map(|c| m.linuximage.get(*c))
+        .chain(m.osimage.get("synclists"));
+    for list in config_lists {
+        for dest in list_items(list) {
+            let member = accepted
+                .renamed
+                .get(dest)
+                .map(String::as_str)
+                .unwrap_or_else(|| basename(dest));
+            if members.contains_key(member) {
+                steps.file(member, dest)?;
+            } else {
+                report.warning(&format!(
+                    "{dest} is named in manifest.xml but not in the bundle; skipped"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kits: the kit directory the bundle carries goes beside its `kitdir`, under the kit
+/// name. A kit directory the export could not find is not in the bundle: skipped.
+fn kit_steps(m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
+    for (kitname, row) in &m.kit {
+        let Some(kitdir) = row.get("kitdir") else {
+            continue;
+        };
+        let prefix = basename(kitdir);
+        if members.contains_key(prefix) {
+            steps.push(Step::Subtree {
+                prefix: prefix.to_string(),
+                dest: format!("{}/{kitname}", dirname(kitdir)),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The statelite tree, to `<rootimgdir>/rootimg`; fatal when the bundle has none.
+fn tree_step(
+    accepted: &Accepted,
+    members: &Members,
+    tree_staged: bool,
+    steps: &mut Steps,
+) -> Result<()> {
+    let Some(tree_file) = &accepted.manifest.rootimgtree else {
+        return Ok(());
+    };
+    if !tree_staged && tree_member(members).is_none() {
+        return Err(Error::Incomplete(format!(
+            "The bundle has no {TREE_MEMBER} for image {}.",
+            accepted.imagename
+        )));
+    }
+    steps.push(Step::Tree {
+        dest: format!("{}/rootimg", dirname(tree_file)),
+    })
+}
+
+/// `-e` extras: a directory's entries each to `<dest>/<name>` (xCAT's `cp -a src/*`),
+/// a file to `<dest>/<basename>`; fatal when absent or empty.
+fn extra_steps(m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
+    for extra in &m.extra {
+        let dir_member = format!("{EXTRA_DIR}/{}", extra.src.trim_matches('/'));
+        let dest_dir = extra.dest.trim_end_matches('/');
+        if matches!(
+            members.get(&dir_member).map(|s| &s.kind),
+            Some(MemberKind::Dir)
+        ) {
+            let children: Vec<&String> = members
+                .keys()
+                .filter(|k| is_direct_child(k, &dir_member))
+                .collect();
+            if children.is_empty() {
+                return Err(Error::Incomplete(format!(
+                    "Failed to cp -a {dir_member}/* to {}",
+                    extra.dest
+                )));
+            }
+            for child in children {
+                steps.push(Step::Subtree {
+                    prefix: child.clone(),
+                    dest: format!("{dest_dir}/{}", basename(child)),
+                })?;
+            }
+        } else {
+            let base = basename(&extra.src);
+            let member = format!("{EXTRA_DIR}/{base}");
+            if !members.contains_key(&member) {
+                return Err(Error::Incomplete(format!(
+                    "Failed to copy {member} to {}",
+                    extra.dest
+                )));
+            }
+            steps.file(&member, &format!("{dest_dir}/{base}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn is_direct_child(rel: &str, dir: &str) -> bool {
+    rel.strip_prefix(dir)
+        .and_then(|s| s.strip_prefix('/'))
+        .is_some_and(|s| !s.is_empty() && !s.contains('/'))
+}
+
+/// xCAT's `verify_manifest` (§5 step b, C14): the error lines, empty when valid.
+fn verify(m: &Manifest) -> Vec<String> {
+    let mut errors: Vec<String> = ["imagename", "provmethod", "profile", "osvers", "osarch"]
+        .iter()
+        .filter(|f| m.field(f).is_none())
+        .map(|f| format!("The '{f}' field is not defined in manifest.xml."))
+        .collect();
+    if !errors.is_empty() {
+        return errors;
+    }
+    let provmethod = m.field("provmethod").unwrap_or("");
+    let osarch = m.field("osarch").unwrap_or("");
+    let osvers = m.field("osvers").unwrap_or("");
+    let s390x = osarch.contains("s390x");
+    if !["install", "netboot", "statelite", "sysclone", "raw"]
+        .iter()
+        .any(|p| provmethod.contains(p))
+    {
+        return vec![format!(
+            "Importing images with 'provmethod' {provmethod} is not supported. Hint: install, netboot, statelite, sysclone or raw"
+        )];
+    }
+    if provmethod.contains("sysclone") && !s390x {
+        return vec![format!(
+            "Importing images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, sysclone or raw"
+        )];
+    }
+    if provmethod.contains("install") && m.linuximage.get("template").is_none_or(|t| t.is_empty()) {
+        // xCAT's message names the wrong field (a copy-paste bug scripts may match).
+        errors.push("The 'osarch' field is not defined in manifest.xml.".into());
+    }
+    let need = |errors: &mut Vec<String>, name: &str, v: &Option<String>| {
+        if v.as_deref().is_none_or(|s| s.is_empty()) {
+            errors.push(format!(
+                "The '{name}' field is not defined in manifest.xml."
+            ));
+        }
+    };
+    if osvers.contains("esx") {
+        return errors;
+    }
+    if provmethod.contains("netboot") && !s390x {
+        need(&mut errors, "ramdisk", &m.ramdisk);
+        need(&mut errors, "kernel", &m.kernel);
+        need(&mut errors, "rootimg", &m.rootimg);
+    }
+    if (provmethod.contains("netboot") || provmethod.contains("sysclone"))
+        && s390x
+        && m.rawimagefiles.is_empty()
+    {
+        errors.push("The 'rawimagefiles' field is not defined in manifest.xml.".into());
+    }
+    if provmethod.contains("statelite") {
+        need(&mut errors, "kernel", &m.kernel);
+        need(&mut errors, "ramdisk", &m.ramdisk);
+        need(&mut errors, "rootimgtree", &m.rootimgtree);
+    }
+    errors
+}
