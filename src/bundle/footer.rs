@@ -4,7 +4,7 @@
 //! nothing of it.
 
 use super::writer::Location;
-use crate::tree::member::{self, Header, ID_BUNDLE};
+use crate::tree::codec::gzip::{self, Header, ID_BUNDLE};
 
 const MAGIC: &[u8; 8] = b"IMGPBND1";
 /// Footer payload: magic, member offset, data skip, length, stored block size.
@@ -20,13 +20,13 @@ pub fn encode(loc: &Location) -> Vec<u8> {
     p.extend_from_slice(&loc.data_skip.to_le_bytes());
     p.extend_from_slice(&loc.len.to_le_bytes());
     p.extend_from_slice(&(super::writer::STORED_BLOCK_BYTES as u32).to_le_bytes());
-    member::encode_tagged(ID_BUNDLE, &p)
+    gzip::encode_tagged(ID_BUNDLE, &p)
 }
 
 /// The tree location in the last [`FOOTER_BYTES`] of a bundle, or `None` when the
 /// bundle has no footer (xCAT bundles, bundles without a tree).
 pub fn parse(tail: &[u8]) -> Option<Location> {
-    let Ok(Header::Tagged { id, payload, total }) = member::parse_header(tail) else {
+    let Ok(Header::Tagged { id, payload, total }) = gzip::parse_header(tail) else {
         return None;
     };
     if id != ID_BUNDLE || total as usize != tail.len() || payload.len() != PAYLOAD_BYTES {

@@ -14,15 +14,17 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::codec::{self, Codec, UnitDecoder};
-use super::error::{display_path, TreeError};
-use super::index::{self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES};
-use super::member;
-use super::meta::{Entry, Kind};
-use super::reader::{EntryReader, TarReader};
-use super::walk::{walk, WalkOptions};
 use crate::bundle::footer;
 use crate::bundle::StoredView;
+use crate::tree::codec::gzip;
+use crate::tree::codec::{self, Codec, UnitDecoder};
+use crate::tree::encode::walk::{walk, WalkOptions};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::index::{
+    self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES,
+};
+use crate::tree::format::tar_decode::{EntryReader, TarReader};
 
 /// Members inflated together when streaming the whole archive (per batch, in
 /// parallel); bounds memory to about this many × 5 MiB.
@@ -89,7 +91,7 @@ impl TreeArchive {
         let mut out = Vec::with_capacity(count);
         for i in first..(first + count).min(self.index.members.len()) {
             let (m, coff, _) = self.index.members[i];
-            if m.compressed as usize > member::MAX_MEMBER_BYTES {
+            if m.compressed as usize > gzip::MAX_MEMBER_BYTES {
                 return Err(format_err(
                     &self.path,
                     format!("member {i} is {} bytes", m.compressed),
@@ -366,7 +368,7 @@ fn digest_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; DIGEST_CHUNK_BYTES as usize];
     loop {
-        let filled = super::reader::fill(r, &mut buf)?;
+        let filled = crate::tree::format::tar_decode::fill(r, &mut buf)?;
         if filled == 0 {
             break;
         }

@@ -7,20 +7,17 @@
 
 pub mod archive;
 pub mod codec;
-pub mod cpio;
+pub mod encode;
+pub mod entry;
 pub mod error;
-pub mod index;
-pub mod inflate;
-pub mod member;
-pub mod meta;
-pub mod pax;
-mod pipeline;
-pub mod reader;
+pub mod format;
 pub mod restore;
-pub mod seekable;
-pub mod walk;
-pub mod writer;
-pub mod zstd_restore;
 
+pub use entry::{Entry, Kind, Timestamp};
 pub use error::TreeError;
-pub use meta::{Entry, Kind, Timestamp};
+
+// The old flat paths, kept only while callers move to the new layout.
+pub use codec::{gzip as member, zstd_seekable as seekable};
+pub use encode::{walk, writer};
+pub use format::{index, newc as cpio, tar_decode as reader, tar_header as pax};
+pub use restore::{units as inflate, zstd_stream as zstd_restore};

@@ -32,6 +32,9 @@
 //! created by the dispatcher and written by workers in `JOB_CHUNK` pieces with
 //! `pwrite`, the last piece to finish applying the metadata.
 
+pub mod units;
+pub mod zstd_stream;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
@@ -49,11 +52,10 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::cpio::CpioReader;
-use super::error::{display_path, TreeError};
-use super::inflate;
-use super::meta::{Entry, Kind, Timestamp};
-use super::reader::{fill, is_tar_header, EntryReader, TarReader};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::newc::CpioReader;
+use crate::tree::format::tar_decode::{fill, is_tar_header, EntryReader, TarReader};
 
 /// Read buffer between the (decompressed) archive and the decoders.
 const STREAM_BUF: usize = 256 * 1024;
@@ -216,7 +218,7 @@ fn restore_archive(
 /// Restores a tree archive in any form imgport reads, detected from its first bytes:
 ///
 /// - imgport members (`rootimgtree.gz` as imgport writes it, FORMAT.md §2): members are
-///   inflated by `opts.threads` workers ([`inflate::inflate_members`]) while files are
+///   inflated by `opts.threads` workers ([`units::inflate_members`]) while files are
 ///   written by as many more; index and footer members are skipped;
 /// - any other gzip (xCAT's single-member `rootimgtree.gz`, pigz, GNU gzip): inflated
 ///   by flate2 streaming on the calling thread, **single-threaded** (a gzip member
@@ -235,12 +237,12 @@ pub fn restore_stream(
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
     let head = read_head(&mut input)?;
-    let members = inflate::is_member_stream(&head);
+    let members = units::is_member_stream(&head);
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let chained = Cursor::new(head).chain(input);
     if members {
         let threads = opts.effective_threads();
-        inflate::inflate_members(chained, threads, |members| {
+        units::inflate_members(chained, threads, |members| {
             restore_detect(members, false, dest, top, opts)
         })
     } else if gzip {
@@ -263,7 +265,7 @@ pub fn restore_gz(
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
     let head = read_head(&mut input)?;
-    if inflate::is_member_stream(&head) {
+    if units::is_member_stream(&head) {
         return restore_stream(Cursor::new(head).chain(input), dest, top, opts);
     }
     let input = Cursor::new(head).chain(input);

@@ -4,7 +4,7 @@
 //! reader it comes from (a bundle member) is not `Send`. Reading a member is cheap
 //! (its `IG` subfield says how long it is, so no inflating is needed to find its end);
 //! inflating it is not, so whole members are handed to worker threads that inflate
-//! them with libdeflate and check CRC32 and ISIZE (as [`member::decode_data`] does, but
+//! them with libdeflate and check CRC32 and ISIZE (as [`gzip::decode_data`] does, but
 //! into recycled buffers: fresh ones cost a page fault and a clear per 4 KiB). The
 //! consumer, still on the calling thread, gets the inflated members back in order
 //! through [`MemberReader`], an ordinary [`Read`].
@@ -13,7 +13,7 @@
 //! pigz/crabz scheme): the consumer waits on the oldest, so members finishing out of
 //! order cost nothing but their memory. The queue holds at most `2 × threads` members,
 //! which bounds memory to that many members (about 1–5 MiB each as the writer cuts
-//! them; [`member::MAX_MEMBER_BYTES`] at worst), compressed plus inflated.
+//! them; [`gzip::MAX_MEMBER_BYTES`] at worst), compressed plus inflated.
 //!
 //! Index and footer members (`IX`, `IF`, also the bundle's `IB`) inflate to nothing
 //! and are skipped. A member without an `IG` subfield (anyone else's gzip) has no
@@ -26,10 +26,10 @@ use std::io::{self, Cursor, Read};
 use crossbeam_channel::{Receiver, Sender};
 use libdeflater::{Crc, Decompressor};
 
-use super::member::{
+use crate::tree::codec::gzip::{
     self, Header, MemberError, DATA_HEADER_BYTES, MAX_MEMBER_BYTES, TRAILER_BYTES,
 };
-use super::reader::fill;
+use crate::tree::format::tar_decode::fill;
 
 /// Members queued (read, not yet consumed) per inflate thread. Two keep every worker
 /// busy while the consumer works through the oldest one.
@@ -39,7 +39,7 @@ const DEPTH_PER_THREAD: usize = 2;
 /// than this times its compressed size is hostile or broken; checking before
 /// inflating keeps a tiny member from allocating up to `MAX_MEMBER_BYTES`.
 const MAX_DEFLATE_RATIO: usize = 1032;
-/// The trailer of an empty member as [`member::encode_tagged`] writes it: the empty
+/// The trailer of an empty member as [`gzip::encode_tagged`] writes it: the empty
 /// deflate block, CRC32 0, ISIZE 0.
 const EMPTY_BODY: [u8; 10] = [0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
 /// Longest gzip header we read to classify a member: 10 fixed bytes, XLEN, FEXTRA.
@@ -69,7 +69,7 @@ pub fn is_member_stream(head: &[u8]) -> bool {
     if head.len() < 4 || head[..3] != [0x1f, 0x8b, 8] || head[3] != 0x04 {
         return false;
     }
-    match member::parse_header(head) {
+    match gzip::parse_header(head) {
         Ok(Header::Data { .. } | Header::Tagged { .. }) => true,
         // A long FEXTRA that did not fit in `head`: let the member reader look at it
         // whole; it falls back to flate2 if the member turns out foreign.
@@ -292,7 +292,7 @@ impl<R: Read> MemberReader<R> {
             let Some(head) = read_header(input).map_err(|e| member_err(index, offset, e))? else {
                 return Ok(None);
             };
-            let header = match member::parse_header(&head) {
+            let header = match gzip::parse_header(&head) {
                 Ok(h) => h,
                 Err(MemberError::NotGzip) => {
                     return Err(member_err(
@@ -464,7 +464,7 @@ impl<R: Read> Read for MemberReader<R> {
 }
 
 /// Reads one gzip member header: the 10 fixed bytes and, when FEXTRA is set, XLEN
-/// and the extra field (enough for [`member::parse_header`]). `None` at a clean end of
+/// and the extra field (enough for [`gzip::parse_header`]). `None` at a clean end of
 /// input; other flags' fields (FNAME, ...) are left for flate2.
 fn read_header(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut head = vec![0u8; 12];
@@ -494,7 +494,7 @@ fn read_header(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::member::{compressor, encode_data, encode_tagged, ID_FOOTER, ID_INDEX};
+    use crate::tree::codec::gzip::{compressor, encode_data, encode_tagged, ID_FOOTER, ID_INDEX};
 
     fn data(n: usize, seed: u32) -> Vec<u8> {
         let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);

@@ -17,8 +17,8 @@
 //!   except that the ustar name uses `GNUSparseFile.0` (not the process id) so output is
 //!   deterministic.
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
 
 /// Size of a tar block in bytes; every header and every data area is a multiple of it.
 pub const BLOCK_BYTES: usize = 512;

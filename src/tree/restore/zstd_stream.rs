@@ -18,11 +18,11 @@ use std::path::Path;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::error::TreeError;
-use super::member::MAX_MEMBER_BYTES;
-use super::reader::TarReader;
-use super::restore::{restore_entries, RestoreOptions, RestoreStats};
-use super::seekable::{Frame, FrameScanner};
+use crate::tree::codec::gzip::MAX_MEMBER_BYTES;
+use crate::tree::codec::zstd_seekable::{Frame, FrameScanner};
+use crate::tree::error::TreeError;
+use crate::tree::format::tar_decode::TarReader;
+use crate::tree::restore::{restore_entries, RestoreOptions, RestoreStats};
 
 /// Most decode threads used, whatever `threads` asks for.
 const MAX_WORKERS: usize = 64;
@@ -31,7 +31,7 @@ const MAX_WORKERS: usize = 64;
 type Decoded = (u64, io::Result<Vec<u8>>);
 
 /// Restores the tar held in the zstd stream `input` (a `rootimgtree.zst`, or any
-/// zstd stream of a pax tar) into `dest`, as [`super::restore::restore`] does for a
+/// zstd stream of a pax tar) into `dest`, as [`crate::tree::restore::restore`] does for a
 /// plain archive: `dest` stands for the archive's `top` directory. Frames are
 /// decompressed on `threads` threads (0: one per core); the calling thread only reads.
 ///

@@ -5,7 +5,7 @@
 //! Three layers, kept apart so each can be reused and tested alone:
 //! [`WalkStream`] produces the ordered entries, [`EntryEncoder`] turns one entry
 //! (header + file data + padding) into tar bytes on any `Write`, and [`write_tree`]
-//! (through the parallel pipeline in [`super::pipeline`]) / [`write_tar`] drive them
+//! (through the parallel pipeline in [`crate::tree::encode::pipeline`]) / [`write_tar`] drive them
 //! into one stream. Both give the same tar bytes for the same tree.
 //!
 //! File data is read with `pread(2)`, not memory-mapped: a file truncated by someone
@@ -22,18 +22,18 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-pub use super::codec::Codec;
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind};
-use super::pax::{encode_header, end_of_archive, padding, BLOCK_BYTES};
-use super::pipeline;
-use super::walk::{WalkOptions, WalkStream};
+pub use crate::tree::codec::Codec;
+use crate::tree::encode::pipeline;
+use crate::tree::encode::walk::{WalkOptions, WalkStream};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::tar_header::{encode_header, end_of_archive, padding, BLOCK_BYTES};
 
 /// Archive name of the tree's top directory: xCAT's `rootimgtree.gz` always holds
 /// `rootimg` and `rootimg/...`, whatever the source directory is called.
 pub const ROOTIMG_TOP: &[u8] = b"rootimg";
 
-pub use super::pipeline::MEMBER_TARGET_BYTES;
+pub use crate::tree::encode::pipeline::MEMBER_TARGET_BYTES;
 
 /// Read buffer for file data and the write buffer of [`write_tar`], bytes. Large
 /// enough to amortize syscalls, small enough to stay in L2.
@@ -47,7 +47,7 @@ pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Compression level 0..=9 (default 6), libdeflate's scale, which matches gzip's
-    /// in speed and ratio roughly; for zstd mapped by [`codec::zstd_level`](super::codec::zstd_level)
+    /// in speed and ratio roughly; for zstd mapped by [`codec::zstd_level`](crate::tree::codec::zstd_level)
     /// (6 → zstd 3). Ignored by [`write_tar`].
     pub level: u32,
     /// How [`write_tree`] compresses (default gzip); ignored by [`write_tar`].
@@ -385,9 +385,9 @@ pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::index::{self, file_digest, read_index};
-    use crate::tree::member;
-    use crate::tree::walk::walk;
+    use crate::tree::codec::gzip;
+    use crate::tree::encode::walk::walk;
+    use crate::tree::format::index::{self, file_digest, read_index};
     use std::fs;
     use std::io::Read;
     use std::os::unix::fs::FileExt;
@@ -516,7 +516,7 @@ mod tests {
         let mut d = libdeflater::Decompressor::new();
         for (m, c, _) in &idx.members[range] {
             let bytes = &archive[*c as usize..(*c + m.compressed) as usize];
-            tar.extend(member::decode_data(&mut d, bytes).unwrap());
+            tar.extend(gzip::decode_data(&mut d, bytes).unwrap());
         }
         let at = (e.data_offset - first_u) as usize;
         tar[at..at + e.stored as usize].to_vec()
@@ -752,9 +752,9 @@ mod tests {
     #[test]
     fn zstd_trees_are_deterministic_seekable_and_restore_to_the_same_tree() {
         use crate::tree::archive::{verify, TreeArchive};
+        use crate::tree::codec::zstd_seekable::read_seek_table;
+        use crate::tree::restore::zstd_stream::restore_zstd;
         use crate::tree::restore::RestoreOptions;
-        use crate::tree::seekable::read_seek_table;
-        use crate::tree::zstd_restore::restore_zstd;
 
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("r");

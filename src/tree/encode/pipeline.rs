@@ -1,4 +1,4 @@
-//! The parallel tree encoder behind [`write_tree`](super::writer::write_tree): it turns
+//! The parallel tree encoder behind [`write_tree`](crate::tree::encode::writer::write_tree): it turns
 //! a [`WalkStream`] into the data units and index of a FORMAT.md v1 tree, gzip members
 //! (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
 //! the two is behind [`Codec`] and [`UnitEncoder`].
@@ -28,14 +28,16 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rustix::io::Errno;
 
-use super::codec::{self, Codec, UnitEncoder, UnitRecord};
-use super::error::{display_path, TreeError};
-use super::index::{
+use crate::tree::codec::{self, Codec, UnitEncoder, UnitRecord};
+use crate::tree::encode::writer::{open_source, output_error};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::index::{
     chunk_digest, file_digest, IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES,
 };
-use super::meta::{Entry, Kind};
-use super::pax::{encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES};
-use super::writer::{open_source, output_error};
+use crate::tree::format::tar_header::{
+    encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
+};
 
 /// A gzip member ends at the first entry boundary after this many tar bytes (FORMAT.md
 /// §2.1): large enough that member overhead stays near +0.04 % over one deflate
@@ -66,7 +68,7 @@ pub(super) struct PipelineStats {
     pub warnings: Vec<String>,
 }
 
-/// Encodes `entries` (in archive order, as a [`WalkStream`](super::walk::WalkStream)
+/// Encodes `entries` (in archive order, as a [`WalkStream`](crate::tree::encode::walk::WalkStream)
 /// yields them; the first `Err` ends the archive with that error) as `codec` data units
 /// at gzip-scale `level` on `workers` threads (at least one), then the codec's trailer
 /// (index, footer, zstd seek table), onto `out`. The entries are consumed on the planner thread, so a walk borrowed as

@@ -11,8 +11,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::index::{Index, IndexError, MAX_INDEX_BYTES};
-use super::member::MAX_MEMBER_BYTES;
+use crate::tree::codec::gzip::MAX_MEMBER_BYTES;
+use crate::tree::format::index::{Index, IndexError, MAX_INDEX_BYTES};
 
 /// First of the 16 zstd skippable-frame magics (0x184D2A50..=0x184D2A5F).
 pub const SKIPPABLE_MAGIC_BASE: u32 = 0x184D_2A50;
@@ -73,7 +73,7 @@ fn skippable_header(magic: u32, size: usize) -> [u8; 8] {
 pub(super) fn encode_trailer(
     index: &[u8],
     data_end: u64,
-    frames: &[super::codec::UnitRecord],
+    frames: &[crate::tree::codec::UnitRecord],
 ) -> io::Result<Vec<u8>> {
     let mut c = zstd::bulk::Compressor::new(INDEX_LEVEL)?;
     c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
@@ -437,7 +437,7 @@ impl<R: Read> FrameScanner<R> {
 mod tests {
     use super::*;
     use crate::tree::codec::UnitRecord;
-    use crate::tree::index::{IndexBuilder, MemberInfo};
+    use crate::tree::format::index::{IndexBuilder, MemberInfo};
 
     #[test]
     fn empty_xxh64_matches_what_libzstd_writes() {

@@ -17,9 +17,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
-use super::reader::{clean_name, fill, read_capped, EntryReader, MAX_NAME};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::tar_decode::{clean_name, fill, read_capped, EntryReader, MAX_NAME};
 
 const HEADER: usize = 110;
 /// Longest symlink target we accept (Linux caps targets at PATH_MAX = 4096).
@@ -44,7 +44,7 @@ struct Pending {
 }
 
 /// Pull decoder of a cpio newc/crc stream; see the module docs. Same interface as
-/// [`super::reader::TarReader`] through [`EntryReader`].
+/// [`crate::tree::format::tar_decode::TarReader`] through [`EntryReader`].
 ///
 /// The source should be buffered (e.g. [`std::io::BufReader`]).
 pub struct CpioReader<R: Read> {
@@ -429,8 +429,8 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::walk::{walk, Walk, WalkOptions};
-use super::writer::{
+use crate::tree::encode::walk::{walk, Walk, WalkOptions};
+use crate::tree::encode::writer::{
     output_error, EntryEncoder, DEFAULT_GZIP_LEVEL, IO_BUF_BYTES, MAX_GZIP_LEVEL, ROOTIMG_TOP,
 };
 

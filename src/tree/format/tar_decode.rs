@@ -10,8 +10,8 @@
 
 use std::io::{self, Read, Write};
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
 
 const BLOCK: usize = 512;
 /// Largest pax extended header we buffer. Real ones are a few KiB (xattrs are capped
@@ -32,7 +32,7 @@ const MAX_SPARSE_EXT: usize = 1 << 20;
 const MAX_OWNER_NAME: usize = 256;
 
 /// A pull decoder of archive entries: the interface the restorer consumes, shared by
-/// [`TarReader`] and [`super::cpio::CpioReader`].
+/// [`TarReader`] and [`crate::tree::format::newc::CpioReader`].
 ///
 /// Call [`EntryReader::next_entry`] to get the next entry; its stored bytes (for a
 /// sparse file the data segments, concatenated) are then available through

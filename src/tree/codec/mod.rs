@@ -10,9 +10,11 @@ use std::io::{Read, Seek, SeekFrom};
 
 use libdeflater::Crc;
 
-use super::index::{self, Index, IndexError, MemberInfo};
-use super::member::{self, MemberError};
-use super::seekable;
+use crate::tree::format::index::{self, Index, IndexError, MemberInfo};
+pub mod gzip;
+pub mod zstd_seekable;
+
+use gzip::MemberError;
 
 /// How a tree's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,7 +87,7 @@ impl UnitEncoder {
     /// A compressor for `codec` at imgport's gzip-scale `level` (0–9).
     pub fn new(codec: Codec, level: u32) -> std::io::Result<UnitEncoder> {
         Ok(match codec {
-            Codec::Gzip => UnitEncoder::Gzip(member::compressor(level)),
+            Codec::Gzip => UnitEncoder::Gzip(gzip::compressor(level)),
             Codec::Zstd => {
                 let mut c = zstd::bulk::Compressor::new(zstd_level(level))?;
                 // Every frame carries its content checksum, so `zstd -t` and every
@@ -102,11 +104,11 @@ impl UnitEncoder {
     pub fn encode(&mut self, tar: &[u8]) -> std::io::Result<EncodedUnit> {
         match self {
             UnitEncoder::Gzip(c) => {
-                let bytes = member::encode_data(c, tar);
+                let bytes = gzip::encode_data(c, tar);
                 let info = MemberInfo {
                     compressed: bytes.len() as u64,
                     uncompressed: tar.len() as u64,
-                    crc32: trailer_u32(&bytes, member::TRAILER_BYTES),
+                    crc32: trailer_u32(&bytes, gzip::TRAILER_BYTES),
                 };
                 Ok(EncodedUnit {
                     bytes,
@@ -160,7 +162,7 @@ pub(super) fn encode_trailer(
 ) -> std::io::Result<Vec<u8>> {
     match codec {
         Codec::Gzip => Ok(index::encode_trailer(index, data_end)),
-        Codec::Zstd => seekable::encode_trailer(index, data_end, units),
+        Codec::Zstd => zstd_seekable::encode_trailer(index, data_end, units),
     }
 }
 
@@ -174,11 +176,13 @@ pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
     let mut tail = [0u8; 4];
     src.seek(SeekFrom::Start(len - 4))?;
     src.read_exact(&mut tail)?;
-    Ok(if u32::from_le_bytes(tail) == seekable::SEEKABLE_MAGIC {
-        Codec::Zstd
-    } else {
-        Codec::Gzip
-    })
+    Ok(
+        if u32::from_le_bytes(tail) == zstd_seekable::SEEKABLE_MAGIC {
+            Codec::Zstd
+        } else {
+            Codec::Gzip
+        },
+    )
 }
 
 /// Reads the index of a tree of either codec held in bytes `0..len` of `src`.
@@ -186,7 +190,7 @@ pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<(Codec, Index
     let codec = detect(src, len)?;
     let index = match codec {
         Codec::Gzip => index::read_index(src, len)?,
-        Codec::Zstd => seekable::read_index(src, len)?,
+        Codec::Zstd => zstd_seekable::read_index(src, len)?,
     };
     Ok((codec, index))
 }
@@ -211,9 +215,9 @@ impl UnitDecoder {
     /// frame's own XXH64 being checked by libzstd).
     pub fn decode(&mut self, unit: &[u8], info: &MemberInfo) -> Result<Vec<u8>, MemberError> {
         let data = match self {
-            UnitDecoder::Gzip(d) => member::decode_data(d, unit)?,
+            UnitDecoder::Gzip(d) => gzip::decode_data(d, unit)?,
             UnitDecoder::Zstd(slot) => {
-                if info.uncompressed > member::MAX_MEMBER_BYTES as u64 {
+                if info.uncompressed > gzip::MAX_MEMBER_BYTES as u64 {
                     return Err(MemberError::BadLength(info.uncompressed));
                 }
                 let d = match slot {

@@ -10,8 +10,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::member::{self, Header, ID_FOOTER, ID_INDEX, MAX_SUBFIELD_PAYLOAD};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::codec::gzip::{self, Header, ID_FOOTER, ID_INDEX, MAX_SUBFIELD_PAYLOAD};
+use crate::tree::entry::{Entry, Kind, Timestamp};
 
 /// Magic at the start of the encoded index.
 const INDEX_MAGIC: &[u8; 8] = b"IMGPIDX1";
@@ -172,7 +172,7 @@ impl IndexBuilder {
 /// The bytes to append after the data members of a tree written from offset 0 up to
 /// `index_offset`: the index members and the footer.
 pub fn encode_trailer(index: &[u8], index_offset: u64) -> Vec<u8> {
-    let mut c = member::compressor(6);
+    let mut c = gzip::compressor(6);
     let bound = c.deflate_compress_bound(index.len());
     let mut blob = vec![0u8; bound];
     let n = c.deflate_compress(index, &mut blob).unwrap_or(0);
@@ -180,7 +180,7 @@ pub fn encode_trailer(index: &[u8], index_offset: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(blob.len() + 64 * (blob.len() / MAX_SUBFIELD_PAYLOAD + 2));
     let mut chunks = 0u32;
     for chunk in blob.chunks(MAX_SUBFIELD_PAYLOAD) {
-        out.extend_from_slice(&member::encode_tagged(ID_INDEX, chunk));
+        out.extend_from_slice(&gzip::encode_tagged(ID_INDEX, chunk));
         chunks += 1;
     }
     let mut crc = libdeflater::Crc::new();
@@ -192,7 +192,7 @@ pub fn encode_trailer(index: &[u8], index_offset: u64) -> Vec<u8> {
     footer.extend_from_slice(&(blob.len() as u64).to_le_bytes());
     footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
     footer.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&member::encode_tagged(ID_FOOTER, &footer));
+    out.extend_from_slice(&gzip::encode_tagged(ID_FOOTER, &footer));
     out
 }
 
@@ -208,7 +208,7 @@ pub struct Footer {
 
 /// Parses the footer member (the last [`FOOTER_MEMBER_BYTES`] of a tree).
 pub fn parse_footer(bytes: &[u8]) -> Result<Footer, IndexError> {
-    let payload = match member::parse_header(bytes) {
+    let payload = match gzip::parse_header(bytes) {
         Ok(Header::Tagged { id, payload, .. }) if id == ID_FOOTER => payload,
         _ => return Err(IndexError::Missing),
     };
@@ -258,7 +258,7 @@ pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexE
         region.read_exact(&mut head[..12]).map_err(cut)?;
         let xlen = u16::from_le_bytes([head[10], head[11]]) as usize;
         region.read_exact(&mut head[12..12 + xlen]).map_err(cut)?;
-        match member::parse_header(&head[..12 + xlen]) {
+        match gzip::parse_header(&head[..12 + xlen]) {
             Ok(Header::Tagged { id, payload, total }) if id == ID_INDEX => {
                 if (blob.len() + payload.len()) as u64 > footer.blob_len {
                     return Err(corrupt("index length differs from the footer's"));
@@ -718,7 +718,7 @@ mod tests {
         payload.extend_from_slice(&footer.index_len.to_le_bytes());
         payload.extend_from_slice(&footer.index_crc.to_le_bytes());
         file.truncate(at);
-        file.extend_from_slice(&member::encode_tagged(ID_FOOTER, &payload));
+        file.extend_from_slice(&gzip::encode_tagged(ID_FOOTER, &payload));
         file
     }
 
