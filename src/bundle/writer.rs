@@ -13,6 +13,7 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::layout::{Location, GZIP_HEADER, STORED_BLOCK_BYTES, STORED_BLOCK_HEADER};
 use crate::error::{Error, Result};
 
 /// Bytes sniffed from a payload to decide whether it is already compressed.
@@ -123,25 +124,6 @@ impl<W: Write> Write for Members<W> {
             None => Ok(()),
         }
     }
-}
-
-/// Payload bytes of every stored block but the last (the most a stored block holds).
-pub const STORED_BLOCK_BYTES: usize = 65535;
-/// Bytes of a stored block's header: the BFINAL/BTYPE byte, LEN and NLEN.
-pub const STORED_BLOCK_HEADER: u64 = 5;
-/// A plain gzip member header (no optional fields).
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
-/// Where a file carried in a stored member sits in the bundle, so a reader can map
-/// its bytes to bundle offsets without inflating anything (FORMAT.md §1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
-    /// Offset of the member's gzip header in the bundle.
-    pub member_offset: u64,
-    /// Uncompressed bytes in the member before the file's first byte (its tar headers).
-    pub data_skip: u64,
-    /// The file's length.
-    pub len: u64,
 }
 
 /// A gzip member made of stored deflate blocks of exactly [`STORED_BLOCK_BYTES`]
@@ -343,7 +325,8 @@ impl<W: Write> BundleWriter<W> {
             ));
         }
         let mut head = vec![0u8; SNIFF_BYTES];
-        let got = crate::tree::reader::fill(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
+        let got = crate::tree::format::tar_decode::fill(&mut f, &mut head)
+            .map_err(|e| Error::io(src, e))?;
         head.truncate(got);
         let level = if super::is_precompressed(&head) {
             0

@@ -19,7 +19,7 @@ fn open(bundle: &Path) -> Result<TreeArchive, i32> {
         eprintln!("imgport: Cannot find {}", bundle.display());
         return Err(EXIT_NOT_FOUND);
     }
-    TreeArchive::open(bundle).map_err(|e| {
+    imgport::bundle::open_tree(bundle).map_err(|e| {
         eprintln!("imgport: {e}");
         EXIT_CORRUPT
     })

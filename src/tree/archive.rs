@@ -2,9 +2,10 @@
 //! out of it, or verify it (every member's CRC32, every file's digest, and optionally a
 //! restored tree against it), reading only what each task needs.
 //!
-//! Works on a bundle (the tree is found through the bundle footer and read in place
-//! through [`StoredView`]) or on a bare `rootimgtree.gz` / `rootimgtree.zst`; the codec
-//! is recognized from the tree's last bytes ([`codec::detect`]).
+//! Works over any `Read + Seek` holding a tree (a bare `rootimgtree.gz` /
+//! `rootimgtree.zst`, or the bundle's view of its stored tree member: opening a bundle
+//! is the bundle module's job); the codec is recognized from the tree's last bytes
+//! ([`codec::detect`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -14,8 +15,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::bundle::footer;
-use crate::bundle::StoredView;
 use crate::tree::codec::gzip;
 use crate::tree::codec::{self, Codec, UnitDecoder};
 use crate::tree::encode::walk::{walk, WalkOptions};
@@ -49,32 +48,28 @@ fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 }
 
 impl TreeArchive {
-    /// Opens a bundle (with a tree) or a bare `rootimgtree.gz` or `rootimgtree.zst`
-    /// written by imgport. Reads the footer(s) (and the zstd seek table) and the index
-    /// only.
-    pub fn open(path: &Path) -> Result<TreeArchive, TreeError> {
-        let mut file = File::open(path).map_err(|e| TreeError::io(path, e))?;
-        let len = file.metadata().map_err(|e| TreeError::io(path, e))?.len();
-        let mut tail = vec![0u8; footer::FOOTER_BYTES.min(len as usize)];
-        file.seek(SeekFrom::Start(len - tail.len() as u64))
-            .and_then(|_| file.read_exact(&mut tail))
-            .map_err(|e| TreeError::io(path, e))?;
-        let (mut src, tree_len): (Box<dyn Source>, u64) = match footer::parse(&tail) {
-            Some(loc) => (Box::new(StoredView::new(file, loc)), loc.len),
-            None => (Box::new(file), len),
-        };
-        let (codec, index) = codec::read_index(&mut src, tree_len).map_err(|e| match e {
+    /// Opens the imgport tree held in bytes `0..len` of `src` (a bare
+    /// `rootimgtree.gz` / `.zst`, or any view of one, such as the bundle's stored
+    /// member): reads its footer (and the zstd seek table) and its index only.
+    /// `name` is what errors call the archive.
+    pub fn new<R: Read + Seek + Send + 'static>(
+        src: R,
+        len: u64,
+        name: &Path,
+    ) -> Result<TreeArchive, TreeError> {
+        let mut src: Box<dyn Source> = Box::new(src);
+        let (codec, index) = codec::read_index(&mut src, len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
-                path,
+                name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
             ),
-            other => format_err(path, other),
+            other => format_err(name, other),
         })?;
         Ok(TreeArchive {
             src,
             index,
             codec,
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
         })
     }
 

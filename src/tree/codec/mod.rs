@@ -28,13 +28,28 @@ pub enum Codec {
     Zstd,
 }
 
+/// The tree's file name inside a bundle's image directory, per codec: the one table
+/// of these names (xCAT's cpio newc tree is also a `rootimgtree.gz`).
+const TREE_FILE_NAMES: [(Codec, &str); 2] = [
+    (Codec::Gzip, "rootimgtree.gz"),
+    (Codec::Zstd, "rootimgtree.zst"),
+];
+
 impl Codec {
     /// The tree's file name inside a bundle's image directory.
     pub fn tree_file_name(self) -> &'static str {
-        match self {
-            Codec::Gzip => "rootimgtree.gz",
-            Codec::Zstd => "rootimgtree.zst",
-        }
+        TREE_FILE_NAMES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or("rootimgtree.gz", |(_, name)| name)
+    }
+
+    /// The codec whose tree is named `name` (a bundle member's file name), if any.
+    pub fn from_tree_file_name(name: &str) -> Option<Codec> {
+        TREE_FILE_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(c, _)| *c)
     }
 
     /// A unit (member, frame) ends at the first entry boundary after this many tar

@@ -798,7 +798,8 @@ mod tests {
         // Random access and verification through the index, on the file alone.
         let file = t.path().join("rootimgtree.zst");
         fs::write(&file, &one).unwrap();
-        let mut ar = TreeArchive::open(&file).unwrap();
+        let len = one.len() as u64;
+        let mut ar = TreeArchive::new(File::open(&file).unwrap(), len, &file).unwrap();
         assert_eq!(ar.codec(), Codec::Zstd);
         let mut big = Vec::new();
         ar.cat(b"etc/sub/big", &mut big).unwrap();
