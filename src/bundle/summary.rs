@@ -10,9 +10,7 @@ use super::reader::{BundleReader, Flow, MemberKind};
 use super::{footer, StoredView, MANIFEST_NAME};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::tree::codec::{self, Codec};
-use crate::tree::index::Index;
-use crate::tree::Kind;
+use crate::tree::{read_tree_index, Codec, Index, Kind};
 
 /// One image directory of a bundle.
 #[derive(Debug, Clone)]
@@ -58,7 +56,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         Some(loc) => {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut view = StoredView::new(f, loc);
-            let (_, index) = codec::read_index(&mut view, loc.len)
+            let (_, index) = read_tree_index(&mut view, loc.len)
                 .map_err(|e| Error::Bundle(format!("{}: {e}", path.display())))?;
             Some(tree_summary(&index, loc.len)?)
         }

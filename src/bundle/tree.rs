@@ -8,8 +8,7 @@ use std::path::Path;
 
 use super::footer;
 use super::view::StoredView;
-use crate::tree::archive::TreeArchive;
-use crate::tree::TreeError;
+use crate::tree::{TreeArchive, TreeError};
 
 /// Opens the tree of the bundle at `path` or, when the file has no bundle footer, the
 /// file itself as a bare `rootimgtree.gz` / `rootimgtree.zst`. Reads the footers (and

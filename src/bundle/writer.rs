@@ -325,8 +325,7 @@ impl<W: Write> BundleWriter<W> {
             ));
         }
         let mut head = vec![0u8; SNIFF_BYTES];
-        let got = crate::tree::format::tar_decode::fill(&mut f, &mut head)
-            .map_err(|e| Error::io(src, e))?;
+        let got = crate::tree::io::fill(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
         head.truncate(got);
         let level = if super::is_precompressed(&head) {
             0

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::archive::{verify as verify_tree, TreeArchive};
-use imgport::tree::index::IndexEntry;
-use imgport::tree::Kind;
+use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive};
 
 use serde_json::json;
 

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::tree::codec::gzip;
 use crate::tree::codec::{self, Codec, UnitDecoder};
 use crate::tree::encode::walk::{walk, WalkOptions};
 use crate::tree::entry::{Entry, Kind};
@@ -58,7 +57,7 @@ impl TreeArchive {
         name: &Path,
     ) -> Result<TreeArchive, TreeError> {
         let mut src: Box<dyn Source> = Box::new(src);
-        let (codec, index) = codec::read_index(&mut src, len).map_err(|e| match e {
+        let (codec, index) = codec::read_tree_index(&mut src, len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
                 name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
@@ -86,7 +85,7 @@ impl TreeArchive {
         let mut out = Vec::with_capacity(count);
         for i in first..(first + count).min(self.index.members.len()) {
             let (m, coff, _) = self.index.members[i];
-            if m.compressed as usize > gzip::MAX_MEMBER_BYTES {
+            if m.compressed as usize > crate::tree::codec::MAX_UNIT_BYTES {
                 return Err(format_err(
                     &self.path,
                     format!("member {i} is {} bytes", m.compressed),
@@ -284,7 +283,7 @@ impl VerifyReport {
 /// Checks every member's CRC32 and every file's digest against the index; with
 /// `against`, also compares the tree restored there (content, kind, mode, owners,
 /// mtime, xattrs, link targets, devices, and entries present on one side only).
-pub fn verify(
+pub fn verify_archive(
     archive: &mut TreeArchive,
     against: Option<&Path>,
 ) -> Result<VerifyReport, TreeError> {
@@ -363,7 +362,7 @@ fn digest_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; DIGEST_CHUNK_BYTES as usize];
     loop {
-        let filled = crate::tree::format::tar_decode::fill(r, &mut buf)?;
+        let filled = crate::tree::io::fill(r, &mut buf)?;
         if filled == 0 {
             break;
         }

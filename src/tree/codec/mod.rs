@@ -6,15 +6,20 @@
 //! be, how units are decoded, and what trailer (index, footer, seek table) follows the
 //! units. Cutting, reading files, digesting, ordering and indexing are shared.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use libdeflater::Crc;
 
-use crate::tree::format::index::{self, Index, IndexError, MemberInfo};
 pub mod gzip;
+pub mod gzip_split;
+pub mod gzip_trailer;
+pub mod unit;
+pub mod zstd_frames;
 pub mod zstd_seekable;
 
+use crate::tree::format::index::{Index, IndexError, MemberInfo};
 use gzip::MemberError;
+pub use unit::{RawUnit, UnitRecord, UnitSplitter, MAX_UNIT_BYTES};
 
 /// How a tree's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,10 +57,13 @@ impl Codec {
             .map(|(c, _)| *c)
     }
 
-    /// A unit (member, frame) ends at the first entry boundary after this many tar
-    /// bytes. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 %); zstd's
-    /// large window makes small frames costly (+3.9 % at 1 MiB, +0.7 % at 4 MiB,
-    /// `shared/archiving-notes.md` §3), so its frames are 4 MiB.
+    /// The writer cuts a unit (gzip member, zstd frame) at the first entry boundary
+    /// after this many tar bytes (FORMAT.md §2.1, §6), and also after every
+    /// [`DIGEST_CHUNK_BYTES`](crate::tree::format::index::DIGEST_CHUNK_BYTES) of one
+    /// file's data. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 % over
+    /// one deflate stream); zstd's large window makes small frames costly (+3.9 % at
+    /// 1 MiB, +0.7 % at 4 MiB, `shared/archiving-notes.md` §3), so its frames are
+    /// 4 MiB. This is the only definition of the unit size.
     pub fn unit_target_bytes(self) -> u64 {
         match self {
             Codec::Gzip => 1 << 20,
@@ -159,14 +167,6 @@ fn trailer_u32(bytes: &[u8], from_end: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// One unit as the writer recorded it, for the codec's trailer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct UnitRecord {
-    pub compressed: u64,
-    pub uncompressed: u64,
-    pub check: u32,
-}
-
 /// The bytes that follow the data units of a tree written from offset 0 up to
 /// `data_end`: the index, its footer and (zstd) the seek table.
 pub(super) fn encode_trailer(
@@ -176,8 +176,8 @@ pub(super) fn encode_trailer(
     units: &[UnitRecord],
 ) -> std::io::Result<Vec<u8>> {
     match codec {
-        Codec::Gzip => Ok(index::encode_trailer(index, data_end)),
-        Codec::Zstd => zstd_seekable::encode_trailer(index, data_end, units),
+        Codec::Gzip => Ok(gzip_trailer::encode_gzip_trailer(index, data_end)),
+        Codec::Zstd => zstd_seekable::encode_zstd_trailer(index, data_end, units),
     }
 }
 
@@ -201,17 +201,20 @@ pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
 }
 
 /// Reads the index of a tree of either codec held in bytes `0..len` of `src`.
-pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<(Codec, Index), IndexError> {
+pub fn read_tree_index<R: Read + Seek>(
+    src: &mut R,
+    len: u64,
+) -> Result<(Codec, Index), IndexError> {
     let codec = detect(src, len)?;
     let index = match codec {
-        Codec::Gzip => index::read_index(src, len)?,
-        Codec::Zstd => zstd_seekable::read_index(src, len)?,
+        Codec::Gzip => gzip_trailer::read_gzip_index(src, len)?,
+        Codec::Zstd => zstd_seekable::read_zstd_index(src, len)?,
     };
     Ok((codec, index))
 }
 
-/// One reader thread's decompressor for data units.
-pub(super) enum UnitDecoder {
+/// One thread's decompressor for data units.
+pub(crate) enum UnitDecoder {
     Gzip(libdeflater::Decompressor),
     /// Created on first use: creating it can fail, and rayon's `map_init` cannot.
     Zstd(Option<zstd::bulk::Decompressor<'static>>),
@@ -231,19 +234,11 @@ impl UnitDecoder {
     pub fn decode(&mut self, unit: &[u8], info: &MemberInfo) -> Result<Vec<u8>, MemberError> {
         let data = match self {
             UnitDecoder::Gzip(d) => gzip::decode_data(d, unit)?,
-            UnitDecoder::Zstd(slot) => {
-                if info.uncompressed > gzip::MAX_MEMBER_BYTES as u64 {
+            UnitDecoder::Zstd(ctx) => {
+                if info.uncompressed > MAX_UNIT_BYTES as u64 {
                     return Err(MemberError::BadLength(info.uncompressed));
                 }
-                let d = match slot {
-                    Some(d) => d,
-                    None => slot.insert(
-                        zstd::bulk::Decompressor::new()
-                            .map_err(|e| MemberError::Inflate(e.to_string()))?,
-                    ),
-                };
-                let data = d
-                    .decompress(unit, info.uncompressed as usize)
+                let data = zstd_frames::decompress_frame(ctx, unit, Some(info.uncompressed))
                     .map_err(|e| MemberError::Inflate(e.to_string()))?;
                 let mut crc = Crc::new();
                 crc.update(&data);
@@ -263,6 +258,32 @@ impl UnitDecoder {
             });
         }
         Ok(data)
+    }
+
+    /// Decodes one unit cut from a stream, checked by its own means (gzip: the
+    /// member's CRC32 and ISIZE; zstd: the frame checksum and the content size its
+    /// header announced, `content_size`), into the recycled buffer `out`: returns the
+    /// buffer and how much of it is the unit's content.
+    pub fn decode_into(
+        &mut self,
+        unit: &[u8],
+        content_size: Option<u64>,
+        out: Vec<u8>,
+    ) -> io::Result<(Vec<u8>, usize)> {
+        match self {
+            UnitDecoder::Gzip(d) => gzip::decode_into(d, unit, out).map_err(io::Error::other),
+            UnitDecoder::Zstd(ctx) => {
+                let data = zstd_frames::decompress_frame(ctx, unit, content_size)?;
+                if content_size.is_some_and(|n| data.len() as u64 != n) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "zstd frame is shorter than its header says",
+                    ));
+                }
+                let len = data.len();
+                Ok((data, len))
+            }
+        }
     }
 }
 

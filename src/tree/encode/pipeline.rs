@@ -38,20 +38,12 @@ use crate::tree::format::index::{
 use crate::tree::format::tar_header::{
     encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
 };
-
-/// A gzip member ends at the first entry boundary after this many tar bytes (FORMAT.md
-/// §2.1): large enough that member overhead stays near +0.04 % over one deflate
-/// stream, small enough for parallelism and for random access through the index.
-/// zstd frames use [`Codec::unit_target_bytes`] (4 MiB).
-pub const MEMBER_TARGET_BYTES: u64 = 1 << 20;
+use crate::tree::threads;
 
 /// Units in flight per worker (planned but not yet written): enough to keep every
 /// worker busy while the writer waits for a slow unit, few enough to bound memory
 /// (each unit is at most about 5 MiB of tar bytes, plus its compressed form).
 const UNITS_IN_FLIGHT_PER_WORKER: usize = 2;
-
-/// Upper bound on worker threads, whatever `threads` asks for.
-const MAX_WORKERS: usize = 256;
 
 /// What the pipeline produced besides the bytes written.
 #[derive(Debug, Default)]
@@ -70,7 +62,8 @@ pub(super) struct PipelineStats {
 
 /// Encodes `entries` (in archive order, as a [`WalkStream`](crate::tree::encode::walk::WalkStream)
 /// yields them; the first `Err` ends the archive with that error) as `codec` data units
-/// at gzip-scale `level` on `workers` threads (at least one), then the codec's trailer
+/// at gzip-scale `level` on `workers` threads (resolved by [`threads::resolve`]: 0 is
+/// one per core), then the codec's trailer
 /// (index, footer, zstd seek table), onto `out`. The entries are consumed on the planner thread, so a walk borrowed as
 /// `&mut stream` keeps its warnings for the caller.
 pub(super) fn encode<I, W>(
@@ -85,7 +78,7 @@ where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>> + Send,
     W: Write,
 {
-    let workers = workers.clamp(1, MAX_WORKERS);
+    let workers = threads::resolve(workers);
     let in_flight = UNITS_IN_FLIGHT_PER_WORKER * workers;
     let (unit_tx, unit_rx) = bounded::<Unit>(workers);
     let (done_tx, done_rx) = bounded::<Result<Encoded, TreeError>>(in_flight);

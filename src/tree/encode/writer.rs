@@ -33,8 +33,6 @@ use crate::tree::format::tar_header::{encode_header, end_of_archive, padding, BL
 /// `rootimg` and `rootimg/...`, whatever the source directory is called.
 pub const ROOTIMG_TOP: &[u8] = b"rootimg";
 
-pub use crate::tree::encode::pipeline::MEMBER_TARGET_BYTES;
-
 /// Read buffer for file data and the write buffer of [`write_tar`], bytes. Large
 /// enough to amortize syscalls, small enough to stay in L2.
 pub(crate) const IO_BUF_BYTES: usize = 256 * 1024;
@@ -100,7 +98,7 @@ pub struct TreeStats {
 
 /// Walks `dir` and writes it to `out` as a FORMAT.md v1 `rootimgtree.gz`: the pax tar
 /// of `rootimg`, `rootimg/...` as independent gzip data members (cut at entry
-/// boundaries after [`MEMBER_TARGET_BYTES`] and at every 4 MiB of a file's data,
+/// boundaries after [`Codec::unit_target_bytes`] and at every 4 MiB of a file's data,
 /// libdeflate at `opts.level`), then the index (offsets, members, BLAKE3 digests) in
 /// empty members and the footer. `gzip -dc` of it is exactly [`write_tar`]'s output.
 ///
@@ -140,16 +138,12 @@ pub fn write_tree(
         });
     }
     let mut stream = WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))?;
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     let p = pipeline::encode(
         &mut stream,
         &mut out,
         opts.codec,
         opts.level,
-        threads,
+        opts.threads,
         &opts.progress,
     )?;
     // Walk warnings first, then read warnings, as write_tar orders them.
@@ -386,8 +380,9 @@ pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError>
 mod tests {
     use super::*;
     use crate::tree::codec::gzip;
+    use crate::tree::codec::gzip_trailer::read_gzip_index as read_index;
     use crate::tree::encode::walk::walk;
-    use crate::tree::format::index::{self, file_digest, read_index};
+    use crate::tree::format::index::{self, file_digest};
     use std::fs;
     use std::io::Read;
     use std::os::unix::fs::FileExt;
@@ -570,7 +565,7 @@ mod tests {
         assert_eq!(u + m.uncompressed, s1.bytes_in);
         for (m, _, _) in &idx.members {
             // 1 MiB of entries plus at most one 4 MiB piece and its header.
-            assert!(m.uncompressed <= MEMBER_TARGET_BYTES + (4 << 20) + 8192);
+            assert!(m.uncompressed <= Codec::Gzip.unit_target_bytes() + (4 << 20) + 8192);
         }
         let mut files = 0;
         for e in idx.entries() {
@@ -751,9 +746,9 @@ mod tests {
 
     #[test]
     fn zstd_trees_are_deterministic_seekable_and_restore_to_the_same_tree() {
-        use crate::tree::archive::{verify, TreeArchive};
+        use crate::tree::archive::{verify_archive as verify, TreeArchive};
         use crate::tree::codec::zstd_seekable::read_seek_table;
-        use crate::tree::restore::zstd_stream::restore_zstd;
+        use crate::tree::restore::restore_zstd;
         use crate::tree::restore::RestoreOptions;
 
         let t = tempfile::tempdir().unwrap();
@@ -812,8 +807,10 @@ mod tests {
             &mut &one[..],
             &dest,
             b"rootimg",
-            &RestoreOptions::default(),
-            2,
+            &RestoreOptions {
+                threads: 2,
+                ..RestoreOptions::default()
+            },
         )
         .unwrap();
         assert_eq!(stats.entries, s1.entries);
@@ -829,8 +826,10 @@ mod tests {
                 &mut &one[..cut],
                 &dest,
                 b"rootimg",
-                &RestoreOptions::default(),
-                2,
+                &RestoreOptions {
+                    threads: 2,
+                    ..RestoreOptions::default()
+                },
             );
             assert!(r.is_err(), "cut at {cut}");
         }

@@ -19,7 +19,8 @@ use std::io::{self, Read};
 
 use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::tar_decode::{clean_name, fill, read_capped, EntryReader, MAX_NAME};
+use crate::tree::format::tar_decode::{clean_name, EntryReader, MAX_NAME};
+use crate::tree::io::{fill, read_capped};
 
 const HEADER: usize = 110;
 /// Longest symlink target we accept (Linux caps targets at PATH_MAX = 4096).

@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 
 use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::{display_path, TreeError};
+use crate::tree::io::{fill, read_capped};
 
 const BLOCK: usize = 512;
 /// Largest pax extended header we buffer. Real ones are a few KiB (xattrs are capped
@@ -113,28 +114,6 @@ pub(crate) fn clean_name(mut name: Vec<u8>) -> Vec<u8> {
         name.pop();
     }
     name
-}
-
-/// Reads until `buf` is full or the stream ends; returns the count read.
-pub(crate) fn fill<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Reads exactly `len` bytes (`len` already capped by the caller) into a vector that
-/// grows only as bytes arrive. Returns fewer bytes if the stream ends.
-pub(crate) fn read_capped<R: Read + ?Sized>(r: &mut R, len: u64) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    r.take(len).read_to_end(&mut v)?;
-    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------

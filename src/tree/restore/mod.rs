@@ -33,7 +33,6 @@
 //! `pwrite`, the last piece to finish applying the metadata.
 
 pub mod units;
-pub mod zstd_stream;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -52,10 +51,15 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+use crate::tree::codec::gzip_split::{is_member_stream, MemberSplitter};
+use crate::tree::codec::zstd_frames::FrameScanner;
+use crate::tree::codec::Codec;
 use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::newc::CpioReader;
-use crate::tree::format::tar_decode::{fill, is_tar_header, EntryReader, TarReader};
+use crate::tree::format::tar_decode::{is_tar_header, EntryReader, TarReader};
+use crate::tree::io::fill;
+use crate::tree::threads;
 
 /// Read buffer between the (decompressed) archive and the decoders.
 const STREAM_BUF: usize = 256 * 1024;
@@ -67,8 +71,6 @@ const DATA_BUF: usize = 256 * 1024;
 pub const JOB_CHUNK: usize = 1 << 20;
 /// Jobs queued per worker: enough to keep each busy while the dispatcher decodes.
 const JOBS_PER_WORKER: usize = 4;
-/// Upper bound on worker threads, whatever is asked.
-const MAX_THREADS: usize = 256;
 
 /// How to restore.
 #[derive(Debug, Clone)]
@@ -80,11 +82,11 @@ pub struct RestoreOptions {
     /// Also restore access times when the archive has them (otherwise left as the
     /// creation time).
     pub atime: bool,
-    /// Worker threads for writing files and (in [`restore_stream`]) for inflating
-    /// imgport members; 0 means one per available core, 1 restores sequentially on
-    /// the calling thread (only [`restore_gz`] of a non-imgport gzip still inflates on
-    /// a helper thread). Capped at 256. Measured on 2 shared cores: 2 workers restore
-    /// an imgport-members tree ~2.4× faster than `pigz -dc | tar -x` on tmpfs.
+    /// Worker threads for writing files and (in [`restore_stream`], [`restore_zstd`])
+    /// for decoding gzip members or zstd frames; 0 means one per available core, 1
+    /// restores sequentially on the calling thread. Capped at 256 (the one rule of
+    /// `tree::threads`). Measured on 2 shared cores: 2 workers restore an
+    /// imgport-members tree ~2.4× faster than `pigz -dc | tar -x` on tmpfs.
     pub threads: usize,
 }
 
@@ -102,12 +104,7 @@ impl RestoreOptions {
     /// The worker count `threads` stands for: 0 becomes the number of available
     /// cores (1 if unknown); at most 256.
     pub fn effective_threads(&self) -> usize {
-        let n = if self.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            self.threads
-        };
-        n.min(MAX_THREADS)
+        threads::resolve(self.threads)
     }
 }
 
@@ -218,7 +215,7 @@ fn restore_archive(
 /// Restores a tree archive in any form imgport reads, detected from its first bytes:
 ///
 /// - imgport members (`rootimgtree.gz` as imgport writes it, FORMAT.md §2): members are
-///   inflated by `opts.threads` workers ([`units::inflate_members`]) while files are
+///   decoded by `opts.threads` workers ([`units::decode_units`]) while files are
 ///   written by as many more; index and footer members are skipped;
 /// - any other gzip (xCAT's single-member `rootimgtree.gz`, pigz, GNU gzip): inflated
 ///   by flate2 streaming on the calling thread, **single-threaded** (a gzip member
@@ -226,7 +223,7 @@ fn restore_archive(
 /// - plain tar or cpio newc.
 ///
 /// `input` need not be `Send` (the bundle's member reader is not): it is only ever
-/// read on the calling thread. Memory: about `2 × threads` compressed + inflated
+/// read on the calling thread. Memory: about `2 × threads` compressed + decoded
 /// members and `4 × threads` file jobs of at most [`JOB_CHUNK`] bytes in flight.
 /// Errors name the entry (and for a damaged member, the member index and offset);
 /// everything read after the archive's end is still checked (CRCs, trailers).
@@ -237,13 +234,13 @@ pub fn restore_stream(
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
     let head = read_head(&mut input)?;
-    let members = units::is_member_stream(&head);
+    let members = is_member_stream(&head);
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let chained = Cursor::new(head).chain(input);
     if members {
-        let threads = opts.effective_threads();
-        units::inflate_members(chained, threads, |members| {
-            restore_detect(members, false, dest, top, opts)
+        let splitter = MemberSplitter::new(chained);
+        units::decode_units(splitter, Codec::Gzip, opts.effective_threads(), |decoded| {
+            restore_detect(decoded, false, dest, top, opts)
         })
     } else if gzip {
         restore(flate2::read::MultiGzDecoder::new(chained), dest, top, opts)
@@ -252,100 +249,26 @@ pub fn restore_stream(
     }
 }
 
-/// Like [`restore`], for a gzip-compressed archive; multi-member gzip (pigz,
-/// concatenated members, our own parallel writer) is read to the end.
+/// Restores the tar held in the zstd stream `input` (a `rootimgtree.zst`, or any zstd
+/// stream of a pax tar) into `dest`, as [`restore`] does for a plain archive: `dest`
+/// stands for the archive's `top` directory. Frames are cut on the calling thread
+/// (`input` need not be `Send`) and decompressed by `opts.threads` workers through
+/// the same ordered decoder as gzip members; skippable frames (index, footer, seek
+/// table) are read past, and every frame's checksum is checked by libzstd.
 ///
-/// imgport members go through [`restore_stream`] (parallel inflate). Any other gzip
-/// is inflated by flate2 on a helper thread, overlapping with the restore on the
-/// calling thread (hence `Send`); memory in flight is bounded to a few chunks.
-pub fn restore_gz(
-    mut input: impl Read + Send,
+/// Errors: a stream that is not zstd, is cut short or fails a checksum (reported as a
+/// read error of the archive, even after the tar's last entry, so a damaged tail is
+/// not silently accepted), and every restore error.
+pub fn restore_zstd(
+    input: impl Read,
     dest: &Path,
     top: &[u8],
     opts: &RestoreOptions,
 ) -> Result<RestoreStats, TreeError> {
-    let head = read_head(&mut input)?;
-    if units::is_member_stream(&head) {
-        return restore_stream(Cursor::new(head).chain(input), dest, top, opts);
-    }
-    let input = Cursor::new(head).chain(input);
-    let (full_tx, full_rx) = crossbeam_channel::bounded::<io::Result<Vec<u8>>>(INFLATE_DEPTH);
-    let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(INFLATE_DEPTH + 2);
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let mut gz = flate2::read::MultiGzDecoder::new(input);
-            loop {
-                let mut buf = free_rx.try_recv().unwrap_or_default();
-                buf.resize(INFLATE_CHUNK, 0);
-                let msg = match fill(&mut gz, &mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Ok(buf)
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = msg.is_err();
-                // A send error means the restore stopped early: nothing left to do.
-                if full_tx.send(msg).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        // `restore` owns the reader and drops it (and so the receiver) when it
-        // returns, which also unblocks the inflater on an early error.
-        let reader = ChunkReader {
-            rx: full_rx,
-            free: free_tx,
-            cur: Vec::new(),
-            pos: 0,
-            failed: false,
-        };
-        restore(reader, dest, top, opts)
+    let splitter = FrameScanner::new(input);
+    units::decode_units(splitter, Codec::Zstd, opts.effective_threads(), |decoded| {
+        restore_archive(decoded, true, dest, top, opts)
     })
-}
-
-/// Chunks of inflated data in flight between the inflater thread and the restore.
-const INFLATE_DEPTH: usize = 4;
-const INFLATE_CHUNK: usize = 1 << 20;
-
-/// [`Read`] over chunks received from the inflater thread; returns spent chunks
-/// for reuse so steady state allocates nothing.
-struct ChunkReader {
-    rx: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
-    free: crossbeam_channel::Sender<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
-    /// Set once the inflater reported an error: it has stopped, and a closed
-    /// channel must not then pass for a clean end of stream.
-    failed: bool,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("gzip stream failed earlier"));
-        }
-        if self.pos == self.cur.len() {
-            match self.rx.recv() {
-                Ok(Ok(next)) => {
-                    let spent = std::mem::replace(&mut self.cur, next);
-                    self.pos = 0;
-                    let _ = self.free.try_send(spent);
-                }
-                Ok(Err(e)) => {
-                    self.failed = true;
-                    return Err(e);
-                }
-                // The inflater finished: end of stream.
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len() - self.pos);
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 /// Reads what follows the end-of-archive marker, so a corrupt or truncated gzip
