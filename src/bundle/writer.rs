@@ -15,6 +15,7 @@ use flate2::Compression;
 
 use super::layout::{Location, GZIP_HEADER, STORED_BLOCK_BYTES, STORED_BLOCK_HEADER};
 use crate::error::{Error, Result};
+use crate::tree::format::padding;
 
 /// Bytes sniffed from a payload to decide whether it is already compressed.
 const SNIFF_BYTES: usize = 0x210;
@@ -275,7 +276,7 @@ impl<W: Write> BundleWriter<W> {
                 io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
             ));
         }
-        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        stored.write_all(&vec![0u8; padding(size)]).map_err(err)?;
         stored.finish(&header).map_err(err)?;
         self.stats.bytes_in += size;
         self.stats.members += 1;
@@ -448,7 +449,7 @@ impl<W: Write> BundleWriter<W> {
         let mut stored = Stored::start(out, &placeholder).map_err(err)?;
         let value = produce(&mut stored)?;
         let size = stored.len - placeholder.len() as u64;
-        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        stored.write_all(&vec![0u8; padding(size)]).map_err(err)?;
         let header = raw_header(
             gnu_header(mtime, tar::EntryType::Regular, mode, size),
             &full,
@@ -567,10 +568,6 @@ fn raw_header(mut h: tar::Header, name: &str) -> Vec<u8> {
     h.set_cksum();
     out.extend_from_slice(h.as_bytes());
     out
-}
-
-fn pad512(len: u64) -> usize {
-    ((512 - len % 512) % 512) as usize
 }
 
 /// Size of the ustar name field.

@@ -33,6 +33,7 @@ pub(crate) mod threads;
 
 pub use archive::{verify_archive, TreeArchive, VerifyReport};
 pub use codec::{read_tree_index, zstd_level, Codec};
+pub use encode::newc::{write_newc, write_newc_gz, NewcOptions, NewcStats};
 pub use encode::walk::{walk, Walk, WalkOptions, WalkStream};
 pub use encode::writer::{
     measure, write_tar, write_tree, EntryEncoder, TreeStats, WriteOptions, ROOTIMG_TOP,
@@ -43,7 +44,7 @@ pub use format::index::{
     chunk_digest, file_digest, Index, IndexBuilder, IndexEntry, IndexError, MemberInfo,
     DIGEST_CHUNK_BYTES,
 };
-pub use format::newc::{write_newc, write_newc_gz, CpioReader, NewcOptions, NewcStats};
+pub use format::newc::CpioReader;
 pub use format::tar_decode::{DataReader, EntryReader, TarReader};
 pub use restore::{
     restore, restore_entries, restore_stream, restore_zstd, RestoreOptions, RestoreStats,

@@ -29,7 +29,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rustix::io::Errno;
 
 use crate::tree::codec::{self, Codec, UnitEncoder, UnitRecord};
-use crate::tree::encode::writer::{open_source, output_error};
+use crate::tree::encode::entry::{open_source, output_error};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::index::{
