@@ -7,7 +7,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::reader::{BundleReader, Flow, MemberKind};
-use super::{footer, StoredView, MANIFEST_NAME};
+use super::view::StoredView;
+use super::{footer, MANIFEST_NAME};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::tree::{read_tree_index, Codec, Index, Kind};

@@ -492,3 +492,123 @@ impl Read for Segments<'_> {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::encode::writer::{write_tree, WriteOptions};
+    use crate::tree::restore::{restore_stream, RestoreOptions};
+    use std::fs;
+    use std::io::Cursor;
+
+    /// A tree with a small file, a large one (several units), a sparse one, a
+    /// symlink, a hard link; written with `codec` into memory.
+    fn tree_bytes(codec: Codec) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootimg");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+        let big: Vec<u8> = (0..(9u32 << 20) / 4)
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        fs::write(root.join("big"), &big).unwrap();
+        let sparse = fs::File::create(root.join("sparse")).unwrap();
+        sparse.set_len(8 << 20).unwrap();
+        sparse.write_all_at(b"middle", 4 << 20).unwrap();
+        std::os::unix::fs::symlink("etc/hosts", root.join("link")).unwrap();
+        fs::hard_link(root.join("etc/hosts"), root.join("hard")).unwrap();
+        let mut out = Vec::new();
+        let opts = WriteOptions {
+            codec,
+            threads: 2,
+            ..WriteOptions::default()
+        };
+        write_tree(&root, &mut out, &opts).unwrap();
+        (dir, out)
+    }
+
+    fn open(bytes: Vec<u8>) -> Result<TreeArchive, TreeError> {
+        let len = bytes.len() as u64;
+        TreeArchive::new(Cursor::new(bytes), len, Path::new("mem.tree"))
+    }
+
+    fn cat(ar: &mut TreeArchive, path: &[u8]) -> Result<Vec<u8>, TreeError> {
+        let mut out = Vec::new();
+        ar.cat(path, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn lookup_and_cat_read_only_what_they_need_for_both_codecs() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let (dir, bytes) = tree_bytes(codec);
+            let root = dir.path().join("rootimg");
+            let mut ar = open(bytes).unwrap();
+            assert_eq!(ar.codec(), codec);
+            assert!(ar.index().members.len() > 1, "{codec:?}: several units");
+            // Names with or without the top, with a leading or trailing slash.
+            for name in [&b"etc/hosts"[..], b"/rootimg/etc/hosts", b"rootimg/etc/"] {
+                assert!(ar.find(name).unwrap().is_some(), "{name:?}");
+            }
+            assert!(ar.find(b"etc/nope").unwrap().is_none());
+            assert_eq!(
+                cat(&mut ar, b"etc/hosts").unwrap(),
+                b"127.0.0.1 localhost\n"
+            );
+            // A hard link is followed to its target; holes come back as zeros.
+            assert_eq!(cat(&mut ar, b"hard").unwrap(), b"127.0.0.1 localhost\n");
+            assert!(cat(&mut ar, b"big").unwrap() == fs::read(root.join("big")).unwrap());
+            assert!(cat(&mut ar, b"sparse").unwrap() == fs::read(root.join("sparse")).unwrap());
+            // Refusals: not a file, not there.
+            let err = cat(&mut ar, b"link").unwrap_err();
+            assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+            let err = cat(&mut ar, b"etc").unwrap_err();
+            assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+            let err = cat(&mut ar, b"missing").unwrap_err();
+            assert!(err.to_string().contains("not in mem.tree"), "{err}");
+        }
+    }
+
+    #[test]
+    fn verify_finds_nothing_on_a_good_tree_and_names_what_differs() {
+        let (dir, bytes) = tree_bytes(Codec::Gzip);
+        let restored = dir.path().join("restored");
+        fs::create_dir(&restored).unwrap();
+        restore_stream(
+            &bytes[..],
+            &restored,
+            b"rootimg",
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+        let mut ar = open(bytes.clone()).unwrap();
+        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        // rootimg, big, etc, etc/hosts, hard, link, sparse; the hard link is no file.
+        assert_eq!((report.entries, report.files), (7, 3));
+        // The restored tree changed: each difference names its path.
+        fs::write(restored.join("etc/hosts"), b"127.0.0.2 localhost\n").unwrap();
+        fs::write(restored.join("extra"), b"x").unwrap();
+        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
+        let all = report.differences.join("\n");
+        assert!(all.contains("rootimg/etc/hosts: content differs"), "{all}");
+        assert!(
+            all.contains("rootimg/extra: only in the restored tree"),
+            "{all}"
+        );
+        // A damaged unit: its CRC fails where it is inflated.
+        let mut bad = bytes;
+        let (m, at, _) = ar.index().members[1];
+        bad[(at + m.compressed / 2) as usize] ^= 0x55;
+        let mut ar = open(bad).unwrap();
+        assert!(verify_archive(&mut ar, None).is_err());
+    }
+
+    #[test]
+    fn what_is_not_an_imgport_tree_is_refused_at_open() {
+        let err = open(b"plain bytes, no index".to_vec()).err().unwrap();
+        assert!(err.to_string().contains("no imgport tree index"), "{err}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"a foreign gzip").unwrap();
+        assert!(open(gz.finish().unwrap()).is_err());
+    }
+}

@@ -399,8 +399,8 @@ fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcSt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::format::newc::CpioReader;
     use crate::tree::format::tar_decode::EntryReader;
-    use crate::tree::CpioReader;
     use std::fs;
     use std::io::Read;
 

@@ -17,8 +17,8 @@ use super::at::{
     create_file, io_err, make_dir, make_special, meta_fd, mkdir_at, open_dir, open_walk,
     parent_error, remove, retry_exist, timespec, write_data,
 };
+use super::options::{RestoreOptions, RestoreStats};
 use super::pool::{stopped, BigFile, DataRuns, FileMeta, Job, Pool, JOB_CHUNK};
-use super::{RestoreOptions, RestoreStats};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::tar_decode::EntryReader;

@@ -39,6 +39,7 @@
 
 mod at;
 mod dispatch;
+mod options;
 mod pool;
 pub mod units;
 
@@ -46,6 +47,7 @@ use std::io::{self, BufReader, Cursor, Read};
 use std::path::Path;
 
 pub use dispatch::restore_entries;
+pub use options::{RestoreOptions, RestoreStats};
 
 use crate::tree::codec::gzip_split::{is_member_stream, MemberSplitter};
 use crate::tree::codec::zstd_frames::FrameScanner;
@@ -54,58 +56,9 @@ use crate::tree::error::TreeError;
 use crate::tree::format::newc::CpioReader;
 use crate::tree::format::tar_decode::{is_tar_header, TarReader};
 use crate::tree::io::fill;
-use crate::tree::threads;
 
 /// Read buffer between the (decompressed) archive and the decoders.
 const STREAM_BUF: usize = 256 * 1024;
-/// How to restore.
-#[derive(Debug, Clone)]
-pub struct RestoreOptions {
-    /// Restore owners by the archived numbers (a root image carries its own passwd,
-    /// so this is what imgport always does). When false, an owner *name* found in
-    /// the restoring host's `/etc/passwd` / `/etc/group` wins over the number.
-    pub numeric_owner: bool,
-    /// Also restore access times when the archive has them (otherwise left as the
-    /// creation time).
-    pub atime: bool,
-    /// Worker threads for writing files and (in [`restore_stream`], [`restore_zstd`])
-    /// for decoding gzip members or zstd frames; 0 means one per available core, 1
-    /// restores sequentially on the calling thread. Capped at 256 (the one rule of
-    /// `tree::threads`). Measured on 2 shared cores: 2 workers restore an
-    /// imgport-members tree ~2.4× faster than `pigz -dc | tar -x` on tmpfs.
-    pub threads: usize,
-}
-
-impl Default for RestoreOptions {
-    fn default() -> Self {
-        RestoreOptions {
-            numeric_owner: true,
-            atime: false,
-            threads: 0,
-        }
-    }
-}
-
-impl RestoreOptions {
-    /// The worker count `threads` stands for: 0 becomes the number of available
-    /// cores (1 if unknown); at most 256.
-    pub fn effective_threads(&self) -> usize {
-        threads::resolve(self.threads)
-    }
-}
-
-/// What a restore did.
-#[derive(Debug, Clone, Default)]
-pub struct RestoreStats {
-    /// Entries restored (including the top directory and hard links).
-    pub entries: u64,
-    /// File data bytes written (for sparse files, the data segments only).
-    pub bytes: u64,
-    /// Non-fatal problems, e.g. an xattr the filesystem does not support, in archive
-    /// order whatever the thread count.
-    pub warnings: Vec<String>,
-}
-
 /// Restores an uncompressed archive read from `input` into `dest`, which must be an
 /// existing (normally empty) directory standing for the archive's `top` directory
 /// (`rootimg`): the `top` entry's metadata is applied to `dest` itself, and entries
@@ -266,4 +219,204 @@ fn drain(mut rest: impl Read) -> Result<(), TreeError> {
             entry: "<end of archive>".into(),
             reason: format!("stream error after the last entry: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    /// One tar entry with a raw name (the `tar` crate refuses `..`, which these tests
+    /// need), owned by root, mtime 1 000 000.
+    fn entry(name: &[u8], kind: tar::EntryType, data: &[u8], link: &[u8], mode: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(
+            out.len() + crate::tree::format::padding(data.len() as u64),
+            0,
+        );
+        out
+    }
+
+    fn archive(entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = entries.concat();
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn opts(threads: usize) -> RestoreOptions {
+        RestoreOptions {
+            threads,
+            ..RestoreOptions::default()
+        }
+    }
+
+    fn small_tree() -> Vec<u8> {
+        use tar::EntryType as T;
+        archive(&[
+            entry(b"rootimg/", T::Directory, b"", b"", 0o755),
+            entry(b"rootimg/etc/", T::Directory, b"", b"", 0o750),
+            entry(
+                b"rootimg/etc/passwd",
+                T::Regular,
+                b"root:x:0:0\n",
+                b"",
+                0o644,
+            ),
+            entry(
+                b"rootimg/etc/big",
+                T::Regular,
+                &vec![7u8; 3 << 20],
+                b"",
+                0o600,
+            ),
+            entry(b"rootimg/etc/link", T::Symlink, b"", b"passwd", 0o777),
+            entry(
+                b"rootimg/etc/hard",
+                T::Link,
+                b"",
+                b"rootimg/etc/passwd",
+                0o644,
+            ),
+            entry(b"rootimg/run/fifo", T::Fifo, b"", b"", 0o600),
+        ])
+    }
+
+    #[test]
+    fn a_small_tar_restores_the_same_with_any_thread_count() {
+        for threads in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path();
+            let stats = restore(&small_tree()[..], dest, b"rootimg", &opts(threads)).unwrap();
+            assert_eq!(stats.entries, 7, "threads={threads}");
+            assert_eq!(stats.bytes, 11 + (3 << 20));
+            // `run/` was missing from the archive: created, with a warning.
+            assert_eq!(stats.warnings.len(), 1, "{:?}", stats.warnings);
+            assert!(stats.warnings[0].contains("rootimg/run"));
+            let passwd = dest.join("etc/passwd");
+            assert_eq!(fs::read(&passwd).unwrap(), b"root:x:0:0\n");
+            assert_eq!(fs::read(dest.join("etc/big")).unwrap().len(), 3 << 20);
+            let md = fs::metadata(&passwd).unwrap();
+            assert_eq!((md.mode() & 0o7777, md.mtime()), (0o644, 1_000_000));
+            assert_eq!(fs::metadata(dest.join("etc/hard")).unwrap().ino(), md.ino());
+            assert_eq!(
+                fs::read_link(dest.join("etc/link")).unwrap(),
+                Path::new("passwd")
+            );
+            assert!(fs::symlink_metadata(dest.join("run/fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo());
+            // Directory metadata comes last, so the directory keeps its archived mode
+            // and mtime although entries were created in it.
+            let etc = fs::metadata(dest.join("etc")).unwrap();
+            assert_eq!(
+                (etc.permissions().mode() & 0o7777, etc.mtime()),
+                (0o750, 1_000_000)
+            );
+            assert_eq!(
+                fs::metadata(dest).unwrap().permissions().mode() & 0o7777,
+                0o755
+            );
+        }
+    }
+
+    use std::os::unix::fs::FileTypeExt;
+
+    /// Restores `tar` into a fresh directory; the error, and whether anything was
+    /// written outside that directory.
+    fn refused(tar: &[u8], threads: usize) -> TreeError {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("rootimg");
+        fs::create_dir(&dest).unwrap();
+        let err = restore(tar, &dest, b"rootimg", &opts(threads)).unwrap_err();
+        let outside: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside, ["rootimg"], "nothing outside the destination");
+        err
+    }
+
+    #[test]
+    fn unsafe_names_and_links_are_refused() {
+        use tar::EntryType as T;
+        let top = entry(b"rootimg/", T::Directory, b"", b"", 0o755);
+        let cases: [(Vec<u8>, &str); 4] = [
+            (
+                entry(b"rootimg/../evil", T::Regular, b"x", b"", 0o644),
+                "'..'",
+            ),
+            (
+                entry(b"other/file", T::Regular, b"x", b"", 0o644),
+                "outside",
+            ),
+            (
+                entry(b"rootimg/h", T::Link, b"", b"rootimg/later", 0o644),
+                "not an earlier entry",
+            ),
+            (
+                entry(b"/rootimg/abs", T::Regular, b"x", b"", 0o644),
+                "absolute",
+            ),
+        ];
+        for (bad, why) in cases {
+            for threads in [1, 2] {
+                let err = refused(&archive(&[top.clone(), bad.clone()]), threads);
+                assert!(matches!(err, TreeError::Unsafe { .. }), "{err}");
+                assert!(err.to_string().contains(why), "{why}: {err}");
+            }
+        }
+        // A path through a symlink the archive made is refused, not followed.
+        let through = archive(&[
+            top.clone(),
+            entry(b"rootimg/l", T::Symlink, b"", b"/tmp", 0o777),
+            entry(b"rootimg/l/x", T::Regular, b"x", b"", 0o644),
+        ]);
+        let err = refused(&through, 1);
+        assert!(err.to_string().contains("symlink"), "{err}");
+        // The top entry must be a directory.
+        let err = refused(
+            &archive(&[entry(b"rootimg", T::Regular, b"", b"", 0o644)]),
+            1,
+        );
+        assert!(err.to_string().contains("top entry"), "{err}");
+    }
+
+    #[test]
+    fn what_is_not_an_archive_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |bytes: &[u8]| restore_stream(bytes, dir.path(), b"rootimg", &opts(1));
+        let err = run(b"").unwrap_err().to_string();
+        assert!(err.contains("empty archive"), "{err}");
+        let err = run(b"070707 old portable cpio").unwrap_err();
+        assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+        let err = run(&[b'x'; 600]).unwrap_err().to_string();
+        assert!(err.contains("neither a tar nor a cpio"), "{err}");
+        let err = restore(&small_tree()[..], dir.path(), b"../up", &opts(1)).unwrap_err();
+        assert!(err.to_string().contains("invalid top directory"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_gzip_tail_is_reported_after_the_last_entry() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &small_tree()).unwrap();
+        let mut bytes = gz.finish().unwrap();
+        let n = bytes.len();
+        bytes[n - 6] ^= 0xff; // the CRC32 in the trailer
+        let dir = tempfile::tempdir().unwrap();
+        let err = restore_stream(&bytes[..], dir.path(), b"rootimg", &opts(2)).unwrap_err();
+        assert!(err.to_string().contains("after the last entry"), "{err}");
+    }
 }
