@@ -3,8 +3,15 @@
 //!
 //! Like gzp's `FormatSpec`, a codec only says how one unit of tar bytes becomes one
 //! independent compressed unit (a gzip member or a zstd frame), how large units should
-//! be, how units are decoded, and what trailer (index, footer, seek table) follows the
-//! units. Cutting, reading files, digesting, ordering and indexing are shared.
+//! be, how a stream is cut back into units (its [`UnitSplitter`]), how units are
+//! decoded, and what trailer (index, footer, seek table) follows the units. Cutting
+//! the tar, reading files, digesting, ordering and indexing are shared: the encoder's
+//! pipeline and the restore's ordered decoder are each written once over this.
+//!
+//! Files: `gzip.rs` (one member), `gzip_trailer.rs` (the index members and footer),
+//! `gzip_split.rs` (cutting a member stream); `zstd_seekable.rs` (the trailer: index
+//! frames and seek table), `zstd_frames.rs` (cutting a frame stream, decoding a
+//! frame); `unit.rs` (what both share).
 
 use std::io::{self, Read, Seek, SeekFrom};
 

@@ -90,7 +90,7 @@ where
     }
     std::thread::scope(|scope| {
         let target = codec.unit_target_bytes();
-        let planner = scope.spawn(move || plan(entries, unit_tx, token_rx, target));
+        let planner = scope.spawn(move || run_planner(entries, unit_tx, token_rx, target));
         for _ in 0..workers {
             let units = unit_rx.clone();
             let done = done_tx.clone();
@@ -113,7 +113,7 @@ where
                 warnings: w.warnings,
             }),
             // The planner's own error explains why the members stopped coming.
-            (Err(WriteError::Incomplete), Err(PlanError::Tree(e))) => Err(e),
+            (Err(WriteError::Incomplete), Err(PlannerError::Tree(e))) => Err(e),
             (Err(WriteError::Tree(e)), _) => Err(e),
             (Err(WriteError::Incomplete), _) | (Ok(_), Err(_)) => Err(internal(
                 "the encoder stopped before the end of the archive",
@@ -241,15 +241,15 @@ struct Encoded {
     done: Vec<Done>,
 }
 
-enum PlanError {
+enum PlannerError {
     Tree(TreeError),
     /// The writer stopped taking units (it failed); its error is the one to report.
     Stopped,
 }
 
-impl From<TreeError> for PlanError {
+impl From<TreeError> for PlannerError {
     fn from(e: TreeError) -> Self {
-        PlanError::Tree(e)
+        PlannerError::Tree(e)
     }
 }
 
@@ -270,17 +270,17 @@ struct Cutter {
 impl Cutter {
     /// Ends the current unit here and hands it to the workers, once a token says
     /// there is room for one more unit in flight.
-    fn cut(&mut self) -> Result<(), PlanError> {
+    fn cut(&mut self) -> Result<(), PlannerError> {
         if self.parts.is_empty() {
             return Ok(());
         }
-        self.tokens.recv().map_err(|_| PlanError::Stopped)?;
+        self.tokens.recv().map_err(|_| PlannerError::Stopped)?;
         let unit = Unit {
             seq: self.seq,
             parts: std::mem::take(&mut self.parts),
             tar_bytes: self.pos - self.unit_start,
         };
-        self.units.send(unit).map_err(|_| PlanError::Stopped)?;
+        self.units.send(unit).map_err(|_| PlannerError::Stopped)?;
         self.seq += 1;
         self.unit_start = self.pos;
         Ok(())
@@ -288,7 +288,7 @@ impl Cutter {
 
     /// Plans one entry: its header, then its data cut at every
     /// [`DIGEST_CHUNK_BYTES`] of stored data.
-    fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlanError> {
+    fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlannerError> {
         if self.pos - self.unit_start >= self.target {
             self.cut()?;
         }
@@ -338,12 +338,12 @@ impl Cutter {
 }
 
 /// The planner: walks, plans every entry, ends with the end-of-archive blocks.
-fn plan<I>(
+fn run_planner<I>(
     entries: I,
     units: Sender<Unit>,
     tokens: Receiver<()>,
     target: u64,
-) -> Result<(), PlanError>
+) -> Result<(), PlannerError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>>,
 {
