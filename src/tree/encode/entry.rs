@@ -19,7 +19,7 @@ use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::tar_header::encode_header;
 use crate::tree::format::{padding, BLOCK_BYTES};
 
-/// Read buffer for file data and the write buffer of [`write_tar`], bytes. Large
+/// Read buffer for file data and the write buffer of `write_tar`, bytes. Large
 /// enough to amortize syscalls, small enough to stay in L2.
 pub(crate) const IO_BUF_BYTES: usize = 256 * 1024;
 

@@ -1,5 +1,5 @@
 //! The parallel tree encoder behind [`write_tree`](crate::tree::encode::writer::write_tree): it turns
-//! a [`WalkStream`] into the data units and index of a FORMAT.md v1 tree, gzip members
+//! a [`WalkStream`](crate::tree::encode::walk::WalkStream) into the data units and index of a FORMAT.md v1 tree, gzip members
 //! (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
 //! the two is behind [`Codec`] and [`UnitEncoder`].
 //!

@@ -26,7 +26,8 @@ use crate::tree::format::tar_decode::EntryReader;
 /// Buffer for copying file data.
 const DATA_BUF: usize = 256 * 1024;
 
-/// Restores the entries of an already opened decoder into `dest`; see [`restore`].
+/// Restores the entries of an already opened decoder into `dest`; see
+/// [`restore`](super::restore).
 ///
 /// With `opts.threads` resolving to 1, everything happens on the calling thread in
 /// archive order. Otherwise regular files are written by that many scoped worker

@@ -154,7 +154,7 @@ fn restore_archive(
 /// Restores a tree archive in any form imgport reads, detected from its first bytes:
 ///
 /// - imgport members (`rootimgtree.gz` as imgport writes it, FORMAT.md §2): members are
-///   decoded by `opts.threads` workers ([`units::decode_units`]) while files are
+///   decoded by `opts.threads` workers (the ordered decoder, `units.rs`) while files are
 ///   written by as many more; index and footer members are skipped;
 /// - any other gzip (xCAT's single-member `rootimgtree.gz`, pigz, GNU gzip): inflated
 ///   by flate2 streaming on the calling thread, **single-threaded** (a gzip member
