@@ -9,14 +9,17 @@
 //!
 //! Layout, one job per file:
 //!
-//! | folder | owns |
-//! |---|---|
-//! | `entry.rs`, `error.rs` | the archived entry record shared by every format; errors |
-//! | `format/` | bytes only, both directions of each format: tar header, pax records, ACL text, tar decoder, cpio newc, the codec-neutral index model |
-//! | `codec/` | how the tar is compressed: gzip members and their index trailer, zstd frames and the seekable trailer, each with its unit splitter; the `Codec` that joins them |
-//! | `encode/` | tree → archive: the walk, the entry encoder, the parallel pipeline, the writers (pax tar, cpio newc) |
-//! | `restore/` | archive → tree: the ordered parallel unit decoder (one for every codec), format detection, the dispatcher, the file-writer pool, the `*at` helpers |
-//! | `archive.rs` | random access (ls, cat, verify) over any `Read + Seek` |
+//! - `entry.rs`, `error.rs`: the archived entry record every format shares; errors.
+//! - `format/`: bytes only, both directions of each format: tar header, pax records,
+//!   ACL text, tar decoder, cpio newc, the codec-neutral index model.
+//! - `codec/`: how the tar is compressed: gzip members and their index trailer, zstd
+//!   frames and the seekable trailer, each with its unit splitter; the `Codec` enum.
+//! - `encode/`: tree → archive: the walk, the entry encoder, the parallel pipeline,
+//!   the writers (pax tar, cpio newc).
+//! - `restore/`: archive → tree: the ordered parallel unit decoder (one for every
+//!   codec), format detection, the dispatcher, the file-writer pool, the `*at` helpers.
+//! - `archive.rs`: random access (ls, cat, verify) over any `Read + Seek`.
+//! - `io.rs`, `threads.rs`: the read helpers and the one thread-count rule.
 //!
 //! Callers use the names re-exported here; the modules themselves are private to the
 //! crate so files can move without breaking them.

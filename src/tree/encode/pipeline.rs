@@ -1,6 +1,7 @@
-//! The parallel tree encoder behind [`write_tree`](crate::tree::encode::writer::write_tree): it turns
-//! a [`WalkStream`](crate::tree::encode::walk::WalkStream) into the data units and index of a FORMAT.md v1 tree, gzip members
-//! (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
+//! The parallel tree encoder behind
+//! [`write_tree`](crate::tree::encode::writer::write_tree): it turns a
+//! [`WalkStream`](crate::tree::encode::walk::WalkStream) into the data units and index
+//! of a FORMAT.md v1 tree, gzip members (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
 //! the two is behind [`Codec`] and [`UnitEncoder`].
 //!
 //! Three roles, connected by bounded crossbeam channels:
@@ -60,12 +61,13 @@ pub(super) struct PipelineStats {
     pub warnings: Vec<String>,
 }
 
-/// Encodes `entries` (in archive order, as a [`WalkStream`](crate::tree::encode::walk::WalkStream)
-/// yields them; the first `Err` ends the archive with that error) as `codec` data units
-/// at gzip-scale `level` on `workers` threads (resolved by [`threads::resolve`]: 0 is
-/// one per core), then the codec's trailer
-/// (index, footer, zstd seek table), onto `out`. The entries are consumed on the planner thread, so a walk borrowed as
-/// `&mut stream` keeps its warnings for the caller.
+/// Encodes `entries` (in archive order, as a
+/// [`WalkStream`](crate::tree::encode::walk::WalkStream) yields them; the first `Err`
+/// ends the archive with that error) as `codec` data units at gzip-scale `level` on
+/// `workers` threads (resolved by [`threads::resolve`]: 0 is one per core), then the
+/// codec's trailer (index, footer, zstd seek table), onto `out`. The entries are
+/// consumed on the planner thread, so a walk borrowed as `&mut stream` keeps its
+/// warnings for the caller.
 pub(super) fn encode<I, W>(
     entries: I,
     out: &mut W,

@@ -36,7 +36,8 @@ pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Compression level 0..=9 (default 6), libdeflate's scale, which matches gzip's
-    /// in speed and ratio roughly; for zstd mapped by [`codec::zstd_level`](crate::tree::codec::zstd_level)
+    /// in speed and ratio roughly; for zstd mapped by
+    /// [`codec::zstd_level`](crate::tree::codec::zstd_level)
     /// (6 → zstd 3). Ignored by [`write_tar`].
     pub level: u32,
     /// How [`write_tree`] compresses (default gzip); ignored by [`write_tar`].
