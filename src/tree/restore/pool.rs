@@ -109,7 +109,6 @@ impl Pool {
     /// error the workers drop what is queued. Returns the bytes the workers wrote and
     /// their warnings by entry, or the first error in archive order among the
     /// dispatcher's and the workers' (a dispatcher error of the same entry wins).
-    #[allow(clippy::type_complexity)]
     pub(super) fn finish(
         mut self,
         workers: Vec<ScopedJoinHandle<'_, ()>>,
