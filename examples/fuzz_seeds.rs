@@ -14,12 +14,13 @@
 
 use std::path::PathBuf;
 
-use imgport::tree::index::{chunk_digest, encode_trailer, file_digest, IndexBuilder, IndexEntry};
-use imgport::tree::index::{MemberInfo, DIGEST_CHUNK_BYTES};
-use imgport::tree::member::{compressor, encode_data};
-use imgport::tree::pax::{encode_header, end_of_archive};
-use imgport::tree::walk::{walk, WalkOptions};
-use imgport::tree::writer::{EntryEncoder, ROOTIMG_TOP};
+use imgport::tree::internals::gzip::{compressor, encode_data};
+use imgport::tree::internals::gzip_trailer::encode_gzip_trailer;
+use imgport::tree::internals::tar_header::{encode_header, end_of_archive};
+use imgport::tree::{
+    chunk_digest, file_digest, walk, EntryEncoder, IndexBuilder, IndexEntry, MemberInfo,
+    WalkOptions, DIGEST_CHUNK_BYTES, ROOTIMG_TOP,
+};
 
 /// Small member target, so even a tiny seed tree has several members to hop through.
 const SEED_MEMBER_BYTES: usize = 4096;
@@ -79,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let encoded = index.finish();
     let data_end = file.len() as u64;
-    file.extend_from_slice(&encode_trailer(&encoded, data_end));
+    file.extend_from_slice(&encode_gzip_trailer(&encoded, data_end));
     write(seeds, "member_reader/tree-v1.gz", &file)?;
     write(seeds, "index_reader/tree-v1.gz", &file)?;
     write(seeds, "index_reader/index.bin", &encoded)?;

@@ -8,8 +8,8 @@
 //! cargo run --release --example tree -- gen DIR [--scale N]
 //! ```
 //!
-//! It calls `write_tree` / `restore_gz` (`restore_zstd` for a zstd archive, recognized
-//! by its magic) with the level, codec and thread count given (absent: one worker per
+//! It calls `write_tree` / `restore_stream` (`restore_zstd` for a zstd archive,
+//! recognized by its magic), as `imgport export` / `import` do, with the level, codec and thread count given (absent: one worker per
 //! core). Statistics go to stderr, one `key=value` line.
 
 use std::fs::File;
@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use imgport::tree::restore::{restore_gz, RestoreOptions};
-use imgport::tree::writer::{write_tree, Codec, WriteOptions};
-use imgport::tree::zstd_restore::restore_zstd;
+use imgport::tree::{
+    restore_stream, restore_zstd, write_tree, Codec, RestoreOptions, WriteOptions,
+};
 
 // The benchmark tree of `benches/tree.rs`, so the script and criterion measure alike.
 #[path = "../benches/support/tree_gen.rs"]
@@ -118,9 +118,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             };
             let s = if zstd {
-                restore_zstd(&mut input, &dest, b"rootimg", &opts, threads.unwrap_or(0))?
+                restore_zstd(input, &dest, b"rootimg", &opts)?
             } else {
-                restore_gz(input, &dest, b"rootimg", &opts)?
+                restore_stream(input, &dest, b"rootimg", &opts)?
             };
             eprintln!(
                 "entries={} data_bytes={} seconds={:.3} warnings={}",

@@ -23,7 +23,7 @@ use crate::remote::{self, Push, Rewrite};
 use crate::report::Reporter;
 use crate::root::{basename, Root};
 use crate::tree;
-pub use crate::tree::codec::Codec;
+pub use crate::tree::Codec;
 
 /// Manifest key imgport adds (xCAT ignores unknown top-level keys) to say which tree
 /// format `rootimgtree.gz` (or `.zst`) holds.
@@ -424,7 +424,7 @@ fn tree_encoder<'a>(
 ) -> impl Fn(&mut dyn Write) -> Result<TreeSummary> + 'a {
     move |w: &mut dyn Write| match opts.compat {
         Compat::Imgport => {
-            let o = tree::writer::WriteOptions {
+            let o = tree::WriteOptions {
                 level: opts.level,
                 codec: opts.codec,
                 threads: opts.threads,
@@ -435,10 +435,10 @@ fn tree_encoder<'a>(
             if opts.progress.is_on() {
                 // Only for a display: a metadata-only walk gives the total for the ETA.
                 opts.progress.start("walk", 0);
-                total = tree::writer::measure(host, &o)?.0;
+                total = tree::measure(host, &o)?.0;
             }
             opts.progress.start("compress", total);
-            let stats = tree::writer::write_tree(host, w, &o)?;
+            let stats = tree::write_tree(host, w, &o)?;
             Ok(TreeSummary {
                 entries: stats.entries,
                 archive_bytes: stats.bytes_in,
@@ -446,11 +446,11 @@ fn tree_encoder<'a>(
             })
         }
         Compat::Xcat => {
-            let o = tree::cpio::NewcOptions {
+            let o = tree::NewcOptions {
                 level: opts.level,
                 ..Default::default()
             };
-            let stats = tree::cpio::write_newc_gz(host, w, &o)?;
+            let stats = tree::write_newc_gz(host, w, &o)?;
             let mut warnings = stats.warnings;
             if stats.dropped_xattrs > 0 {
                 let names: Vec<String> = stats

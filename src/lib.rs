@@ -11,6 +11,8 @@
 //! The library is usable without the command line: [`export::export`] and
 //! [`import::import`] take plain option structs.
 
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod catalog;
 pub mod error;

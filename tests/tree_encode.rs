@@ -10,10 +10,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imgport::tree::index::{self, chunk_digest, file_digest, read_index, IndexEntry};
-use imgport::tree::member;
-use imgport::tree::writer::{write_tar, write_tree, TreeStats, WriteOptions};
-use imgport::tree::Kind;
+use imgport::tree::internals::gzip;
+use imgport::tree::internals::gzip_trailer::read_gzip_index;
+use imgport::tree::{
+    chunk_digest, file_digest, write_tar, write_tree, Index, IndexEntry, Kind, TreeStats,
+    WriteOptions, DIGEST_CHUNK_BYTES,
+};
 
 /// A 64 MiB sparse file with data at 1 MiB and 40 MiB.
 const SPARSE_FILE_BYTES: u64 = 64 << 20;
@@ -333,7 +335,7 @@ impl Drop for Mount {
 
 #[test]
 fn one_file_system_archives_the_mount_point_but_not_its_contents() {
-    use imgport::tree::walk::{walk, WalkOptions};
+    use imgport::tree::{walk, WalkOptions};
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("rootimg");
@@ -343,7 +345,7 @@ fn one_file_system_archives_the_mount_point_but_not_its_contents() {
     let _mount = Mount(root.join("proc"));
     fs::write(root.join("proc/inner"), b"other fs").unwrap();
 
-    let names = |w: &imgport::tree::walk::Walk| -> Vec<Vec<u8>> {
+    let names = |w: &imgport::tree::Walk| -> Vec<Vec<u8>> {
         w.entries.iter().map(|(e, _)| e.path.clone()).collect()
     };
     let w = walk(&root, b"rootimg", &WalkOptions::default()).unwrap();
@@ -366,7 +368,7 @@ fn one_file_system_archives_the_mount_point_but_not_its_contents() {
 }
 
 /// The stored bytes of `e`, inflating only the members the index says cover them.
-fn stored_via_index(archive: &[u8], idx: &index::Index, e: &IndexEntry) -> Vec<u8> {
+fn stored_via_index(archive: &[u8], idx: &Index, e: &IndexEntry) -> Vec<u8> {
     let range = idx.members_covering(e.data_offset, e.stored);
     assert!(!range.is_empty() || e.stored == 0);
     let Some(first) = idx.members.get(range.start) else {
@@ -377,7 +379,7 @@ fn stored_via_index(archive: &[u8], idx: &index::Index, e: &IndexEntry) -> Vec<u
     let mut d = libdeflater::Decompressor::new();
     for (m, c, _) in &idx.members[range] {
         let bytes = &archive[*c as usize..(*c + m.compressed) as usize];
-        tar.extend(member::decode_data(&mut d, bytes).unwrap());
+        tar.extend(gzip::decode_data(&mut d, bytes).unwrap());
     }
     let at = (e.data_offset - first_u) as usize;
     tar[at..at + e.stored as usize].to_vec()
@@ -386,7 +388,7 @@ fn stored_via_index(archive: &[u8], idx: &index::Index, e: &IndexEntry) -> Vec<u
 /// FORMAT.md §3.3, computed independently of the writer's piece bookkeeping.
 fn digest_of(stored: &[u8]) -> [u8; 32] {
     let pieces: Vec<[u8; 32]> = stored
-        .chunks(index::DIGEST_CHUNK_BYTES as usize)
+        .chunks(DIGEST_CHUNK_BYTES as usize)
         .map(chunk_digest)
         .collect();
     file_digest(&pieces)
@@ -408,7 +410,7 @@ fn stored_of(src: &Path, e: &IndexEntry) -> Vec<u8> {
 fn the_index_lists_every_entry_and_finds_files_without_inflating_the_rest() {
     let f = fixture();
     let archive = fs::read(&f.archive).unwrap();
-    let idx = read_index(&mut std::io::Cursor::new(&archive), archive.len() as u64).unwrap();
+    let idx = read_gzip_index(&mut std::io::Cursor::new(&archive), archive.len() as u64).unwrap();
     assert_eq!(idx.len(), f.stats.entries);
     assert_eq!(f.stats.index_entries, f.stats.entries);
     assert_eq!(idx.members.len() as u64, f.stats.members);
@@ -483,7 +485,7 @@ fn a_20_mib_file_is_split_into_at_least_5_members_and_read_back_alone() {
     )
     .unwrap();
     let bytes = fs::read(&archive).unwrap();
-    let idx = read_index(&mut std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let idx = read_gzip_index(&mut std::io::Cursor::new(&bytes), bytes.len() as u64).unwrap();
     assert_eq!(idx.len(), stats.entries);
     let big = idx
         .entries()
@@ -548,7 +550,7 @@ fn the_size_stays_within_half_a_percent_of_gzip_6_and_of_one_deflate_stream() {
     // The format's own cost (1 MiB members, index, footer) against one libdeflate
     // stream of the same tar at the same level: independent of the data's kind.
     let plain = fs::read(&tar).unwrap();
-    let mut c = member::compressor(6);
+    let mut c = gzip::compressor(6);
     let mut one = vec![0u8; c.deflate_compress_bound(plain.len())];
     let one = c.deflate_compress(&plain, &mut one).unwrap() as u64 + 18;
     // Against what xCAT's `gzip -6` makes of the same tar. libdeflate's level 6 parses
@@ -560,7 +562,7 @@ fn the_size_stays_within_half_a_percent_of_gzip_6_and_of_one_deflate_stream() {
         .unwrap();
     let whole = stats.bytes_out;
     let bytes = fs::read(&archive).unwrap();
-    let data = read_index(&mut std::io::Cursor::new(&bytes), whole)
+    let data = read_gzip_index(&mut std::io::Cursor::new(&bytes), whole)
         .unwrap()
         .data_end;
     let pct = |a: u64, b: u64| (a as f64 / b as f64 - 1.0) * 100.0;

@@ -11,10 +11,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::sh;
-use imgport::tree::cpio::{write_newc, write_newc_gz, CpioReader, NewcOptions, NewcStats};
-use imgport::tree::reader::EntryReader;
-use imgport::tree::restore::{restore_gz, RestoreOptions};
-use imgport::tree::{Kind, TreeError};
+use imgport::tree::{
+    restore_stream, write_newc, write_newc_gz, CpioReader, EntryReader, Kind, NewcOptions,
+    NewcStats, RestoreOptions, TreeError,
+};
 
 /// Fails early with a useful hint instead of an obscure shell error.
 fn need_tools() {
@@ -390,7 +390,7 @@ fn round_trip_through_the_own_decoder_and_restorer() {
     // The restorer (format detected from the magic) recreates the same tree.
     let dest = t.path().join("restored");
     fs::create_dir(&dest).unwrap();
-    restore_gz(gz.as_slice(), &dest, b"rootimg", &RestoreOptions::default()).unwrap();
+    restore_stream(gz.as_slice(), &dest, b"rootimg", &RestoreOptions::default()).unwrap();
     // Our restorer sets every time, symlinks and directories included.
     assert_eq!(itemize(&src, &dest, ""), "", "restored tree differs");
 

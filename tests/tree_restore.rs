@@ -8,10 +8,10 @@ use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use imgport::tree::member;
-use imgport::tree::restore::{restore, restore_gz, restore_stream, RestoreOptions, RestoreStats};
-use imgport::tree::writer::{write_tar, WriteOptions};
-use imgport::tree::TreeError;
+use imgport::tree::internals::gzip;
+use imgport::tree::{
+    restore, restore_stream, write_tar, RestoreOptions, RestoreStats, TreeError, WriteOptions,
+};
 
 fn sh(dir: &Path, script: &str) -> Vec<u8> {
     let out = Command::new("bash")
@@ -125,7 +125,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 fn restore_file_gz(archive: &Path, dst: &Path) -> RestoreStats {
     let f = fs::File::open(archive).unwrap();
-    restore_gz(
+    restore_stream(
         f,
         &dst.join("rootimg"),
         b"rootimg",
@@ -667,8 +667,8 @@ fn refuses_replacing_a_directory_that_files_were_written_into() {
 #[test]
 fn gzip_corruption_and_early_errors_are_reported_without_hanging() {
     let h = hostile();
-    // 12 MiB of incompressible data after a refused entry: the inflater thread is
-    // blocked on a full channel when the restore gives up, and must be released.
+    // 12 MiB of incompressible data after a refused entry: the restore gives up
+    // without reading the rest.
     let a = h.tar(
         "('rootimg', tarfile.DIRTYPE, '', b''), ('rootimg/../evil', tarfile.REGTYPE, '', b'x'), \
          ('rootimg/big', tarfile.REGTYPE, '', __import__('os').urandom(12 << 20))",
@@ -676,7 +676,7 @@ fn gzip_corruption_and_early_errors_are_reported_without_hanging() {
     let gz = h.root.join("a.tar.gz");
     fs::write(h.root.join("a.tar"), &a).unwrap();
     sh(&h.root, "gzip -c a.tar > a.tar.gz");
-    let err = restore_gz(
+    let err = restore_stream(
         fs::File::open(&gz).unwrap(),
         &h.dest,
         b"rootimg",
@@ -693,7 +693,8 @@ fn gzip_corruption_and_early_errors_are_reported_without_hanging() {
     let mut bytes = sh(&h.root, "gzip -c ok.tar");
     let n = bytes.len();
     bytes[n - 8] ^= 0xff;
-    let err = restore_gz(&bytes[..], &h.dest, b"rootimg", &RestoreOptions::default()).unwrap_err();
+    let err =
+        restore_stream(&bytes[..], &h.dest, b"rootimg", &RestoreOptions::default()).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
     h.assert_nothing_outside();
 }
@@ -765,16 +766,16 @@ fn members(tar: &[u8], min: usize, max: usize) -> (Vec<u8>, Vec<(usize, usize)>)
         }
     }
     cuts.push(tar.len());
-    let mut c = member::compressor(6);
+    let mut c = gzip::compressor(6);
     let mut out = Vec::new();
     let mut spans = Vec::new();
     for w in cuts.windows(2) {
-        let m = member::encode_data(&mut c, &tar[w[0]..w[1]]);
+        let m = gzip::encode_data(&mut c, &tar[w[0]..w[1]]);
         spans.push((out.len(), m.len()));
         out.extend(m);
     }
-    out.extend(member::encode_tagged(member::ID_INDEX, b"index bytes"));
-    out.extend(member::encode_tagged(member::ID_FOOTER, &[0u8; 40]));
+    out.extend(gzip::encode_tagged(gzip::ID_INDEX, b"index bytes"));
+    out.extend(gzip::encode_tagged(gzip::ID_FOOTER, &[0u8; 40]));
     (out, spans)
 }
 
@@ -823,8 +824,8 @@ fn imgport_members_restore_losslessly_with_any_thread_count() {
         let dst = tmp.path().join(format!("dst{i}"));
         fs::create_dir_all(dst.join("rootimg")).unwrap();
         let stats = if threads == 2 {
-            // restore_gz takes the parallel path for imgport members too.
-            restore_gz(
+            // A `Send` input takes the same parallel path.
+            restore_stream(
                 &stream[..],
                 &dst.join("rootimg"),
                 b"rootimg",
@@ -1034,32 +1035,6 @@ fn bench_restore_stream() {
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
         "restored {} entries, {} bytes in {secs:.3} s ({:.0} MB/s of data), {} warnings",
-        stats.entries,
-        stats.bytes,
-        stats.bytes as f64 / secs / 1e6,
-        stats.warnings.len()
-    );
-}
-
-/// Throughput probe, not a check: `IMGPORT_BENCH_ARCHIVE=x.tgz IMGPORT_BENCH_DEST=dir
-/// cargo test --release --test tree_restore bench -- --ignored --nocapture`
-/// (`dir` must exist and be empty).
-#[test]
-#[ignore]
-fn bench_restore_gz() {
-    let (Ok(archive), Ok(dest)) = (
-        std::env::var("IMGPORT_BENCH_ARCHIVE"),
-        std::env::var("IMGPORT_BENCH_DEST"),
-    ) else {
-        eprintln!("set IMGPORT_BENCH_ARCHIVE and IMGPORT_BENCH_DEST");
-        return;
-    };
-    let start = std::time::Instant::now();
-    let f = std::io::BufReader::with_capacity(1 << 20, fs::File::open(&archive).unwrap());
-    let stats = restore_gz(f, Path::new(&dest), b"rootimg", &RestoreOptions::default()).unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "restored {} entries, {} bytes in {secs:.2} s ({:.0} MB/s of data), {} warnings",
         stats.entries,
         stats.bytes,
         stats.bytes as f64 / secs / 1e6,

@@ -1,11 +1,9 @@
-//! Fuzzes the cpio newc pull decoder (`tree::cpio::CpioReader`): every entry (including
+//! Fuzzes the cpio newc pull decoder (`tree::CpioReader`): every entry (including
 //! hard links released from buffered link groups), every byte of its data. A regular
 //! file never yields more than its stored size.
 #![no_main]
 
-use imgport::tree::cpio::CpioReader;
-use imgport::tree::reader::EntryReader;
-use imgport::tree::Kind;
+use imgport::tree::{CpioReader, EntryReader, Kind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

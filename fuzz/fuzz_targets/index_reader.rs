@@ -1,24 +1,27 @@
-//! Fuzzes the tree index (FORMAT.md §2.2, §3): `index::read_index` over the input as a
+//! Fuzzes the tree index (FORMAT.md §2.2, §3): `read_gzip_index` over the input as a
 //! whole tree file, `Index::decode` of the input as an encoded index (reaching the
 //! decoder directly, past the footer/deflate/CRC checks), iteration of all entries and
 //! `members_covering` on offsets taken from the input.
 //!
-//! Consistency check: the same encoded index wrapped by `encode_trailer` must read
-//! back through `read_index` exactly as `Index::decode` reads it.
+//! Consistency check: the same encoded index wrapped by `encode_gzip_trailer` must read
+//! back through `read_gzip_index` exactly as `Index::decode` reads it.
 #![no_main]
 
 use std::io::Cursor;
 
-use imgport::tree::index::{self, Index};
+use imgport::tree::internals::gzip_trailer::{
+    encode_gzip_trailer, parse_gzip_footer, read_gzip_index, FOOTER_MEMBER_BYTES,
+};
+use imgport::tree::Index;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let len = data.len() as u64;
-    if let Ok(ix) = index::read_index(&mut Cursor::new(data), len) {
+    if let Ok(ix) = read_gzip_index(&mut Cursor::new(data), len) {
         exercise(&ix, data);
     }
-    if let Some(tail) = data.len().checked_sub(index::FOOTER_MEMBER_BYTES) {
-        let _ = index::parse_footer(&data[tail..]);
+    if let Some(tail) = data.len().checked_sub(FOOTER_MEMBER_BYTES) {
+        let _ = parse_gzip_footer(&data[tail..]);
     }
 
     let direct = Index::decode(data.to_vec(), u64::MAX);
@@ -34,9 +37,9 @@ fuzz_target!(|data: &[u8]| {
     });
     if data_end < (1 << 20) {
         let mut file = vec![0u8; data_end as usize];
-        file.extend_from_slice(&index::encode_trailer(data, data_end));
+        file.extend_from_slice(&encode_gzip_trailer(data, data_end));
         let flen = file.len() as u64;
-        let wrapped = index::read_index(&mut Cursor::new(file), flen);
+        let wrapped = read_gzip_index(&mut Cursor::new(file), flen);
         match (&direct, &wrapped) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a.members, b.members);

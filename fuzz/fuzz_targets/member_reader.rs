@@ -1,19 +1,19 @@
-//! Fuzzes the gzip member layer (FORMAT.md §2): `member::parse_header` on the input,
-//! `member::decode_data` on a member it calls Data, and a reader-style hop through the
+//! Fuzzes the gzip member layer (FORMAT.md §2): `gzip::parse_header` on the input,
+//! `gzip::decode_data` on a member it calls Data, and a reader-style hop through the
 //! whole buffer using only the `IG`/tagged lengths, as the index-less reader does.
 //!
 //! Invariants checked beyond "no panic": a decoded member inflates to exactly its
 //! ISIZE, and re-encoding what it inflated to decodes back to the same bytes.
 #![no_main]
 
-use imgport::tree::member::{self, Header, MAX_MEMBER_BYTES};
+use imgport::tree::internals::gzip::{self, Header, MAX_UNIT_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut dec = libdeflater::Decompressor::new();
     // One member at the start of the input, as a worker given one member would see it.
-    if let Ok(Header::Data { total }) = member::parse_header(data) {
-        assert!(total as usize <= MAX_MEMBER_BYTES);
+    if let Ok(Header::Data { total }) = gzip::parse_header(data) {
+        assert!(total as usize <= MAX_UNIT_BYTES);
         if let Some(m) = data.get(..total as usize) {
             check_member(&mut dec, m);
         }
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut pos = 0usize;
     let mut hops = 0usize;
     while pos < data.len() {
-        let total = match member::parse_header(&data[pos..]) {
+        let total = match gzip::parse_header(&data[pos..]) {
             Ok(Header::Data { total }) => {
                 let Some(m) = data.get(pos..pos.saturating_add(total as usize)) else {
                     break;
@@ -46,10 +46,10 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_member(dec: &mut libdeflater::Decompressor, m: &[u8]) {
-    if let Ok(plain) = member::decode_data(dec, m) {
+    if let Ok(plain) = gzip::decode_data(dec, m) {
         let isize = u32::from_le_bytes(m[m.len() - 4..].try_into().unwrap());
         assert_eq!(plain.len(), isize as usize);
-        let again = member::encode_data(&mut member::compressor(1), &plain);
-        assert_eq!(member::decode_data(dec, &again).unwrap(), plain);
+        let again = gzip::encode_data(&mut gzip::compressor(1), &plain);
+        assert_eq!(gzip::decode_data(dec, &again).unwrap(), plain);
     }
 }

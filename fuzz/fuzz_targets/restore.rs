@@ -1,4 +1,4 @@
-//! Fuzzes `tree::restore::restore` (tar or cpio newc, detected from the bytes) into a
+//! Fuzzes `tree::restore` (tar or cpio newc, detected from the bytes) into a
 //! fresh directory per input, as root, and checks that nothing escaped it.
 //!
 //! Layout, created once per process (`C`) and per input (`D`):
@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use imgport::tree::restore::{restore, RestoreOptions};
+use imgport::tree::{restore, RestoreOptions};
 use libfuzzer_sys::fuzz_target;
 
 const CANARY: &[u8] = b"canary: must never change\n";

@@ -1,4 +1,4 @@
-//! Fuzzes the tar pull decoder (`tree::reader::TarReader`): every entry, every byte of
+//! Fuzzes the tar pull decoder (`tree::TarReader`): every entry, every byte of
 //! its data, as the restorer consumes them.
 //!
 //! Invariants: no regular file yields more data than its stored size, and the decoder
@@ -7,8 +7,7 @@
 //! a GNU dumpdir) that restorers skip; see `EntryReader`.
 #![no_main]
 
-use imgport::tree::reader::{EntryReader, TarReader};
-use imgport::tree::Kind;
+use imgport::tree::{EntryReader, Kind, TarReader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,10 @@
 //! `inspect` can reach the tree's index without reading the payload. gunzip and tar see
 //! nothing of it.
 
-use super::writer::Location;
-use crate::tree::member::{self, Header, ID_BUNDLE};
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::layout::{Location, STORED_BLOCK_BYTES};
+use crate::tree::codec::gzip::{self, Header, ID_BUNDLE};
 
 const MAGIC: &[u8; 8] = b"IMGPBND1";
 /// Footer payload: magic, member offset, data skip, length, stored block size.
@@ -19,14 +21,14 @@ pub fn encode(loc: &Location) -> Vec<u8> {
     p.extend_from_slice(&loc.member_offset.to_le_bytes());
     p.extend_from_slice(&loc.data_skip.to_le_bytes());
     p.extend_from_slice(&loc.len.to_le_bytes());
-    p.extend_from_slice(&(super::writer::STORED_BLOCK_BYTES as u32).to_le_bytes());
-    member::encode_tagged(ID_BUNDLE, &p)
+    p.extend_from_slice(&(STORED_BLOCK_BYTES as u32).to_le_bytes());
+    gzip::encode_tagged(ID_BUNDLE, &p)
 }
 
 /// The tree location in the last [`FOOTER_BYTES`] of a bundle, or `None` when the
 /// bundle has no footer (xCAT bundles, bundles without a tree).
 pub fn parse(tail: &[u8]) -> Option<Location> {
-    let Ok(Header::Tagged { id, payload, total }) = member::parse_header(tail) else {
+    let Ok(Header::Tagged { id, payload, total }) = gzip::parse_header(tail) else {
         return None;
     };
     if id != ID_BUNDLE || total as usize != tail.len() || payload.len() != PAYLOAD_BYTES {
@@ -41,7 +43,7 @@ pub fn parse(tail: &[u8]) -> Option<Location> {
         u64::from_le_bytes(b)
     };
     let block = u32::from_le_bytes([payload[32], payload[33], payload[34], payload[35]]);
-    if block as usize != super::writer::STORED_BLOCK_BYTES {
+    if block as usize != STORED_BLOCK_BYTES {
         return None;
     }
     Some(Location {
@@ -49,6 +51,15 @@ pub fn parse(tail: &[u8]) -> Option<Location> {
         data_skip: u64_at(16),
         len: u64_at(24),
     })
+}
+
+/// The tree location a bundle of `len` bytes records in its footer, or `None` when it
+/// has none (xCAT bundles, bundles without a tree, a bare `rootimgtree.*`).
+pub fn read_location<R: Read + Seek>(bundle: &mut R, len: u64) -> io::Result<Option<Location>> {
+    let mut tail = vec![0u8; FOOTER_BYTES.min(len as usize)];
+    bundle.seek(SeekFrom::Start(len - tail.len() as u64))?;
+    bundle.read_exact(&mut tail)?;
+    Ok(parse(&tail))
 }
 
 #[cfg(test)]

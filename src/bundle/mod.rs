@@ -7,14 +7,18 @@
 //! name split into image directory and path inside it, after refusing unsafe names.
 
 pub mod footer;
+pub mod layout;
 pub mod reader;
 pub mod summary;
+mod tree;
 pub mod view;
 pub mod writer;
 
+pub use layout::Location;
 pub use reader::{BundleReader, Flow, Member, MemberKind};
+pub use tree::open_tree;
 pub use view::StoredView;
-pub use writer::{BundleWriter, HeaderPatch, Location};
+pub use writer::{BundleWriter, HeaderPatch};
 
 /// Name of the manifest inside an image directory.
 pub const MANIFEST_NAME: &str = "manifest.xml";

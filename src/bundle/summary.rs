@@ -7,12 +7,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::reader::{BundleReader, Flow, MemberKind};
-use super::{footer, StoredView, MANIFEST_NAME};
+use super::view::StoredView;
+use super::{footer, MANIFEST_NAME};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::tree::codec;
-use crate::tree::index::Index;
-use crate::tree::Kind;
+use crate::tree::{read_tree_index, Codec, Index, Kind};
 
 /// One image directory of a bundle.
 #[derive(Debug, Clone)]
@@ -53,16 +52,12 @@ pub fn summarize(path: &Path) -> Result<Summary> {
     let mut file =
         File::open(path).map_err(|_| Error::NotFound(format!("Cannot find {}", path.display())))?;
     let bundle_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut tail = vec![0u8; footer::FOOTER_BYTES.min(bundle_bytes as usize)];
-    file.seek(SeekFrom::Start(bundle_bytes - tail.len() as u64))
-        .and_then(|_| file.read_exact(&mut tail))
-        .map_err(|e| Error::io(path, e))?;
-    let loc = footer::parse(&tail);
+    let loc = footer::read_location(&mut file, bundle_bytes).map_err(|e| Error::io(path, e))?;
     let tree = match loc {
         Some(loc) => {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
             let mut view = StoredView::new(f, loc);
-            let (_, index) = codec::read_index(&mut view, loc.len)
+            let (_, index) = read_tree_index(&mut view, loc.len)
                 .map_err(|e| Error::Bundle(format!("{}: {e}", path.display())))?;
             Some(tree_summary(&index, loc.len)?)
         }
@@ -72,7 +67,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         .map_err(|e| Error::io(path, e))?;
     let mut images: Vec<ImageSummary> = Vec::new();
     BundleReader::new(file)?.for_each(|m| {
-        if loc.is_some() && (m.rel == "rootimgtree.gz" || m.rel == "rootimgtree.zst") {
+        if loc.is_some() && Codec::from_tree_file_name(&m.rel).is_some() {
             // Everything after the tree is small, but reaching it means reading the tree.
             return Ok(Flow::Stop);
         }

@@ -4,10 +4,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::writer::{Location, STORED_BLOCK_BYTES, STORED_BLOCK_HEADER};
-
-/// Bytes of the plain gzip header that starts a stored member.
-const GZIP_HEADER_BYTES: u64 = 10;
+use super::layout::Location;
 
 /// A `Read + Seek` view of one stored file inside a bundle.
 pub struct StoredView<R> {
@@ -33,20 +30,6 @@ impl<R: Read + Seek> StoredView<R> {
     pub fn is_empty(&self) -> bool {
         self.loc.len == 0
     }
-
-    /// Bundle offset of the file's byte `pos`, and how many bytes follow it in the same
-    /// stored block.
-    fn map(&self, pos: u64) -> (u64, u64) {
-        let block = STORED_BLOCK_BYTES as u64;
-        let u = self.loc.data_skip + pos;
-        let (index, within) = (u / block, u % block);
-        let at = self.loc.member_offset
-            + GZIP_HEADER_BYTES
-            + index * (block + STORED_BLOCK_HEADER)
-            + STORED_BLOCK_HEADER
-            + within;
-        (at, block - within)
-    }
 }
 
 impl<R: Read + Seek> Read for StoredView<R> {
@@ -55,7 +38,7 @@ impl<R: Read + Seek> Read for StoredView<R> {
         if left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let (at, in_block) = self.map(self.pos);
+        let (at, in_block) = self.loc.map(self.pos);
         let want = (buf.len() as u64).min(left).min(in_block) as usize;
         self.bundle.seek(SeekFrom::Start(at))?;
         let n = self.bundle.read(&mut buf[..want])?;

@@ -13,7 +13,9 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::layout::{Location, GZIP_HEADER, STORED_BLOCK_BYTES, STORED_BLOCK_HEADER};
 use crate::error::{Error, Result};
+use crate::tree::format::padding;
 
 /// Bytes sniffed from a payload to decide whether it is already compressed.
 const SNIFF_BYTES: usize = 0x210;
@@ -123,25 +125,6 @@ impl<W: Write> Write for Members<W> {
             None => Ok(()),
         }
     }
-}
-
-/// Payload bytes of every stored block but the last (the most a stored block holds).
-pub const STORED_BLOCK_BYTES: usize = 65535;
-/// Bytes of a stored block's header: the BFINAL/BTYPE byte, LEN and NLEN.
-pub const STORED_BLOCK_HEADER: u64 = 5;
-/// A plain gzip member header (no optional fields).
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
-/// Where a file carried in a stored member sits in the bundle, so a reader can map
-/// its bytes to bundle offsets without inflating anything (FORMAT.md §1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
-    /// Offset of the member's gzip header in the bundle.
-    pub member_offset: u64,
-    /// Uncompressed bytes in the member before the file's first byte (its tar headers).
-    pub data_skip: u64,
-    /// The file's length.
-    pub len: u64,
 }
 
 /// A gzip member made of stored deflate blocks of exactly [`STORED_BLOCK_BYTES`]
@@ -293,7 +276,7 @@ impl<W: Write> BundleWriter<W> {
                 io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
             ));
         }
-        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        stored.write_all(&vec![0u8; padding(size)]).map_err(err)?;
         stored.finish(&header).map_err(err)?;
         self.stats.bytes_in += size;
         self.stats.members += 1;
@@ -343,7 +326,7 @@ impl<W: Write> BundleWriter<W> {
             ));
         }
         let mut head = vec![0u8; SNIFF_BYTES];
-        let got = crate::tree::reader::fill(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
+        let got = crate::tree::io::fill(&mut f, &mut head).map_err(|e| Error::io(src, e))?;
         head.truncate(got);
         let level = if super::is_precompressed(&head) {
             0
@@ -466,7 +449,7 @@ impl<W: Write> BundleWriter<W> {
         let mut stored = Stored::start(out, &placeholder).map_err(err)?;
         let value = produce(&mut stored)?;
         let size = stored.len - placeholder.len() as u64;
-        stored.write_all(&vec![0u8; pad512(size)]).map_err(err)?;
+        stored.write_all(&vec![0u8; padding(size)]).map_err(err)?;
         let header = raw_header(
             gnu_header(mtime, tar::EntryType::Regular, mode, size),
             &full,
@@ -585,10 +568,6 @@ fn raw_header(mut h: tar::Header, name: &str) -> Vec<u8> {
     h.set_cksum();
     out.extend_from_slice(h.as_bytes());
     out
-}
-
-fn pad512(len: u64) -> usize {
-    ((512 - len % 512) % 512) as usize
 }
 
 /// Size of the ustar name field.

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::archive::{verify as verify_tree, TreeArchive};
-use imgport::tree::index::IndexEntry;
-use imgport::tree::Kind;
+use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive};
 
 use serde_json::json;
 
@@ -19,7 +17,7 @@ fn open(bundle: &Path) -> Result<TreeArchive, i32> {
         eprintln!("imgport: Cannot find {}", bundle.display());
         return Err(EXIT_NOT_FOUND);
     }
-    TreeArchive::open(bundle).map_err(|e| {
+    imgport::bundle::open_tree(bundle).map_err(|e| {
         eprintln!("imgport: {e}");
         EXIT_CORRUPT
     })

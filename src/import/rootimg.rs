@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::placement::Placement;
 use crate::report::Reporter;
 use crate::tree;
-use crate::tree::codec::Codec;
+use crate::tree::Codec;
 
 use super::members::Members;
 use super::Context;
@@ -73,27 +73,21 @@ impl Context<'_> {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, e))?
             .keep();
-        let opts = tree::restore::RestoreOptions {
+        let opts = tree::RestoreOptions {
             threads: self.opts.threads,
             ..Default::default()
         };
         let restored = match codec {
             // imgport members inflate on worker threads, xCAT's single gzip member on
             // this one (the bundle reader is not Send); files are written in parallel.
-            Codec::Gzip => tree::restore::restore_stream(
+            Codec::Gzip => tree::restore_stream(
                 BufReader::with_capacity(1 << 20, data),
                 &staging,
                 b"rootimg",
                 &opts,
             ),
             // Frames are cut here and decompressed on `threads` helpers (FORMAT.md §6).
-            Codec::Zstd => tree::zstd_restore::restore_zstd(
-                data,
-                &staging,
-                b"rootimg",
-                &opts,
-                self.opts.threads,
-            ),
+            Codec::Zstd => tree::restore_zstd(data, &staging, b"rootimg", &opts),
         };
         match restored {
             Ok(stats) => {

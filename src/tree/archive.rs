@@ -2,9 +2,10 @@
 //! out of it, or verify it (every member's CRC32, every file's digest, and optionally a
 //! restored tree against it), reading only what each task needs.
 //!
-//! Works on a bundle (the tree is found through the bundle footer and read in place
-//! through [`StoredView`]) or on a bare `rootimgtree.gz` / `rootimgtree.zst`; the codec
-//! is recognized from the tree's last bytes ([`codec::detect`]).
+//! Works over any `Read + Seek` holding a tree (a bare `rootimgtree.gz` /
+//! `rootimgtree.zst`, or the bundle's view of its stored tree member: opening a bundle
+//! is the bundle module's job); the codec is recognized from the tree's last bytes
+//! ([`codec::detect`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -14,15 +15,14 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::codec::{self, Codec, UnitDecoder};
-use super::error::{display_path, TreeError};
-use super::index::{self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES};
-use super::member;
-use super::meta::{Entry, Kind};
-use super::reader::{EntryReader, TarReader};
-use super::walk::{walk, WalkOptions};
-use crate::bundle::footer;
-use crate::bundle::StoredView;
+use crate::tree::codec::{self, Codec, UnitDecoder};
+use crate::tree::encode::walk::{walk, WalkOptions};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::index::{
+    self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES,
+};
+use crate::tree::format::tar_decode::{EntryReader, TarReader};
 
 /// Members inflated together when streaming the whole archive (per batch, in
 /// parallel); bounds memory to about this many × 5 MiB.
@@ -47,32 +47,28 @@ fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 }
 
 impl TreeArchive {
-    /// Opens a bundle (with a tree) or a bare `rootimgtree.gz` or `rootimgtree.zst`
-    /// written by imgport. Reads the footer(s) (and the zstd seek table) and the index
-    /// only.
-    pub fn open(path: &Path) -> Result<TreeArchive, TreeError> {
-        let mut file = File::open(path).map_err(|e| TreeError::io(path, e))?;
-        let len = file.metadata().map_err(|e| TreeError::io(path, e))?.len();
-        let mut tail = vec![0u8; footer::FOOTER_BYTES.min(len as usize)];
-        file.seek(SeekFrom::Start(len - tail.len() as u64))
-            .and_then(|_| file.read_exact(&mut tail))
-            .map_err(|e| TreeError::io(path, e))?;
-        let (mut src, tree_len): (Box<dyn Source>, u64) = match footer::parse(&tail) {
-            Some(loc) => (Box::new(StoredView::new(file, loc)), loc.len),
-            None => (Box::new(file), len),
-        };
-        let (codec, index) = codec::read_index(&mut src, tree_len).map_err(|e| match e {
+    /// Opens the imgport tree held in bytes `0..len` of `src` (a bare
+    /// `rootimgtree.gz` / `.zst`, or any view of one, such as the bundle's stored
+    /// member): reads its footer (and the zstd seek table) and its index only.
+    /// `name` is what errors call the archive.
+    pub fn new<R: Read + Seek + Send + 'static>(
+        src: R,
+        len: u64,
+        name: &Path,
+    ) -> Result<TreeArchive, TreeError> {
+        let mut src: Box<dyn Source> = Box::new(src);
+        let (codec, index) = codec::read_tree_index(&mut src, len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
-                path,
+                name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
             ),
-            other => format_err(path, other),
+            other => format_err(name, other),
         })?;
         Ok(TreeArchive {
             src,
             index,
             codec,
-            path: path.to_path_buf(),
+            path: name.to_path_buf(),
         })
     }
 
@@ -89,7 +85,7 @@ impl TreeArchive {
         let mut out = Vec::with_capacity(count);
         for i in first..(first + count).min(self.index.members.len()) {
             let (m, coff, _) = self.index.members[i];
-            if m.compressed as usize > member::MAX_MEMBER_BYTES {
+            if m.compressed as usize > crate::tree::codec::MAX_UNIT_BYTES {
                 return Err(format_err(
                     &self.path,
                     format!("member {i} is {} bytes", m.compressed),
@@ -287,7 +283,7 @@ impl VerifyReport {
 /// Checks every member's CRC32 and every file's digest against the index; with
 /// `against`, also compares the tree restored there (content, kind, mode, owners,
 /// mtime, xattrs, link targets, devices, and entries present on one side only).
-pub fn verify(
+pub fn verify_archive(
     archive: &mut TreeArchive,
     against: Option<&Path>,
 ) -> Result<VerifyReport, TreeError> {
@@ -366,7 +362,7 @@ fn digest_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     let mut chunks = Vec::new();
     let mut buf = vec![0u8; DIGEST_CHUNK_BYTES as usize];
     loop {
-        let filled = super::reader::fill(r, &mut buf)?;
+        let filled = crate::tree::io::fill(r, &mut buf)?;
         if filled == 0 {
             break;
         }
@@ -494,5 +490,125 @@ impl Read for Segments<'_> {
             return Ok(n);
         }
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::encode::writer::{write_tree, WriteOptions};
+    use crate::tree::restore::{restore_stream, RestoreOptions};
+    use std::fs;
+    use std::io::Cursor;
+
+    /// A tree with a small file, a large one (several units), a sparse one, a
+    /// symlink, a hard link; written with `codec` into memory.
+    fn tree_bytes(codec: Codec) -> (tempfile::TempDir, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootimg");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+        let big: Vec<u8> = (0..(9u32 << 20) / 4)
+            .flat_map(|i| i.to_le_bytes())
+            .collect();
+        fs::write(root.join("big"), &big).unwrap();
+        let sparse = fs::File::create(root.join("sparse")).unwrap();
+        sparse.set_len(8 << 20).unwrap();
+        sparse.write_all_at(b"middle", 4 << 20).unwrap();
+        std::os::unix::fs::symlink("etc/hosts", root.join("link")).unwrap();
+        fs::hard_link(root.join("etc/hosts"), root.join("hard")).unwrap();
+        let mut out = Vec::new();
+        let opts = WriteOptions {
+            codec,
+            threads: 2,
+            ..WriteOptions::default()
+        };
+        write_tree(&root, &mut out, &opts).unwrap();
+        (dir, out)
+    }
+
+    fn open(bytes: Vec<u8>) -> Result<TreeArchive, TreeError> {
+        let len = bytes.len() as u64;
+        TreeArchive::new(Cursor::new(bytes), len, Path::new("mem.tree"))
+    }
+
+    fn cat(ar: &mut TreeArchive, path: &[u8]) -> Result<Vec<u8>, TreeError> {
+        let mut out = Vec::new();
+        ar.cat(path, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn lookup_and_cat_read_only_what_they_need_for_both_codecs() {
+        for codec in [Codec::Gzip, Codec::Zstd] {
+            let (dir, bytes) = tree_bytes(codec);
+            let root = dir.path().join("rootimg");
+            let mut ar = open(bytes).unwrap();
+            assert_eq!(ar.codec(), codec);
+            assert!(ar.index().members.len() > 1, "{codec:?}: several units");
+            // Names with or without the top, with a leading or trailing slash.
+            for name in [&b"etc/hosts"[..], b"/rootimg/etc/hosts", b"rootimg/etc/"] {
+                assert!(ar.find(name).unwrap().is_some(), "{name:?}");
+            }
+            assert!(ar.find(b"etc/nope").unwrap().is_none());
+            assert_eq!(
+                cat(&mut ar, b"etc/hosts").unwrap(),
+                b"127.0.0.1 localhost\n"
+            );
+            // A hard link is followed to its target; holes come back as zeros.
+            assert_eq!(cat(&mut ar, b"hard").unwrap(), b"127.0.0.1 localhost\n");
+            assert!(cat(&mut ar, b"big").unwrap() == fs::read(root.join("big")).unwrap());
+            assert!(cat(&mut ar, b"sparse").unwrap() == fs::read(root.join("sparse")).unwrap());
+            // Refusals: not a file, not there.
+            let err = cat(&mut ar, b"link").unwrap_err();
+            assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+            let err = cat(&mut ar, b"etc").unwrap_err();
+            assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+            let err = cat(&mut ar, b"missing").unwrap_err();
+            assert!(err.to_string().contains("not in mem.tree"), "{err}");
+        }
+    }
+
+    #[test]
+    fn verify_finds_nothing_on_a_good_tree_and_names_what_differs() {
+        let (dir, bytes) = tree_bytes(Codec::Gzip);
+        let restored = dir.path().join("restored");
+        fs::create_dir(&restored).unwrap();
+        restore_stream(
+            &bytes[..],
+            &restored,
+            b"rootimg",
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+        let mut ar = open(bytes.clone()).unwrap();
+        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        // rootimg, big, etc, etc/hosts, hard, link, sparse; the hard link is no file.
+        assert_eq!((report.entries, report.files), (7, 3));
+        // The restored tree changed: each difference names its path.
+        fs::write(restored.join("etc/hosts"), b"127.0.0.2 localhost\n").unwrap();
+        fs::write(restored.join("extra"), b"x").unwrap();
+        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
+        let all = report.differences.join("\n");
+        assert!(all.contains("rootimg/etc/hosts: content differs"), "{all}");
+        assert!(
+            all.contains("rootimg/extra: only in the restored tree"),
+            "{all}"
+        );
+        // A damaged unit: its CRC fails where it is inflated.
+        let mut bad = bytes;
+        let (m, at, _) = ar.index().members[1];
+        bad[(at + m.compressed / 2) as usize] ^= 0x55;
+        let mut ar = open(bad).unwrap();
+        assert!(verify_archive(&mut ar, None).is_err());
+    }
+
+    #[test]
+    fn what_is_not_an_imgport_tree_is_refused_at_open() {
+        let err = open(b"plain bytes, no index".to_vec()).err().unwrap();
+        assert!(err.to_string().contains("no imgport tree index"), "{err}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"a foreign gzip").unwrap();
+        assert!(open(gz.finish().unwrap()).is_err());
     }
 }

@@ -3,24 +3,63 @@
 //!
 //! This module owns "tree → bytes" and "bytes → tree". It never writes outside the
 //! directory it is given to restore into: every entry is created relative to directory
-//! file descriptors, without following symlinks the archive created.
+//! file descriptors, without following symlinks the archive created. It knows nothing
+//! of bundles: the bundle module finds a tree in a bundle and hands it over as a
+//! stream or a `Read + Seek`.
+//!
+//! Layout, one job per file:
+//!
+//! - `entry.rs`, `error.rs`: the archived entry record every format shares; errors.
+//! - `format/`: bytes only, both directions of each format: tar header, pax records,
+//!   ACL text, tar decoder, cpio newc, the codec-neutral index model.
+//! - `codec/`: how the tar is compressed: gzip members and their index trailer, zstd
+//!   frames and the seekable trailer, each with its unit splitter; the `Codec` enum.
+//! - `encode/`: tree → archive: the walk, the entry encoder, the parallel pipeline,
+//!   the writers (pax tar, cpio newc).
+//! - `restore/`: archive → tree: the ordered parallel unit decoder (one for every
+//!   codec), format detection, the dispatcher, the file-writer pool, the `*at` helpers.
+//! - `archive.rs`: random access (ls, cat, verify) over any `Read + Seek`.
+//! - `io.rs`, `threads.rs`: the read helpers and the one thread-count rule.
+//!
+//! Callers use the names re-exported here; the modules themselves are private to the
+//! crate so files can move without breaking them.
 
-pub mod archive;
-pub mod codec;
-pub mod cpio;
-pub mod error;
-pub mod index;
-pub mod inflate;
-pub mod member;
-pub mod meta;
-pub mod pax;
-mod pipeline;
-pub mod reader;
-pub mod restore;
-pub mod seekable;
-pub mod walk;
-pub mod writer;
-pub mod zstd_restore;
+pub(crate) mod archive;
+pub(crate) mod codec;
+pub(crate) mod encode;
+pub(crate) mod entry;
+pub(crate) mod error;
+pub(crate) mod format;
+pub(crate) mod io;
+pub(crate) mod restore;
+pub(crate) mod threads;
 
-pub use error::TreeError;
-pub use meta::{Entry, Kind, Timestamp};
+pub use archive::{verify_archive, TreeArchive, VerifyReport};
+pub use codec::{read_tree_index, zstd_level, Codec};
+pub use encode::newc::{write_newc, write_newc_gz, NewcOptions, NewcStats};
+pub use encode::walk::{walk, Walk, WalkOptions, WalkStream};
+pub use encode::writer::{
+    measure, write_tar, write_tree, EntryEncoder, TreeStats, WriteOptions, ROOTIMG_TOP,
+};
+pub use entry::{Entry, Kind, Timestamp};
+pub use error::{display_path, TreeError};
+pub use format::index::{
+    chunk_digest, file_digest, Index, IndexBuilder, IndexEntry, IndexError, MemberInfo,
+    DIGEST_CHUNK_BYTES,
+};
+pub use format::newc::CpioReader;
+pub use format::tar_decode::{DataReader, EntryReader, TarReader};
+pub use restore::{
+    restore, restore_entries, restore_stream, restore_zstd, RestoreOptions, RestoreStats,
+};
+
+/// Byte-level pieces of the formats, for the fuzz targets (`fuzz/`), the seed
+/// generator (`examples/fuzz_seeds.rs`) and the format tests, which build and pick
+/// apart raw gzip members, index trailers and tar headers. Library callers never need
+/// them, and they are not a stable interface: hidden from the docs for that reason.
+#[doc(hidden)]
+pub mod internals {
+    pub use super::codec::gzip;
+    pub use super::codec::gzip_trailer;
+    pub use super::format::tar_header;
+}

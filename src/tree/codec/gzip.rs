@@ -10,14 +10,12 @@
 //! - the footer is an empty member carrying `IF` = where the index is.
 //!
 //! This module encodes and decodes single members. It never allocates from a length
-//! read off the input without checking it against [`MAX_MEMBER_BYTES`].
+//! read off the input without checking it against [`MAX_UNIT_BYTES`].
 
 use libdeflater::{CompressionLvl, Compressor, Crc, Decompressor};
 
-/// Largest member (compressed or not) a reader accepts. Writers stay far below it
-/// (about 1 MiB of entries or one 4 MiB file chunk per member); the bound keeps a
-/// hostile length field from allocating gigabytes.
-pub const MAX_MEMBER_BYTES: usize = 64 << 20;
+pub use super::unit::MAX_UNIT_BYTES;
+
 /// Size of a data member's header: the fixed 10 bytes, XLEN, and the 8-byte `IG`
 /// subfield.
 pub const DATA_HEADER_BYTES: usize = 20;
@@ -28,8 +26,11 @@ pub const TRAILER_BYTES: usize = 8;
 pub const MAX_SUBFIELD_PAYLOAD: usize = 65535 - 4;
 /// The deflate encoding of empty input (one final fixed-Huffman block).
 const EMPTY_DEFLATE: [u8; 2] = [0x03, 0x00];
-/// The most deflate can expand its input (RFC 1951's longest match per 258 bytes).
-const MAX_DEFLATE_RATIO: u64 = 1032;
+/// deflate's largest possible expansion: a 258-byte match costs at least 2 bits
+/// (zlib's "maximum compression factor is 1032:1"). A member or index whose stated
+/// size is more than this times its compressed size is hostile or broken; checking
+/// before inflating keeps a tiny member from allocating up to [`MAX_UNIT_BYTES`].
+pub const MAX_DEFLATE_RATIO: u64 = 1032;
 /// gzip OS byte "unknown", as gzp writes it.
 const OS_UNKNOWN: u8 = 0xff;
 
@@ -39,8 +40,8 @@ pub const ID_DATA: [u8; 2] = *b"IG";
 pub const ID_INDEX: [u8; 2] = *b"IX";
 /// Subfield id of the footer member.
 pub const ID_FOOTER: [u8; 2] = *b"IF";
-/// Subfield id of the bundle footer ([`crate::bundle::footer`]), which uses the same
-/// empty-member encoding.
+/// Subfield id of the bundle footer (FORMAT.md §1.1), which uses the same empty-member
+/// encoding: the ids are this member format's namespace, so the table lives here.
 pub const ID_BUNDLE: [u8; 2] = *b"IB";
 
 /// A problem with one member; the caller adds where it was.
@@ -162,7 +163,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, MemberError> {
                 let total =
                     u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) as u64;
                 if total < (DATA_HEADER_BYTES + TRAILER_BYTES) as u64
-                    || total > MAX_MEMBER_BYTES as u64
+                    || total > MAX_UNIT_BYTES as u64
                 {
                     return Err(MemberError::BadLength(total));
                 }
@@ -185,6 +186,20 @@ pub fn parse_header(buf: &[u8]) -> Result<Header, MemberError> {
 /// Inflates one complete data member (header to trailer) and checks its CRC32 and
 /// size. `decompressor` is reused across calls by each worker.
 pub fn decode_data(decompressor: &mut Decompressor, member: &[u8]) -> Result<Vec<u8>, MemberError> {
+    let (mut out, len) = decode_into(decompressor, member, Vec::new())?;
+    out.truncate(len);
+    Ok(out)
+}
+
+/// [`decode_data`] into a recycled buffer: `out` is grown if needed, never shrunk or
+/// cleared, and only its first `len` bytes (returned with it) are the member's
+/// content. The stated size (ISIZE) is checked against what the compressed length
+/// can hold before anything is allocated.
+pub fn decode_into(
+    decompressor: &mut Decompressor,
+    member: &[u8],
+    mut out: Vec<u8>,
+) -> Result<(Vec<u8>, usize), MemberError> {
     if member.len() < DATA_HEADER_BYTES + TRAILER_BYTES {
         return Err(MemberError::Truncated);
     }
@@ -192,32 +207,34 @@ pub fn decode_data(decompressor: &mut Decompressor, member: &[u8]) -> Result<Vec
     let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let isize = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
     let body = &member[DATA_HEADER_BYTES..member.len() - TRAILER_BYTES];
-    // Deflate expands at most 1032:1, so a larger ISIZE is a lie; refusing it here
-    // keeps a 28-byte member from making us allocate 64 MiB.
-    if isize as usize > MAX_MEMBER_BYTES
-        || isize as u64 > (body.len() as u64 + 1) * MAX_DEFLATE_RATIO
+    // Refusing an impossible ISIZE here keeps a 28-byte member from making us
+    // allocate 64 MiB.
+    if isize as usize > MAX_UNIT_BYTES || isize as u64 > (body.len() as u64 + 1) * MAX_DEFLATE_RATIO
     {
         return Err(MemberError::BadLength(isize as u64));
     }
-    let mut out = vec![0u8; isize as usize];
+    let len = isize as usize;
+    if out.len() < len {
+        out.resize(len, 0);
+    }
     let n = decompressor
-        .deflate_decompress(body, &mut out)
+        .deflate_decompress(body, &mut out[..len])
         .map_err(|e| MemberError::Inflate(e.to_string()))?;
-    if n != isize as usize {
+    if n != len {
         return Err(MemberError::Size {
             expected: isize,
             actual: n,
         });
     }
     let mut crc = Crc::new();
-    crc.update(&out);
+    crc.update(&out[..len]);
     if crc.sum() != expected_crc {
         return Err(MemberError::Crc {
             expected: expected_crc,
             actual: crc.sum(),
         });
     }
-    Ok(out)
+    Ok((out, len))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The parallel tree encoder behind [`write_tree`](super::writer::write_tree): it turns
-//! a [`WalkStream`] into the data units and index of a FORMAT.md v1 tree, gzip members
-//! (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
+//! The parallel tree encoder behind
+//! [`write_tree`](crate::tree::encode::writer::write_tree): it turns a
+//! [`WalkStream`](crate::tree::encode::walk::WalkStream) into the data units and index
+//! of a FORMAT.md v1 tree, gzip members (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
 //! the two is behind [`Codec`] and [`UnitEncoder`].
 //!
 //! Three roles, connected by bounded crossbeam channels:
@@ -28,28 +29,22 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rustix::io::Errno;
 
-use super::codec::{self, Codec, UnitEncoder, UnitRecord};
-use super::error::{display_path, TreeError};
-use super::index::{
+use crate::tree::codec::{self, Codec, UnitEncoder, UnitRecord};
+use crate::tree::encode::entry::{open_source, output_error};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::index::{
     chunk_digest, file_digest, IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES,
 };
-use super::meta::{Entry, Kind};
-use super::pax::{encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES};
-use super::writer::{open_source, output_error};
-
-/// A gzip member ends at the first entry boundary after this many tar bytes (FORMAT.md
-/// §2.1): large enough that member overhead stays near +0.04 % over one deflate
-/// stream, small enough for parallelism and for random access through the index.
-/// zstd frames use [`Codec::unit_target_bytes`] (4 MiB).
-pub const MEMBER_TARGET_BYTES: u64 = 1 << 20;
+use crate::tree::format::tar_header::{
+    encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
+};
+use crate::tree::threads;
 
 /// Units in flight per worker (planned but not yet written): enough to keep every
 /// worker busy while the writer waits for a slow unit, few enough to bound memory
 /// (each unit is at most about 5 MiB of tar bytes, plus its compressed form).
 const UNITS_IN_FLIGHT_PER_WORKER: usize = 2;
-
-/// Upper bound on worker threads, whatever `threads` asks for.
-const MAX_WORKERS: usize = 256;
 
 /// What the pipeline produced besides the bytes written.
 #[derive(Debug, Default)]
@@ -66,11 +61,13 @@ pub(super) struct PipelineStats {
     pub warnings: Vec<String>,
 }
 
-/// Encodes `entries` (in archive order, as a [`WalkStream`](super::walk::WalkStream)
-/// yields them; the first `Err` ends the archive with that error) as `codec` data units
-/// at gzip-scale `level` on `workers` threads (at least one), then the codec's trailer
-/// (index, footer, zstd seek table), onto `out`. The entries are consumed on the planner thread, so a walk borrowed as
-/// `&mut stream` keeps its warnings for the caller.
+/// Encodes `entries` (in archive order, as a
+/// [`WalkStream`](crate::tree::encode::walk::WalkStream) yields them; the first `Err`
+/// ends the archive with that error) as `codec` data units at gzip-scale `level` on
+/// `workers` threads (resolved by [`threads::resolve`]: 0 is one per core), then the
+/// codec's trailer (index, footer, zstd seek table), onto `out`. The entries are
+/// consumed on the planner thread, so a walk borrowed as `&mut stream` keeps its
+/// warnings for the caller.
 pub(super) fn encode<I, W>(
     entries: I,
     out: &mut W,
@@ -83,7 +80,7 @@ where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>> + Send,
     W: Write,
 {
-    let workers = workers.clamp(1, MAX_WORKERS);
+    let workers = threads::resolve(workers);
     let in_flight = UNITS_IN_FLIGHT_PER_WORKER * workers;
     let (unit_tx, unit_rx) = bounded::<Unit>(workers);
     let (done_tx, done_rx) = bounded::<Result<Encoded, TreeError>>(in_flight);
@@ -95,7 +92,7 @@ where
     }
     std::thread::scope(|scope| {
         let target = codec.unit_target_bytes();
-        let planner = scope.spawn(move || plan(entries, unit_tx, token_rx, target));
+        let planner = scope.spawn(move || run_planner(entries, unit_tx, token_rx, target));
         for _ in 0..workers {
             let units = unit_rx.clone();
             let done = done_tx.clone();
@@ -118,7 +115,7 @@ where
                 warnings: w.warnings,
             }),
             // The planner's own error explains why the members stopped coming.
-            (Err(WriteError::Incomplete), Err(PlanError::Tree(e))) => Err(e),
+            (Err(WriteError::Incomplete), Err(PlannerError::Tree(e))) => Err(e),
             (Err(WriteError::Tree(e)), _) => Err(e),
             (Err(WriteError::Incomplete), _) | (Ok(_), Err(_)) => Err(internal(
                 "the encoder stopped before the end of the archive",
@@ -246,15 +243,15 @@ struct Encoded {
     done: Vec<Done>,
 }
 
-enum PlanError {
+enum PlannerError {
     Tree(TreeError),
     /// The writer stopped taking units (it failed); its error is the one to report.
     Stopped,
 }
 
-impl From<TreeError> for PlanError {
+impl From<TreeError> for PlannerError {
     fn from(e: TreeError) -> Self {
-        PlanError::Tree(e)
+        PlannerError::Tree(e)
     }
 }
 
@@ -275,17 +272,17 @@ struct Cutter {
 impl Cutter {
     /// Ends the current unit here and hands it to the workers, once a token says
     /// there is room for one more unit in flight.
-    fn cut(&mut self) -> Result<(), PlanError> {
+    fn cut(&mut self) -> Result<(), PlannerError> {
         if self.parts.is_empty() {
             return Ok(());
         }
-        self.tokens.recv().map_err(|_| PlanError::Stopped)?;
+        self.tokens.recv().map_err(|_| PlannerError::Stopped)?;
         let unit = Unit {
             seq: self.seq,
             parts: std::mem::take(&mut self.parts),
             tar_bytes: self.pos - self.unit_start,
         };
-        self.units.send(unit).map_err(|_| PlanError::Stopped)?;
+        self.units.send(unit).map_err(|_| PlannerError::Stopped)?;
         self.seq += 1;
         self.unit_start = self.pos;
         Ok(())
@@ -293,7 +290,7 @@ impl Cutter {
 
     /// Plans one entry: its header, then its data cut at every
     /// [`DIGEST_CHUNK_BYTES`] of stored data.
-    fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlanError> {
+    fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlannerError> {
         if self.pos - self.unit_start >= self.target {
             self.cut()?;
         }
@@ -343,12 +340,12 @@ impl Cutter {
 }
 
 /// The planner: walks, plans every entry, ends with the end-of-archive blocks.
-fn plan<I>(
+fn run_planner<I>(
     entries: I,
     units: Sender<Unit>,
     tokens: Receiver<()>,
     target: u64,
-) -> Result<(), PlanError>
+) -> Result<(), PlannerError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>>,
 {

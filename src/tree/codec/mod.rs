@@ -3,16 +3,30 @@
 //!
 //! Like gzp's `FormatSpec`, a codec only says how one unit of tar bytes becomes one
 //! independent compressed unit (a gzip member or a zstd frame), how large units should
-//! be, how units are decoded, and what trailer (index, footer, seek table) follows the
-//! units. Cutting, reading files, digesting, ordering and indexing are shared.
+//! be, how a stream is cut back into units (its [`UnitSplitter`]), how units are
+//! decoded, and what trailer (index, footer, seek table) follows the units. Cutting
+//! the tar, reading files, digesting, ordering and indexing are shared: the encoder's
+//! pipeline and the restore's ordered decoder are each written once over this.
+//!
+//! Files: `gzip.rs` (one member), `gzip_trailer.rs` (the index members and footer),
+//! `gzip_split.rs` (cutting a member stream); `zstd_seekable.rs` (the trailer: index
+//! frames and seek table), `zstd_frames.rs` (cutting a frame stream, decoding a
+//! frame); `unit.rs` (what both share).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use libdeflater::Crc;
 
-use super::index::{self, Index, IndexError, MemberInfo};
-use super::member::{self, MemberError};
-use super::seekable;
+pub mod gzip;
+pub mod gzip_split;
+pub mod gzip_trailer;
+pub mod unit;
+pub mod zstd_frames;
+pub mod zstd_seekable;
+
+use crate::tree::format::index::{Index, IndexError, MemberInfo};
+use gzip::MemberError;
+pub use unit::{RawUnit, UnitRecord, UnitSplitter, MAX_UNIT_BYTES};
 
 /// How a tree's tar is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,19 +40,37 @@ pub enum Codec {
     Zstd,
 }
 
+/// The tree's file name inside a bundle's image directory, per codec: the one table
+/// of these names (xCAT's cpio newc tree is also a `rootimgtree.gz`).
+const TREE_FILE_NAMES: [(Codec, &str); 2] = [
+    (Codec::Gzip, "rootimgtree.gz"),
+    (Codec::Zstd, "rootimgtree.zst"),
+];
+
 impl Codec {
     /// The tree's file name inside a bundle's image directory.
     pub fn tree_file_name(self) -> &'static str {
-        match self {
-            Codec::Gzip => "rootimgtree.gz",
-            Codec::Zstd => "rootimgtree.zst",
-        }
+        TREE_FILE_NAMES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or("rootimgtree.gz", |(_, name)| name)
     }
 
-    /// A unit (member, frame) ends at the first entry boundary after this many tar
-    /// bytes. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 %); zstd's
-    /// large window makes small frames costly (+3.9 % at 1 MiB, +0.7 % at 4 MiB,
-    /// `shared/archiving-notes.md` §3), so its frames are 4 MiB.
+    /// The codec whose tree is named `name` (a bundle member's file name), if any.
+    pub fn from_tree_file_name(name: &str) -> Option<Codec> {
+        TREE_FILE_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(c, _)| *c)
+    }
+
+    /// The writer cuts a unit (gzip member, zstd frame) at the first entry boundary
+    /// after this many tar bytes (FORMAT.md §2.1, §6), and also after every
+    /// [`DIGEST_CHUNK_BYTES`](crate::tree::format::index::DIGEST_CHUNK_BYTES) of one
+    /// file's data. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 % over
+    /// one deflate stream); zstd's large window makes small frames costly (+3.9 % at
+    /// 1 MiB, +0.7 % at 4 MiB, `shared/archiving-notes.md` §3), so its frames are
+    /// 4 MiB. This is the only definition of the unit size.
     pub fn unit_target_bytes(self) -> u64 {
         match self {
             Codec::Gzip => 1 << 20,
@@ -85,7 +117,7 @@ impl UnitEncoder {
     /// A compressor for `codec` at imgport's gzip-scale `level` (0–9).
     pub fn new(codec: Codec, level: u32) -> std::io::Result<UnitEncoder> {
         Ok(match codec {
-            Codec::Gzip => UnitEncoder::Gzip(member::compressor(level)),
+            Codec::Gzip => UnitEncoder::Gzip(gzip::compressor(level)),
             Codec::Zstd => {
                 let mut c = zstd::bulk::Compressor::new(zstd_level(level))?;
                 // Every frame carries its content checksum, so `zstd -t` and every
@@ -102,11 +134,11 @@ impl UnitEncoder {
     pub fn encode(&mut self, tar: &[u8]) -> std::io::Result<EncodedUnit> {
         match self {
             UnitEncoder::Gzip(c) => {
-                let bytes = member::encode_data(c, tar);
+                let bytes = gzip::encode_data(c, tar);
                 let info = MemberInfo {
                     compressed: bytes.len() as u64,
                     uncompressed: tar.len() as u64,
-                    crc32: trailer_u32(&bytes, member::TRAILER_BYTES),
+                    crc32: trailer_u32(&bytes, gzip::TRAILER_BYTES),
                 };
                 Ok(EncodedUnit {
                     bytes,
@@ -142,14 +174,6 @@ fn trailer_u32(bytes: &[u8], from_end: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// One unit as the writer recorded it, for the codec's trailer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct UnitRecord {
-    pub compressed: u64,
-    pub uncompressed: u64,
-    pub check: u32,
-}
-
 /// The bytes that follow the data units of a tree written from offset 0 up to
 /// `data_end`: the index, its footer and (zstd) the seek table.
 pub(super) fn encode_trailer(
@@ -159,8 +183,8 @@ pub(super) fn encode_trailer(
     units: &[UnitRecord],
 ) -> std::io::Result<Vec<u8>> {
     match codec {
-        Codec::Gzip => Ok(index::encode_trailer(index, data_end)),
-        Codec::Zstd => seekable::encode_trailer(index, data_end, units),
+        Codec::Gzip => Ok(gzip_trailer::encode_gzip_trailer(index, data_end)),
+        Codec::Zstd => zstd_seekable::encode_zstd_trailer(index, data_end, units),
     }
 }
 
@@ -174,25 +198,30 @@ pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
     let mut tail = [0u8; 4];
     src.seek(SeekFrom::Start(len - 4))?;
     src.read_exact(&mut tail)?;
-    Ok(if u32::from_le_bytes(tail) == seekable::SEEKABLE_MAGIC {
-        Codec::Zstd
-    } else {
-        Codec::Gzip
-    })
+    Ok(
+        if u32::from_le_bytes(tail) == zstd_seekable::SEEKABLE_MAGIC {
+            Codec::Zstd
+        } else {
+            Codec::Gzip
+        },
+    )
 }
 
 /// Reads the index of a tree of either codec held in bytes `0..len` of `src`.
-pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<(Codec, Index), IndexError> {
+pub fn read_tree_index<R: Read + Seek>(
+    src: &mut R,
+    len: u64,
+) -> Result<(Codec, Index), IndexError> {
     let codec = detect(src, len)?;
     let index = match codec {
-        Codec::Gzip => index::read_index(src, len)?,
-        Codec::Zstd => seekable::read_index(src, len)?,
+        Codec::Gzip => gzip_trailer::read_gzip_index(src, len)?,
+        Codec::Zstd => zstd_seekable::read_zstd_index(src, len)?,
     };
     Ok((codec, index))
 }
 
-/// One reader thread's decompressor for data units.
-pub(super) enum UnitDecoder {
+/// One thread's decompressor for data units.
+pub(crate) enum UnitDecoder {
     Gzip(libdeflater::Decompressor),
     /// Created on first use: creating it can fail, and rayon's `map_init` cannot.
     Zstd(Option<zstd::bulk::Decompressor<'static>>),
@@ -211,20 +240,12 @@ impl UnitDecoder {
     /// frame's own XXH64 being checked by libzstd).
     pub fn decode(&mut self, unit: &[u8], info: &MemberInfo) -> Result<Vec<u8>, MemberError> {
         let data = match self {
-            UnitDecoder::Gzip(d) => member::decode_data(d, unit)?,
-            UnitDecoder::Zstd(slot) => {
-                if info.uncompressed > member::MAX_MEMBER_BYTES as u64 {
+            UnitDecoder::Gzip(d) => gzip::decode_data(d, unit)?,
+            UnitDecoder::Zstd(ctx) => {
+                if info.uncompressed > MAX_UNIT_BYTES as u64 {
                     return Err(MemberError::BadLength(info.uncompressed));
                 }
-                let d = match slot {
-                    Some(d) => d,
-                    None => slot.insert(
-                        zstd::bulk::Decompressor::new()
-                            .map_err(|e| MemberError::Inflate(e.to_string()))?,
-                    ),
-                };
-                let data = d
-                    .decompress(unit, info.uncompressed as usize)
+                let data = zstd_frames::decompress_frame(ctx, unit, Some(info.uncompressed))
                     .map_err(|e| MemberError::Inflate(e.to_string()))?;
                 let mut crc = Crc::new();
                 crc.update(&data);
@@ -244,6 +265,32 @@ impl UnitDecoder {
             });
         }
         Ok(data)
+    }
+
+    /// Decodes one unit cut from a stream, checked by its own means (gzip: the
+    /// member's CRC32 and ISIZE; zstd: the frame checksum and the content size its
+    /// header announced, `content_size`), into the recycled buffer `out`: returns the
+    /// buffer and how much of it is the unit's content.
+    pub fn decode_into(
+        &mut self,
+        unit: &[u8],
+        content_size: Option<u64>,
+        out: Vec<u8>,
+    ) -> io::Result<(Vec<u8>, usize)> {
+        match self {
+            UnitDecoder::Gzip(d) => gzip::decode_into(d, unit, out).map_err(io::Error::other),
+            UnitDecoder::Zstd(ctx) => {
+                let data = zstd_frames::decompress_frame(ctx, unit, content_size)?;
+                if content_size.is_some_and(|n| data.len() as u64 != n) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "zstd frame is shorter than its header says",
+                    ));
+                }
+                let len = data.len();
+                Ok((data, len))
+            }
+        }
     }
 }
 

@@ -4,15 +4,16 @@
 //!
 //! Every zstd decoder skips skippable frames, so `zstd -dc` yields exactly the tar and
 //! `zstd -t` passes; seekable-format readers find every frame through the seek table;
-//! imgport's readers find the index through the footer frame just before it.
+//! imgport's readers find the index through the footer frame just before it. Cutting a
+//! stream of these frames for the parallel decoder is `zstd_frames`' job.
 //!
 //! Nothing is allocated from a length read off the input without checking it against
 //! the file's own length or a fixed bound.
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::index::{Index, IndexError, MAX_INDEX_BYTES};
-use super::member::MAX_MEMBER_BYTES;
+use super::unit::UnitRecord;
+use crate::tree::format::index::{Index, IndexError, MAX_INDEX_BYTES};
 
 /// First of the 16 zstd skippable-frame magics (0x184D2A50..=0x184D2A5F).
 pub const SKIPPABLE_MAGIC_BASE: u32 = 0x184D_2A50;
@@ -70,10 +71,10 @@ fn skippable_header(magic: u32, size: usize) -> [u8; 8] {
 
 /// The bytes that follow the data frames (`data_end` bytes, described by `frames`, in
 /// order): the index frame, the footer frame, the seek table.
-pub(super) fn encode_trailer(
+pub(super) fn encode_zstd_trailer(
     index: &[u8],
     data_end: u64,
-    frames: &[super::codec::UnitRecord],
+    frames: &[UnitRecord],
 ) -> io::Result<Vec<u8>> {
     let mut c = zstd::bulk::Compressor::new(INDEX_LEVEL)?;
     c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
@@ -110,7 +111,7 @@ pub(super) fn encode_trailer(
         12 * count + SEEK_TABLE_FOOTER_BYTES,
     ));
     let mut entry = |c: u64, d: u64, check: u32| {
-        // Data frames hold at most one unit (≤ MAX_MEMBER_BYTES); the index frame is
+        // Data frames hold at most one unit (≤ MAX_UNIT_BYTES); the index frame is
         // bounded by MAX_INDEX_BYTES: both fit in u32.
         out.extend_from_slice(&(c.min(u32::MAX as u64) as u32).to_le_bytes());
         out.extend_from_slice(&(d.min(u32::MAX as u64) as u32).to_le_bytes());
@@ -134,13 +135,13 @@ fn read_at<R: Read + Seek>(src: &mut R, offset: u64, len: usize) -> io::Result<V
     Ok(buf)
 }
 
-fn u32_at(b: &[u8], i: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], i: usize) -> u32 {
     b.get(i..i + 4)
         .and_then(|s| s.try_into().ok())
         .map_or(0, u32::from_le_bytes)
 }
 
-fn u64_at(b: &[u8], i: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], i: usize) -> u64 {
     b.get(i..i + 8)
         .and_then(|s| s.try_into().ok())
         .map_or(0, u64::from_le_bytes)
@@ -207,7 +208,7 @@ pub fn read_seek_table<R: Read + Seek>(
 
 /// Where the index is, as the footer frame says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Footer {
+pub struct ZstdFooter {
     pub index_offset: u64,
     pub data_frames: u32,
     pub blob_len: u64,
@@ -216,7 +217,7 @@ pub struct Footer {
 }
 
 /// Parses a footer frame ([`FOOTER_FRAME_BYTES`]); `None` when it is not imgport's.
-pub fn parse_footer(frame: &[u8]) -> Option<Footer> {
+pub fn parse_zstd_footer(frame: &[u8]) -> Option<ZstdFooter> {
     if frame.len() != FOOTER_FRAME_BYTES
         || u32_at(frame, 0) != IMGPORT_SKIPPABLE_MAGIC
         || u32_at(frame, 4) as usize != FOOTER_PAYLOAD_BYTES
@@ -224,7 +225,7 @@ pub fn parse_footer(frame: &[u8]) -> Option<Footer> {
     {
         return None;
     }
-    Some(Footer {
+    Some(ZstdFooter {
         index_offset: u64_at(frame, 16),
         data_frames: u32_at(frame, 24),
         blob_len: u64_at(frame, 28),
@@ -236,7 +237,7 @@ pub fn parse_footer(frame: &[u8]) -> Option<Footer> {
 /// Reads the index of a `rootimgtree.zst` held in bytes `0..len` of `src`, through the
 /// seek table and the footer frame, and checks that the seek table, the footer and
 /// the index agree on every data frame.
-pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexError> {
+pub fn read_zstd_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexError> {
     let (entries, table_at) = read_seek_table(src, len)?;
     let [data @ .., index_entry, footer_entry] = entries.as_slice() else {
         return Err(IndexError::Missing);
@@ -249,7 +250,7 @@ pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexE
         table_at - FOOTER_FRAME_BYTES as u64,
         FOOTER_FRAME_BYTES,
     )?;
-    let footer = parse_footer(&frame).ok_or(IndexError::Missing)?;
+    let footer = parse_zstd_footer(&frame).ok_or(IndexError::Missing)?;
     let data_end: u64 = data.iter().map(|e| e.compressed as u64).sum();
     let index_frame = 8 + INDEX_MAGIC.len() as u64 + footer.blob_len;
     if footer.data_frames as usize != data.len()
@@ -295,149 +296,11 @@ pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexE
     Ok(index)
 }
 
-/// One frame read off a stream by [`FrameScanner`].
-#[derive(Debug)]
-pub enum Frame {
-    /// A complete zstd frame, and its content size when the header gives it.
-    Data {
-        bytes: Vec<u8>,
-        content_size: Option<u64>,
-    },
-    /// A skippable frame (imgport's index and footer, the seek table, anyone's),
-    /// already read past.
-    Skippable,
-}
-
-/// Splits a stream of zstd frames into whole frames without decompressing them, from
-/// the frame and block headers (RFC 8878 §3.1), so they can be decompressed in
-/// parallel: the way to read a tree that arrives as a stream (a bundle on stdin or
-/// through ssh), where the seek table at the end comes too late to help.
-pub struct FrameScanner<R> {
-    inner: R,
-    /// Bytes consumed, for error messages.
-    offset: u64,
-}
-
-fn invalid(what: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.into())
-}
-
-impl<R: Read> FrameScanner<R> {
-    pub fn new(inner: R) -> FrameScanner<R> {
-        FrameScanner { inner, offset: 0 }
-    }
-
-    /// Appends exactly `n` bytes to `buf`, refusing frames past [`MAX_MEMBER_BYTES`].
-    fn take(&mut self, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
-        if buf.len() + n > MAX_MEMBER_BYTES {
-            return Err(invalid(format!(
-                "zstd frame at byte {} is larger than {MAX_MEMBER_BYTES} bytes",
-                self.offset
-            )));
-        }
-        let at = buf.len();
-        buf.resize(at + n, 0);
-        self.inner.read_exact(&mut buf[at..]).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                invalid(format!(
-                    "zstd stream cut short in the frame at byte {}",
-                    self.offset
-                ))
-            } else {
-                e
-            }
-        })
-    }
-
-    /// The next frame, or `None` at a clean end of the stream (between frames).
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match self.inner.read(&mut magic[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(invalid("zstd stream ends inside a frame magic")),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let magic_value = u32::from_le_bytes(magic);
-        if magic_value & 0xFFFF_FFF0 == SKIPPABLE_MAGIC_BASE {
-            let mut size = [0u8; 4];
-            self.inner.read_exact(&mut size)?;
-            let size = u32::from_le_bytes(size) as u64;
-            let skipped = io::copy(&mut (&mut self.inner).take(size), &mut io::sink())?;
-            if skipped != size {
-                return Err(invalid("zstd stream cut short in a skippable frame"));
-            }
-            self.offset += 8 + size;
-            return Ok(Some(Frame::Skippable));
-        }
-        if magic_value != ZSTD_MAGIC {
-            return Err(invalid(format!(
-                "not a zstd frame at byte {} (magic {magic_value:08x})",
-                self.offset
-            )));
-        }
-        let mut buf = magic.to_vec();
-        self.take(&mut buf, 1)?;
-        let fhd = buf[4];
-        if fhd & 0x08 != 0 {
-            return Err(invalid("zstd frame header sets its reserved bit"));
-        }
-        let single_segment = fhd & 0x20 != 0;
-        let checksum = fhd & 0x04 != 0;
-        let dict_bytes = [0, 1, 2, 4][(fhd & 0x03) as usize];
-        let fcs_bytes = match fhd >> 6 {
-            0 => usize::from(single_segment),
-            1 => 2,
-            2 => 4,
-            _ => 8,
-        };
-        let rest = usize::from(!single_segment) + dict_bytes + fcs_bytes;
-        self.take(&mut buf, rest)?;
-        let fcs = &buf[buf.len() - fcs_bytes..];
-        let content_size = match fcs_bytes {
-            0 => None,
-            1 => Some(fcs[0] as u64),
-            // The 2-byte form is offset by 256 (RFC 8878 §3.1.1.1.4).
-            2 => Some(u16::from_le_bytes([fcs[0], fcs[1]]) as u64 + 256),
-            4 => Some(u32_at(fcs, 0) as u64),
-            _ => Some(u64_at(fcs, 0)),
-        };
-        loop {
-            let at = buf.len();
-            self.take(&mut buf, 3)?;
-            let header = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], 0]);
-            let last = header & 1 != 0;
-            let size = (header >> 3) as usize;
-            let payload = match (header >> 1) & 3 {
-                0 | 2 => size,
-                1 => 1,
-                _ => return Err(invalid("zstd block of the reserved type")),
-            };
-            self.take(&mut buf, payload)?;
-            if last {
-                break;
-            }
-        }
-        if checksum {
-            self.take(&mut buf, 4)?;
-        }
-        self.offset += buf.len() as u64;
-        Ok(Some(Frame::Data {
-            bytes: buf,
-            content_size,
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::codec::UnitRecord;
-    use crate::tree::index::{IndexBuilder, MemberInfo};
+    use crate::tree::codec::zstd_frames::{Frame, FrameScanner};
+    use crate::tree::format::index::{IndexBuilder, MemberInfo};
 
     #[test]
     fn empty_xxh64_matches_what_libzstd_writes() {
@@ -472,7 +335,7 @@ mod tests {
             file.extend_from_slice(&f);
         }
         let data_end = file.len() as u64;
-        file.extend(encode_trailer(&index.finish(), data_end, &records).unwrap());
+        file.extend(encode_zstd_trailer(&index.finish(), data_end, &records).unwrap());
         (file, parts.to_vec())
     }
 
@@ -486,7 +349,7 @@ mod tests {
         assert_eq!((entries[2].decompressed, entries[3].decompressed), (0, 0));
         assert_eq!(entries[3].compressed as usize, FOOTER_FRAME_BYTES);
         assert_eq!(table_at + 8 + 4 * 12 + 9, len);
-        let index = read_index(&mut io::Cursor::new(&file), len).unwrap();
+        let index = read_zstd_index(&mut io::Cursor::new(&file), len).unwrap();
         assert_eq!(index.members.len(), 2);
         assert_eq!(
             index.data_end,
@@ -512,7 +375,7 @@ mod tests {
         let len = file.len();
         // Not seekable at all.
         assert!(matches!(
-            read_index(&mut io::Cursor::new(vec![0u8; 100]), 100),
+            read_zstd_index(&mut io::Cursor::new(vec![0u8; 100]), 100),
             Err(IndexError::Missing)
         ));
         // Data frames are checked when decoded, not here: flips in the trailer only.
@@ -520,7 +383,7 @@ mod tests {
             let mut bad = file.clone();
             bad[at] ^= 0x40;
             assert!(
-                read_index(&mut io::Cursor::new(&bad), len as u64).is_err(),
+                read_zstd_index(&mut io::Cursor::new(&bad), len as u64).is_err(),
                 "flip at {at}"
             );
         }

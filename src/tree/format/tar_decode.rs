@@ -10,10 +10,13 @@
 
 use std::io::{self, Read, Write};
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::acl::acl_text_to_xattr;
+use crate::tree::format::pax::{parse_pax_records, Pax};
+use crate::tree::format::{padding, BLOCK_BYTES as BLOCK};
+use crate::tree::io::{fill, read_capped};
 
-const BLOCK: usize = 512;
 /// Largest pax extended header we buffer. Real ones are a few KiB (xattrs are capped
 /// at 64 KiB each by Linux); anything bigger is an attack or a broken archive.
 const MAX_PAX: u64 = 16 << 20;
@@ -23,16 +26,8 @@ pub(crate) const MAX_NAME: u64 = 1 << 20;
 /// Largest number of old-GNU sparse extension blocks followed before giving up,
 /// so a stream of "isextended" blocks cannot spin us forever.
 const MAX_SPARSE_EXT: usize = 1 << 20;
-/// Longest owner name (`uname`/`gname`) accepted from a pax record. Linux caps login
-/// names at 256 bytes (LOGIN_NAME_MAX) and real ones fit ustar's 32. The bound matters
-/// for global (`g`) headers: their names are copied into every later entry, so a
-/// 16 MiB name followed by a few thousand 512-byte headers would otherwise cost
-/// gigabytes of copies, and gigabytes of memory in a restorer that keeps directory
-/// entries until the end.
-const MAX_OWNER_NAME: usize = 256;
-
 /// A pull decoder of archive entries: the interface the restorer consumes, shared by
-/// [`TarReader`] and [`super::cpio::CpioReader`].
+/// [`TarReader`] and [`crate::tree::format::newc::CpioReader`].
 ///
 /// Call [`EntryReader::next_entry`] to get the next entry; its stored bytes (for a
 /// sparse file the data segments, concatenated) are then available through
@@ -115,28 +110,6 @@ pub(crate) fn clean_name(mut name: Vec<u8>) -> Vec<u8> {
     name
 }
 
-/// Reads until `buf` is full or the stream ends; returns the count read.
-pub(crate) fn fill<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Reads exactly `len` bytes (`len` already capped by the caller) into a vector that
-/// grows only as bytes arrive. Returns fewer bytes if the stream ends.
-pub(crate) fn read_capped<R: Read + ?Sized>(r: &mut R, len: u64) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    r.take(len).read_to_end(&mut v)?;
-    Ok(v)
-}
-
 // ---------------------------------------------------------------------------------
 // Numeric fields
 
@@ -192,370 +165,6 @@ fn parse_signed(field: &[u8]) -> Option<i64> {
         return i64::try_from(v).ok();
     }
     parse_num(field).and_then(|v| i64::try_from(v).ok())
-}
-
-fn parse_dec(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &c in v {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(n)
-}
-
-/// Parses a pax time value `[-]secs[.fraction]` into seconds and nanoseconds.
-fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
-    let (neg, v) = match v.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, v),
-    };
-    let (int, frac) = match v.iter().position(|&c| c == b'.') {
-        Some(p) => (&v[..p], &v[p + 1..]),
-        None => (v, &[][..]),
-    };
-    let secs = i64::try_from(parse_dec(int)?).ok()?;
-    let mut nanos: u32 = 0;
-    for (i, &c) in frac.iter().enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        if i < 9 {
-            nanos = nanos * 10 + u32::from(c - b'0');
-        }
-    }
-    for _ in frac.len()..9 {
-        nanos *= 10;
-    }
-    if !neg {
-        return Some(Timestamp { secs, nanos });
-    }
-    // -1.25 s is secs -2 + 0.75 s: keep nanos in 0..1e9 as utimensat wants.
-    if nanos == 0 {
-        Some(Timestamp {
-            secs: secs.checked_neg()?,
-            nanos: 0,
-        })
-    } else {
-        Some(Timestamp {
-            secs: secs.checked_neg()?.checked_sub(1)?,
-            nanos: 1_000_000_000 - nanos,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Encodings used by pax keywords
-
-fn url_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            let hex = |c: u8| (c as char).to_digit(16);
-            out.push((hex(h[0])? * 16 + hex(h[1])?) as u8);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-/// POSIX ACL xattr tags (linux/posix_acl_xattr.h).
-const ACL_USER_OBJ: u16 = 0x01;
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP_OBJ: u16 = 0x04;
-const ACL_GROUP: u16 = 0x08;
-const ACL_MASK: u16 = 0x10;
-const ACL_OTHER: u16 = 0x20;
-const ACL_UNDEFINED_ID: u32 = u32::MAX;
-
-/// Converts a text ACL (GNU tar's newline form `user:1234:rwx` or bsdtar's comma
-/// form with the numeric id appended, `user:bob:rwx:1234`) into the binary
-/// `system.posix_acl_*` xattr value the kernel accepts. Returns `Ok(None)` for an
-/// access ACL that only restates the mode bits (setting it would be a no-op).
-pub(crate) fn acl_text_to_xattr(text: &[u8], is_default: bool) -> Result<Option<Vec<u8>>, String> {
-    let mut entries: Vec<(u16, u32, u16)> = Vec::new();
-    for raw in text.split(|&c| c == b'\n' || c == b',') {
-        // Comments (`#effective:r--`) and surrounding blanks carry no information.
-        let raw = match raw.iter().position(|&c| c == b'#') {
-            Some(p) => &raw[..p],
-            None => raw,
-        };
-        let raw = raw.trim_ascii();
-        if raw.is_empty() {
-            continue;
-        }
-        let mut fields: Vec<&[u8]> = raw.split(|&c| c == b':').collect();
-        if matches!(fields.first(), Some(&b"default") | Some(&b"d")) {
-            fields.remove(0);
-        }
-        let shown = String::from_utf8_lossy(raw).into_owned();
-        if fields.len() < 3 || fields.len() > 4 {
-            return Err(format!("bad ACL entry {shown:?}"));
-        }
-        let tag = match fields[0] {
-            b"user" | b"u" => {
-                if fields[1].is_empty() {
-                    ACL_USER_OBJ
-                } else {
-                    ACL_USER
-                }
-            }
-            b"group" | b"g" => {
-                if fields[1].is_empty() {
-                    ACL_GROUP_OBJ
-                } else {
-                    ACL_GROUP
-                }
-            }
-            b"mask" | b"m" => ACL_MASK,
-            b"other" | b"o" => ACL_OTHER,
-            _ => return Err(format!("unknown ACL tag in {shown:?}")),
-        };
-        let id = if tag == ACL_USER || tag == ACL_GROUP {
-            // Owners are restored by number: prefer bsdtar's appended id, else a
-            // numeric qualifier; a bare name cannot be resolved without the image's
-            // passwd, so the entry is refused rather than guessed.
-            let num = fields.get(3).copied().unwrap_or(fields[1]);
-            match parse_dec(num).and_then(|n| u32::try_from(n).ok()) {
-                Some(n) if n != ACL_UNDEFINED_ID => n,
-                _ => return Err(format!("ACL entry {shown:?} has no numeric id")),
-            }
-        } else {
-            ACL_UNDEFINED_ID
-        };
-        let mut perm = 0u16;
-        for &c in fields[2] {
-            perm |= match c {
-                b'r' => 4,
-                b'w' => 2,
-                b'x' => 1,
-                b'-' => 0,
-                _ => return Err(format!("bad ACL permissions in {shown:?}")),
-            };
-        }
-        entries.push((tag, id, perm));
-    }
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    // The kernel keeps entries sorted by tag, then id, and rejects duplicates.
-    entries.sort_by_key(|&(t, id, _)| (t, id));
-    if entries
-        .windows(2)
-        .any(|w| w[0].0 == w[1].0 && w[0].1 == w[1].1)
-    {
-        return Err("duplicate ACL entry".into());
-    }
-    let minimal = entries.len() == 3
-        && entries
-            .iter()
-            .all(|e| matches!(e.0, ACL_USER_OBJ | ACL_GROUP_OBJ | ACL_OTHER));
-    if minimal && !is_default {
-        return Ok(None);
-    }
-    let mut out = Vec::with_capacity(4 + entries.len() * 8);
-    out.extend_from_slice(&2u32.to_le_bytes());
-    for (tag, id, perm) in entries {
-        out.extend_from_slice(&tag.to_le_bytes());
-        out.extend_from_slice(&perm.to_le_bytes());
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    Ok(Some(out))
-}
-
-// ---------------------------------------------------------------------------------
-// Pax state
-
-/// Values from pax `x`/`g` records that override the ustar header.
-#[derive(Debug, Clone, Default)]
-struct Pax {
-    path: Option<Vec<u8>>,
-    linkpath: Option<Vec<u8>>,
-    size: Option<u64>,
-    uid: Option<u64>,
-    gid: Option<u64>,
-    uname: Option<Vec<u8>>,
-    gname: Option<Vec<u8>>,
-    mtime: Option<Timestamp>,
-    atime: Option<Timestamp>,
-    devmajor: Option<u64>,
-    devminor: Option<u64>,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    acl_access: Option<Vec<u8>>,
-    acl_default: Option<Vec<u8>>,
-    sparse_major: Option<u64>,
-    sparse_minor: Option<u64>,
-    sparse_name: Option<Vec<u8>>,
-    sparse_realsize: Option<u64>,
-    /// GNU sparse 0.0 (`offset`/`numbytes` pairs) and 0.1 (`map`) carry the map here.
-    sparse_map: Vec<(u64, u64)>,
-    sparse_pending_offset: Option<u64>,
-}
-
-impl Pax {
-    fn push_xattr(&mut self, name: Vec<u8>, value: Vec<u8>) {
-        // bsdtar writes each xattr twice (LIBARCHIVE and SCHILY spellings): keep one.
-        if !self.xattrs.iter().any(|(n, _)| *n == name) {
-            self.xattrs.push((name, value));
-        }
-    }
-
-    /// Applies one record. Global headers (`global`) only supply defaults for owner
-    /// and time keys: a global path or size would apply to every entry, which no
-    /// writer means and which would only be a way to confuse the restore.
-    fn apply(&mut self, key: &[u8], value: &[u8], global: bool) -> Result<(), String> {
-        let bad = || format!("bad pax value for {}", String::from_utf8_lossy(key));
-        let num = |v: &[u8]| parse_dec(v).ok_or_else(bad);
-        // An empty value deletes a (global) default, per POSIX.
-        let empty = value.is_empty();
-        match key {
-            b"uid" => self.uid = if empty { None } else { Some(num(value)?) },
-            b"gid" => self.gid = if empty { None } else { Some(num(value)?) },
-            b"uname" | b"gname" if value.len() > MAX_OWNER_NAME => {
-                return Err(format!(
-                    "pax {} of {} bytes exceeds the {MAX_OWNER_NAME}-byte limit",
-                    String::from_utf8_lossy(key),
-                    value.len()
-                ))
-            }
-            b"uname" => self.uname = (!empty).then(|| value.to_vec()),
-            b"gname" => self.gname = (!empty).then(|| value.to_vec()),
-            b"mtime" => {
-                self.mtime = if empty {
-                    None
-                } else {
-                    Some(parse_pax_time(value).ok_or_else(bad)?)
-                }
-            }
-            b"atime" => {
-                self.atime = if empty {
-                    None
-                } else {
-                    Some(parse_pax_time(value).ok_or_else(bad)?)
-                }
-            }
-            _ if global => {}
-            b"path" => self.path = (!empty).then(|| value.to_vec()),
-            b"linkpath" => self.linkpath = (!empty).then(|| value.to_vec()),
-            b"size" => self.size = if empty { None } else { Some(num(value)?) },
-            b"SCHILY.devmajor" => self.devmajor = Some(num(value)?),
-            b"SCHILY.devminor" => self.devminor = Some(num(value)?),
-            b"SCHILY.acl.access" => self.acl_access = Some(value.to_vec()),
-            b"SCHILY.acl.default" => self.acl_default = Some(value.to_vec()),
-            b"RHT.security.selinux" => {
-                self.push_xattr(b"security.selinux".to_vec(), value.to_vec())
-            }
-            b"GNU.sparse.major" => self.sparse_major = Some(num(value)?),
-            b"GNU.sparse.minor" => self.sparse_minor = Some(num(value)?),
-            b"GNU.sparse.name" => self.sparse_name = Some(value.to_vec()),
-            b"GNU.sparse.realsize" | b"GNU.sparse.size" => self.sparse_realsize = Some(num(value)?),
-            b"GNU.sparse.offset" => {
-                // 0.0: offsets and sizes alternate as repeated keywords.
-                self.sparse_major.get_or_insert(0);
-                self.sparse_pending_offset = Some(num(value)?);
-            }
-            b"GNU.sparse.numbytes" => {
-                let off = self.sparse_pending_offset.take().ok_or_else(bad)?;
-                self.sparse_map.push((off, num(value)?));
-            }
-            b"GNU.sparse.map" => {
-                self.sparse_major.get_or_insert(0);
-                self.sparse_minor.get_or_insert(1);
-                let nums: Option<Vec<u64>> = value.split(|&c| c == b',').map(parse_dec).collect();
-                let nums = nums.ok_or_else(bad)?;
-                if nums.len() % 2 != 0 {
-                    return Err(bad());
-                }
-                self.sparse_map
-                    .extend(nums.chunks_exact(2).map(|p| (p[0], p[1])));
-            }
-            _ => {
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    self.push_xattr(name.to_vec(), value.to_vec());
-                } else if let Some(enc) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
-                    let name = url_decode(enc).ok_or_else(bad)?;
-                    let val = base64_decode(value).ok_or_else(bad)?;
-                    self.push_xattr(name, val);
-                }
-                // Other keywords (ctime, comment, hdrcharset, SCHILY.dev/ino/nlink,
-                // LIBARCHIVE.creationtime, ...) carry nothing we restore.
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One pax record: keyword and raw value.
-type PaxRecord<'a> = (&'a [u8], &'a [u8]);
-
-/// Splits a pax extended header into (key, value) records: `"<len> <key>=<value>\n"`,
-/// where `len` counts the whole record, so values are binary-safe.
-fn parse_pax_records(data: &[u8]) -> Result<Vec<PaxRecord<'_>>, String> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        // GNU tar pads the last block with NULs after the records.
-        if data[pos] == 0 {
-            break;
-        }
-        let rest = &data[pos..];
-        let sp = rest
-            .iter()
-            .take(21)
-            .position(|&c| c == b' ')
-            .ok_or("pax record without length")?;
-        let len = parse_dec(&rest[..sp])
-            .and_then(|l| usize::try_from(l).ok())
-            .ok_or("bad pax record length")?;
-        if len <= sp + 1 || len > rest.len() {
-            return Err(format!("pax record length {len} out of range"));
-        }
-        let rec = &rest[sp + 1..len];
-        let rec = rec
-            .strip_suffix(b"\n")
-            .ok_or("pax record not ended by newline")?;
-        let eq = rec
-            .iter()
-            .position(|&c| c == b'=')
-            .ok_or("pax record without '='")?;
-        out.push((&rec[..eq], &rec[eq + 1..]));
-        pos += len;
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------
@@ -660,7 +269,7 @@ impl<R: Read> TarReader<R> {
                 self.offset
             )));
         }
-        self.skip(pad512(size))?;
+        self.skip(padding(size) as u64)?;
         Ok(data)
     }
 
@@ -731,13 +340,11 @@ impl<R: Read> TarReader<R> {
 
     fn decode(&mut self) -> Result<Option<Entry>, TreeError> {
         let mut block = [0u8; BLOCK];
-        let mut local: Option<Pax> = None;
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
+        let mut ext = Extensions::default();
         loop {
             let header_offset = self.offset;
             if !self.read_block(&mut block)? {
-                if local.is_some() || long_name.is_some() || long_link.is_some() {
+                if ext.local.is_some() || ext.long_name.is_some() || ext.long_link.is_some() {
                     return Err(self.format("archive ends after an extended header"));
                 }
                 self.warnings
@@ -749,205 +356,223 @@ impl<R: Read> TarReader<R> {
                 // the caller drains whatever follows.
                 return Ok(None);
             }
-            let h = &block;
-            let raw_name = cstr(&h[0..100]);
-            self.current = display_path(raw_name);
-            verify_checksum(h).map_err(|reason| TreeError::Format {
+            self.current = display_path(cstr(&block[0..100]));
+            verify_checksum(&block).map_err(|reason| TreeError::Format {
                 entry: self.current.clone(),
                 reason: format!("{reason} in header at byte offset {header_offset}"),
             })?;
-            let typeflag = h[156];
-            let size = parse_num(&h[124..136]).ok_or_else(|| self.format("bad size field"))?;
-            match typeflag {
-                b'x' | b'g' => {
-                    let data = self.read_meta(size, MAX_PAX, "pax header")?;
-                    let records = parse_pax_records(&data).map_err(|r| self.format(r))?;
-                    let global = typeflag == b'g';
-                    let target = if global {
-                        &mut self.globals
-                    } else {
-                        local.get_or_insert_with(|| self.globals.clone())
-                    };
-                    for (k, v) in records {
-                        target.apply(k, v, global).map_err(|r| TreeError::Format {
-                            entry: self.current.clone(),
-                            reason: r,
-                        })?;
-                    }
-                    continue;
-                }
-                b'L' | b'K' => {
-                    let mut data = self.read_meta(size, MAX_NAME, "GNU long name")?;
-                    if let Some(p) = data.iter().position(|&c| c == 0) {
-                        data.truncate(p);
-                    }
-                    if typeflag == b'L' {
-                        long_name = Some(data);
-                    } else {
-                        long_link = Some(data);
-                    }
-                    continue;
-                }
-                _ => {}
+            let typeflag = block[156];
+            let size = parse_num(&block[124..136]).ok_or_else(|| self.format("bad size field"))?;
+            if self.read_extension(typeflag, size, &mut ext)? {
+                continue;
             }
-
-            let pax = local.take().unwrap_or_else(|| self.globals.clone());
-            let is_posix = &h[257..263] == b"ustar\0";
-            let is_gnu = &h[257..265] == b"ustar  \0";
-            let mut name = raw_name.to_vec();
-            if is_posix {
-                let prefix = cstr(&h[345..500]);
-                if !prefix.is_empty() {
-                    let mut full = prefix.to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(&name);
-                    name = full;
-                }
-            }
-            let old_dir = name.last() == Some(&b'/');
-            if let Some(n) = long_name.take() {
-                name = n;
-            }
-            if let Some(n) = pax.path.clone() {
-                name = n;
-            }
-            let sparse10 = pax.sparse_major == Some(1);
-            let sparse0x = pax.sparse_major == Some(0);
-            if sparse10 || sparse0x {
-                if let Some(n) = pax.sparse_name.clone() {
-                    name = n;
-                }
-            }
-            let name = clean_name(name);
+            let pax = ext.local.take().unwrap_or_else(|| self.globals.clone());
+            let (name, old_dir) = entry_name(&block, &pax, ext.long_name.take());
             self.current = display_path(&name);
-
             let link = pax
                 .linkpath
                 .clone()
-                .or(long_link.take())
-                .unwrap_or_else(|| cstr(&h[157..257]).to_vec());
-
+                .or(ext.long_link.take())
+                .unwrap_or_else(|| cstr(&block[157..257]).to_vec());
             let stored = pax.size.unwrap_or(size);
-            let kind = match typeflag {
-                b'0' | 0 | b'7' if old_dir && !is_posix && !is_gnu => Kind::Dir,
-                b'0' | 0 | b'7' | b'S' => Kind::File,
-                b'1' => Kind::HardLink(clean_name(link)),
-                b'2' => Kind::Symlink(link),
-                b'3' | b'4' => {
-                    let dev = |p: Option<u64>, f: &[u8], what: &str| {
-                        p.or_else(|| parse_num(f))
-                            .and_then(|v| u32::try_from(v).ok())
-                            .ok_or_else(|| self.format(format!("bad device {what} number")))
-                    };
-                    let major = dev(pax.devmajor, &h[329..337], "major")?;
-                    let minor = dev(pax.devminor, &h[337..345], "minor")?;
-                    if typeflag == b'3' {
-                        Kind::CharDevice { major, minor }
-                    } else {
-                        Kind::BlockDevice { major, minor }
-                    }
-                }
-                b'5' | b'D' => Kind::Dir,
-                b'6' => Kind::Fifo,
-                b'M' | b'N' => {
-                    return Err(TreeError::Unsupported {
-                        entry: self.current.clone(),
-                        reason: format!("GNU tar type '{}' is not supported", typeflag as char),
-                    })
-                }
-                other => {
-                    // A volume label ('V') or a vendor type we do not know: skip it,
-                    // like GNU tar, rather than turn it into a bogus file.
-                    if other != b'V' {
-                        self.warnings.push(format!(
-                            "{}: skipped entry of unknown tar type {:?}",
-                            self.current, other as char
-                        ));
-                    }
-                    self.skip(stored)?;
-                    self.skip(pad512(stored))?;
-                    continue;
-                }
+            let Some(kind) = self.entry_kind(&block, old_dir, &pax, link)? else {
+                // Skipped, like GNU tar, rather than turned into a bogus file.
+                self.skip(stored)?;
+                self.skip(padding(stored) as u64)?;
+                continue;
             };
-
-            let mode = parse_num(&h[100..108]).ok_or_else(|| self.format("bad mode field"))?;
-            let id = |p: Option<u64>, f: &[u8], what: &str| {
-                p.or_else(|| parse_num(f))
-                    .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| self.format(format!("bad {what} field")))
-            };
-            let uid = id(pax.uid, &h[108..116], "uid")?;
-            let gid = id(pax.gid, &h[116..124], "gid")?;
-            let mtime = match pax.mtime {
-                Some(t) => t,
-                None => Timestamp {
-                    secs: parse_signed(&h[136..148])
-                        .ok_or_else(|| self.format("bad mtime field"))?,
-                    nanos: 0,
-                },
-            };
-            let atime = pax.atime.or_else(|| {
-                // Old GNU headers keep atime where ustar has the prefix.
-                if is_gnu && h[345] != 0 {
-                    parse_signed(&h[345..357]).map(|secs| Timestamp { secs, nanos: 0 })
-                } else {
-                    None
-                }
-            });
-            let uname = pax.uname.clone().or_else(|| nonempty(cstr(&h[265..297])));
-            let gname = pax.gname.clone().or_else(|| nonempty(cstr(&h[297..329])));
-
-            let mut entry = Entry::new(name, kind, (mode & 0o7777) as u32);
-            entry.uid = uid;
-            entry.gid = gid;
-            entry.uname = uname;
-            entry.gname = gname;
-            entry.mtime = mtime;
-            entry.atime = atime;
-            entry.xattrs = pax.xattrs.clone();
+            let mut entry = self.entry_meta(&block, name, kind, &pax)?;
             self.remaining = stored;
-            self.padding = pad512(stored);
-
+            self.padding = padding(stored) as u64;
             if entry.kind == Kind::File {
-                entry.size = stored;
-                if typeflag == b'S' {
-                    let mut map = Vec::new();
-                    self.push_gnu_sparse(&h[386..482], &mut map)?;
-                    let mut extended = h[482] != 0;
-                    let realsize = parse_num(&h[483..495])
-                        .ok_or_else(|| self.format("bad sparse realsize"))?;
-                    let mut ext = [0u8; BLOCK];
-                    let mut count = 0usize;
-                    while extended {
-                        count += 1;
-                        if count > MAX_SPARSE_EXT || !self.read_block(&mut ext)? {
-                            return Err(self.format("archive truncated in sparse extension"));
-                        }
-                        self.push_gnu_sparse(&ext[..504], &mut map)?;
-                        extended = ext[504] != 0;
-                    }
-                    entry.size = realsize;
-                    entry.sparse = Some(map);
-                } else if sparse10 {
-                    let map = self.read_sparse10_map()?;
-                    entry.size = pax
-                        .sparse_realsize
-                        .ok_or_else(|| self.format("sparse entry without GNU.sparse.realsize"))?;
-                    entry.sparse = Some(map);
-                } else if sparse0x {
-                    entry.size = pax
-                        .sparse_realsize
-                        .ok_or_else(|| self.format("sparse entry without GNU.sparse.size"))?;
-                    entry.sparse = Some(pax.sparse_map.clone());
-                }
-                if let Some(map) = &entry.sparse {
-                    self.check_sparse(map, entry.size)?;
-                }
+                self.file_layout(&mut entry, &block, &pax, stored)?;
             }
-
             self.convert_acls(&mut entry, &pax);
             return Ok(Some(entry));
         }
+    }
+
+    /// Takes in an extension header (pax `x`/`g`, GNU long name `L` / long link
+    /// `K`), which applies to the next real entry; false for any other typeflag.
+    fn read_extension(
+        &mut self,
+        typeflag: u8,
+        size: u64,
+        ext: &mut Extensions,
+    ) -> Result<bool, TreeError> {
+        match typeflag {
+            b'x' | b'g' => {
+                let data = self.read_meta(size, MAX_PAX, "pax header")?;
+                let records = parse_pax_records(&data).map_err(|r| self.format(r))?;
+                let global = typeflag == b'g';
+                let target = if global {
+                    &mut self.globals
+                } else {
+                    ext.local.get_or_insert_with(|| self.globals.clone())
+                };
+                for (k, v) in records {
+                    target.apply(k, v, global).map_err(|r| TreeError::Format {
+                        entry: self.current.clone(),
+                        reason: r,
+                    })?;
+                }
+                Ok(true)
+            }
+            b'L' | b'K' => {
+                let mut data = self.read_meta(size, MAX_NAME, "GNU long name")?;
+                if let Some(p) = data.iter().position(|&c| c == 0) {
+                    data.truncate(p);
+                }
+                if typeflag == b'L' {
+                    ext.long_name = Some(data);
+                } else {
+                    ext.long_link = Some(data);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// What the header's typeflag makes of the entry; `None` for a type that is
+    /// skipped (a volume label, or an unknown type, with a warning).
+    fn entry_kind(
+        &mut self,
+        h: &[u8; BLOCK],
+        old_dir: bool,
+        pax: &Pax,
+        link: Vec<u8>,
+    ) -> Result<Option<Kind>, TreeError> {
+        let typeflag = h[156];
+        let is_posix = &h[257..263] == b"ustar\0";
+        let is_gnu = &h[257..265] == b"ustar  \0";
+        Ok(Some(match typeflag {
+            b'0' | 0 | b'7' if old_dir && !is_posix && !is_gnu => Kind::Dir,
+            b'0' | 0 | b'7' | b'S' => Kind::File,
+            b'1' => Kind::HardLink(clean_name(link)),
+            b'2' => Kind::Symlink(link),
+            b'3' | b'4' => {
+                let dev = |p: Option<u64>, f: &[u8], what: &str| {
+                    p.or_else(|| parse_num(f))
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| self.format(format!("bad device {what} number")))
+                };
+                let major = dev(pax.devmajor, &h[329..337], "major")?;
+                let minor = dev(pax.devminor, &h[337..345], "minor")?;
+                if typeflag == b'3' {
+                    Kind::CharDevice { major, minor }
+                } else {
+                    Kind::BlockDevice { major, minor }
+                }
+            }
+            b'5' | b'D' => Kind::Dir,
+            b'6' => Kind::Fifo,
+            b'M' | b'N' => {
+                return Err(TreeError::Unsupported {
+                    entry: self.current.clone(),
+                    reason: format!("GNU tar type '{}' is not supported", typeflag as char),
+                })
+            }
+            other => {
+                if other != b'V' {
+                    self.warnings.push(format!(
+                        "{}: skipped entry of unknown tar type {:?}",
+                        self.current, other as char
+                    ));
+                }
+                return Ok(None);
+            }
+        }))
+    }
+
+    /// The entry with the header's (or pax's) mode, owners and times.
+    fn entry_meta(
+        &self,
+        h: &[u8; BLOCK],
+        name: Vec<u8>,
+        kind: Kind,
+        pax: &Pax,
+    ) -> Result<Entry, TreeError> {
+        let is_gnu = &h[257..265] == b"ustar  \0";
+        let mode = parse_num(&h[100..108]).ok_or_else(|| self.format("bad mode field"))?;
+        let id = |p: Option<u64>, f: &[u8], what: &str| {
+            p.or_else(|| parse_num(f))
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| self.format(format!("bad {what} field")))
+        };
+        let uid = id(pax.uid, &h[108..116], "uid")?;
+        let gid = id(pax.gid, &h[116..124], "gid")?;
+        let mtime = match pax.mtime {
+            Some(t) => t,
+            None => Timestamp {
+                secs: parse_signed(&h[136..148]).ok_or_else(|| self.format("bad mtime field"))?,
+                nanos: 0,
+            },
+        };
+        let atime = pax.atime.or_else(|| {
+            // Old GNU headers keep atime where ustar has the prefix.
+            if is_gnu && h[345] != 0 {
+                parse_signed(&h[345..357]).map(|secs| Timestamp { secs, nanos: 0 })
+            } else {
+                None
+            }
+        });
+        let mut entry = Entry::new(name, kind, (mode & 0o7777) as u32);
+        entry.uid = uid;
+        entry.gid = gid;
+        entry.uname = pax.uname.clone().or_else(|| nonempty(cstr(&h[265..297])));
+        entry.gname = pax.gname.clone().or_else(|| nonempty(cstr(&h[297..329])));
+        entry.mtime = mtime;
+        entry.atime = atime;
+        entry.xattrs = pax.xattrs.clone();
+        Ok(entry)
+    }
+
+    /// A regular file's real size and sparse map: old GNU sparse (`S`, with its
+    /// extension blocks), pax GNU sparse 1.0 (map at the start of the data) or 0.x
+    /// (map in the records); checked against the stored bytes.
+    fn file_layout(
+        &mut self,
+        entry: &mut Entry,
+        h: &[u8; BLOCK],
+        pax: &Pax,
+        stored: u64,
+    ) -> Result<(), TreeError> {
+        entry.size = stored;
+        if h[156] == b'S' {
+            let mut map = Vec::new();
+            self.push_gnu_sparse(&h[386..482], &mut map)?;
+            let mut extended = h[482] != 0;
+            let realsize =
+                parse_num(&h[483..495]).ok_or_else(|| self.format("bad sparse realsize"))?;
+            let mut ext = [0u8; BLOCK];
+            let mut count = 0usize;
+            while extended {
+                count += 1;
+                if count > MAX_SPARSE_EXT || !self.read_block(&mut ext)? {
+                    return Err(self.format("archive truncated in sparse extension"));
+                }
+                self.push_gnu_sparse(&ext[..504], &mut map)?;
+                extended = ext[504] != 0;
+            }
+            entry.size = realsize;
+            entry.sparse = Some(map);
+        } else if pax.sparse_major == Some(1) {
+            let map = self.read_sparse10_map()?;
+            entry.size = pax
+                .sparse_realsize
+                .ok_or_else(|| self.format("sparse entry without GNU.sparse.realsize"))?;
+            entry.sparse = Some(map);
+        } else if pax.sparse_major == Some(0) {
+            entry.size = pax
+                .sparse_realsize
+                .ok_or_else(|| self.format("sparse entry without GNU.sparse.size"))?;
+            entry.sparse = Some(pax.sparse_map.clone());
+        }
+        if let Some(map) = &entry.sparse {
+            self.check_sparse(map, entry.size)?;
+        }
+        Ok(())
     }
 
     /// A sparse map must stay within the real size and account for exactly the
@@ -1048,6 +673,44 @@ impl<R: Read> EntryReader for TarReader<R> {
     }
 }
 
+/// Extension headers met before the entry they apply to.
+#[derive(Default)]
+struct Extensions {
+    /// The pax `x` records (over the global defaults).
+    local: Option<Pax>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+/// The entry's name, by precedence: GNU sparse name (pax sparse entries), pax `path`,
+/// GNU long name, ustar prefix + name; cleaned. Also whether the header's own name
+/// ends in `/` (a directory, for pre-POSIX writers).
+fn entry_name(h: &[u8; BLOCK], pax: &Pax, long_name: Option<Vec<u8>>) -> (Vec<u8>, bool) {
+    let mut name = cstr(&h[0..100]).to_vec();
+    if &h[257..263] == b"ustar\0" {
+        let prefix = cstr(&h[345..500]);
+        if !prefix.is_empty() {
+            let mut full = prefix.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(&name);
+            name = full;
+        }
+    }
+    let old_dir = name.last() == Some(&b'/');
+    if let Some(n) = long_name {
+        name = n;
+    }
+    if let Some(n) = pax.path.clone() {
+        name = n;
+    }
+    if matches!(pax.sparse_major, Some(0 | 1)) {
+        if let Some(n) = pax.sparse_name.clone() {
+            name = n;
+        }
+    }
+    (clean_name(name), old_dir)
+}
+
 /// Whether `block` (the first bytes of a stream) starts a tar archive: ustar magic,
 /// or a pre-POSIX header with a valid checksum.
 pub(crate) fn is_tar_header(block: &[u8]) -> bool {
@@ -1060,10 +723,6 @@ pub(crate) fn is_tar_header(block: &[u8]) -> bool {
     let mut h = [0u8; BLOCK];
     h.copy_from_slice(block);
     block[0] != 0 && verify_checksum(&h).is_ok()
-}
-
-fn pad512(n: u64) -> u64 {
-    (BLOCK as u64 - n % BLOCK as u64) % BLOCK as u64
 }
 
 fn cstr(f: &[u8]) -> &[u8] {
@@ -1100,6 +759,7 @@ fn verify_checksum(h: &[u8; BLOCK]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::format::pax::{base64_decode, parse_pax_time, url_decode, MAX_OWNER_NAME};
 
     /// Builds a ustar header block with a valid checksum.
     fn header(name: &[u8], typeflag: u8, size: u64, link: &[u8]) -> Vec<u8> {

@@ -17,11 +17,11 @@
 //!   except that the ustar name uses `GNUSparseFile.0` (not the process id) so output is
 //!   deterministic.
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
-
-/// Size of a tar block in bytes; every header and every data area is a multiple of it.
-pub const BLOCK_BYTES: usize = 512;
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::acl::acl_text;
+use crate::tree::format::pax::{escape_xattr_name, format_time, record};
+pub use crate::tree::format::{pad_to_block, padding, BLOCK_BYTES};
 
 /// Size of the end-of-archive marker (two zero blocks) in bytes.
 pub const END_OF_ARCHIVE_BYTES: usize = 2 * BLOCK_BYTES;
@@ -67,22 +67,44 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
     if entry.path.is_empty() {
         return Err(unsupported(entry, "empty archive path"));
     }
+    // Records are appended in a fixed order (name, link, size, owners, times, ACLs,
+    // xattrs): the output must not depend on anything but the entry.
+    let mut records = Vec::new();
+    let mut block = [0u8; BLOCK_BYTES];
+    let map_block = put_name(entry, &mut block, &mut records);
+    put_kind(entry, &mut block, &mut records)?;
+    // The size of the data area: sparse map + segments for sparse files.
+    let data_area = map_block.as_ref().map_or(0, |m| m.len() as u64) + entry.stored_size();
+    if put_number(&mut block, SIZE, data_area) {
+        record(&mut records, b"size", data_area.to_string().as_bytes());
+    }
+    put_mode_and_owners(entry, &mut block, &mut records);
+    put_times(entry, &mut block, &mut records);
+    put_acls_and_xattrs(entry, &mut records);
+    put_bytes(&mut block, MAGIC, b"ustar\x0000");
+    finish_checksum(&mut block);
+    Ok(assemble(entry, records, &block, map_block))
+}
+
+/// The name fields, or the pax `path` record (or, for a sparse file, the GNU sparse
+/// 1.0 records, which replace `path`). Returns the sparse map block, if any.
+fn put_name(
+    entry: &Entry,
+    block: &mut [u8; BLOCK_BYTES],
+    records: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
     let sparse_map = match (&entry.kind, &entry.sparse) {
         (Kind::File, Some(map)) => Some(map.as_slice()),
         _ => None,
     };
-    let mut records = Vec::new();
-    let mut block = [0u8; BLOCK_BYTES];
-
-    // --- name (and GNU sparse bookkeeping, which replaces `path`) ---
-    let map_block = match sparse_map {
+    match sparse_map {
         Some(map) => {
             let map_bytes = sparse_map_block(map, entry.size);
-            record(&mut records, b"GNU.sparse.major", b"1");
-            record(&mut records, b"GNU.sparse.minor", b"0");
-            record(&mut records, b"GNU.sparse.name", &entry.path);
+            record(records, b"GNU.sparse.major", b"1");
+            record(records, b"GNU.sparse.minor", b"0");
+            record(records, b"GNU.sparse.name", &entry.path);
             record(
-                &mut records,
+                records,
                 b"GNU.sparse.realsize",
                 entry.size.to_string().as_bytes(),
             );
@@ -93,7 +115,7 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
             let mut name = dir.to_vec();
             name.extend_from_slice(b"/GNUSparseFile.0/");
             name.extend_from_slice(base);
-            put_name_lossy(&mut block, &name);
+            put_name_lossy(block, &name);
             Some(map_bytes)
         }
         None => {
@@ -102,15 +124,21 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
                 // A trailing slash marks directories for readers that ignore the typeflag.
                 name.push(b'/');
             }
-            if !ascii_safe(&name) || !put_name_split(&mut block, &name) {
-                record(&mut records, b"path", &entry.path);
-                put_name_lossy(&mut block, &name);
+            if !ascii_safe(&name) || !put_name_split(block, &name) {
+                record(records, b"path", &entry.path);
+                put_name_lossy(block, &name);
             }
             None
         }
-    };
+    }
+}
 
-    // --- typeflag, link target, device numbers ---
+/// Typeflag, link target (or `linkpath` record) and device numbers.
+fn put_kind(
+    entry: &Entry,
+    block: &mut [u8; BLOCK_BYTES],
+    records: &mut Vec<u8>,
+) -> Result<(), TreeError> {
     let (typeflag, link, dev) = match &entry.kind {
         Kind::File => (b'0', None, None),
         Kind::HardLink(target) => (b'1', Some(target), None),
@@ -123,10 +151,10 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
     block[TYPEFLAG] = typeflag;
     if let Some(target) = link {
         if target.len() <= LINKNAME.1 && ascii_safe(target) {
-            put_bytes(&mut block, LINKNAME, target);
+            put_bytes(block, LINKNAME, target);
         } else {
-            record(&mut records, b"linkpath", target);
-            put_bytes(&mut block, LINKNAME, &lossy_truncated(target, LINKNAME.1));
+            record(records, b"linkpath", target);
+            put_bytes(block, LINKNAME, &lossy_truncated(target, LINKNAME.1));
         }
     }
     let (devmajor, devminor) = dev.unwrap_or((0, 0));
@@ -137,22 +165,20 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
             "device number too large for a tar header",
         ));
     }
-    put_octal(&mut block, DEVMAJOR, u64::from(devmajor));
-    put_octal(&mut block, DEVMINOR, u64::from(devminor));
+    put_octal(block, DEVMAJOR, u64::from(devmajor));
+    put_octal(block, DEVMINOR, u64::from(devminor));
+    Ok(())
+}
 
-    // --- size (of the data area: sparse map + segments for sparse files) ---
-    let data_area = map_block.as_ref().map_or(0, |m| m.len() as u64) + entry.stored_size();
-    if put_number(&mut block, SIZE, data_area) {
-        record(&mut records, b"size", data_area.to_string().as_bytes());
+/// Mode, uid/gid (pax records when they overflow octal), owner names (records when
+/// they do not fit or are not plain ASCII).
+fn put_mode_and_owners(entry: &Entry, block: &mut [u8; BLOCK_BYTES], records: &mut Vec<u8>) {
+    put_octal(block, MODE, u64::from(entry.mode & 0o7777));
+    if put_number(block, UID, u64::from(entry.uid)) {
+        record(records, b"uid", entry.uid.to_string().as_bytes());
     }
-
-    // --- mode, owners ---
-    put_octal(&mut block, MODE, u64::from(entry.mode & 0o7777));
-    if put_number(&mut block, UID, u64::from(entry.uid)) {
-        record(&mut records, b"uid", entry.uid.to_string().as_bytes());
-    }
-    if put_number(&mut block, GID, u64::from(entry.gid)) {
-        record(&mut records, b"gid", entry.gid.to_string().as_bytes());
+    if put_number(block, GID, u64::from(entry.gid)) {
+        record(records, b"gid", entry.gid.to_string().as_bytes());
     }
     for (name, field, key) in [
         (&entry.uname, UNAME, b"uname".as_slice()),
@@ -161,49 +187,58 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
         if let Some(name) = name {
             // The field must keep a terminating NUL for strict readers, hence `<`.
             if name.len() < field.1 && ascii_safe(name) {
-                put_bytes(&mut block, field, name);
+                put_bytes(block, field, name);
             } else {
-                record(&mut records, key, name);
+                record(records, key, name);
             }
         }
     }
+}
 
-    // --- times ---
+/// mtime (base-256 when it does not fit octal; a record when it has a fraction or
+/// does not fit), atime when recorded.
+fn put_times(entry: &Entry, block: &mut [u8; BLOCK_BYTES], records: &mut Vec<u8>) {
     let mtime = entry.mtime;
     let mtime_fits = mtime.secs >= 0 && (mtime.secs as u64) <= OCTAL11_MAX;
     if mtime_fits {
-        put_octal(&mut block, MTIME, mtime.secs as u64);
+        put_octal(block, MTIME, mtime.secs as u64);
     } else {
-        put_base256_signed(&mut block, MTIME, mtime.secs);
+        put_base256_signed(block, MTIME, mtime.secs);
     }
     if !mtime_fits || mtime.nanos != 0 {
-        record(&mut records, b"mtime", format_time(mtime).as_bytes());
+        record(records, b"mtime", format_time(mtime).as_bytes());
     }
     if let Some(atime) = entry.atime {
-        record(&mut records, b"atime", format_time(atime).as_bytes());
+        record(records, b"atime", format_time(atime).as_bytes());
     }
+}
 
-    // --- ACLs as text (GNU tar `--acls` resets ACLs absent from SCHILY.acl.*, even if
-    // the raw system.posix_acl_* xattr was just restored), then every raw xattr ---
+/// ACLs as text (GNU tar `--acls` resets ACLs absent from SCHILY.acl.*, even if the
+/// raw system.posix_acl_* xattr was just restored), then every raw xattr.
+fn put_acls_and_xattrs(entry: &Entry, records: &mut Vec<u8>) {
     for (xattr, key) in [
         (&b"system.posix_acl_access"[..], &b"SCHILY.acl.access"[..]),
         (b"system.posix_acl_default", b"SCHILY.acl.default"),
     ] {
         let blob = entry.xattrs.iter().find(|(n, _)| n == xattr);
         if let Some(text) = blob.and_then(|(_, v)| acl_text(v)) {
-            record(&mut records, key, text.as_bytes());
+            record(records, key, text.as_bytes());
         }
     }
     for (name, value) in &entry.xattrs {
         let mut key = b"SCHILY.xattr.".to_vec();
         escape_xattr_name(name, &mut key);
-        record(&mut records, &key, value);
+        record(records, &key, value);
     }
+}
 
-    // --- magic and checksum ---
-    put_bytes(&mut block, MAGIC, b"ustar\x0000");
-    finish_checksum(&mut block);
-
+/// The pax header (when there are records), the ustar block, the sparse map.
+fn assemble(
+    entry: &Entry,
+    mut records: Vec<u8>,
+    block: &[u8; BLOCK_BYTES],
+    map_block: Option<Vec<u8>>,
+) -> Vec<u8> {
     // pax values are UTF-8 unless declared otherwise; root images may hold names in
     // any bytes, and libarchive refuses (or converts) undeclared non-UTF-8 names.
     if needs_binary_charset(entry, &records) {
@@ -225,11 +260,11 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
         out.extend_from_slice(&records);
         pad_to_block(&mut out);
     }
-    out.extend_from_slice(&block);
+    out.extend_from_slice(block);
     if let Some(map) = map_block {
         out.extend_from_slice(&map);
     }
-    Ok(out)
+    out
 }
 
 /// True if a name-like pax record (path, linkpath, names) is not valid UTF-8, which
@@ -255,101 +290,12 @@ fn needs_binary_charset(entry: &Entry, records: &[u8]) -> bool {
     .any(|v| !ascii_safe(v) && std::str::from_utf8(v).is_err())
 }
 
-/// Tag values of the Linux `system.posix_acl_*` xattr format (`<linux/posix_acl.h>`).
-const ACL_USER_OBJ: u16 = 0x01;
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP_OBJ: u16 = 0x04;
-const ACL_GROUP: u16 = 0x08;
-const ACL_MASK: u16 = 0x10;
-const ACL_OTHER: u16 = 0x20;
-/// Version in the xattr blob's 4-byte header; entries follow as (u16 tag, u16 perm, u32 id), LE.
-const ACL_XATTR_VERSION: u32 = 2;
-const ACL_HEADER_BYTES: usize = 4;
-const ACL_ENTRY_BYTES: usize = 8;
-
-/// The text form GNU tar stores in `SCHILY.acl.*` (`user::rw-\nuser:1234:rwx\n...`),
-/// from the kernel's binary ACL xattr. Qualifiers stay numeric: the ids belong to the
-/// image, not to the host that extracts it. `None` for a malformed blob (the raw
-/// xattr is still archived).
-fn acl_text(blob: &[u8]) -> Option<String> {
-    let body = blob.get(ACL_HEADER_BYTES..)?;
-    let version = u32::from_le_bytes(blob[..ACL_HEADER_BYTES].try_into().ok()?);
-    if version != ACL_XATTR_VERSION || body.len() % ACL_ENTRY_BYTES != 0 {
-        return None;
-    }
-    let mut text = String::new();
-    for e in body.chunks_exact(ACL_ENTRY_BYTES) {
-        let tag = u16::from_le_bytes([e[0], e[1]]);
-        let perm = u16::from_le_bytes([e[2], e[3]]);
-        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
-        let head = match tag {
-            ACL_USER_OBJ => "user::".to_string(),
-            ACL_USER => format!("user:{id}:"),
-            ACL_GROUP_OBJ => "group::".to_string(),
-            ACL_GROUP => format!("group:{id}:"),
-            ACL_MASK => "mask::".to_string(),
-            ACL_OTHER => "other::".to_string(),
-            _ => return None,
-        };
-        text.push_str(&head);
-        text.push(if perm & 4 != 0 { 'r' } else { '-' });
-        text.push(if perm & 2 != 0 { 'w' } else { '-' });
-        text.push(if perm & 1 != 0 { 'x' } else { '-' });
-        text.push('\n');
-    }
-    Some(text)
-}
-
 /// The end-of-archive marker: two zero-filled 512-byte blocks.
 ///
 /// GNU tar pads the archive further to its 10 KiB record size; that is not required by
 /// POSIX and every reader accepts the bare 1024 bytes.
 pub fn end_of_archive() -> [u8; END_OF_ARCHIVE_BYTES] {
     [0u8; END_OF_ARCHIVE_BYTES]
-}
-
-/// Number of zero bytes that must follow `len` bytes of entry data to reach the next
-/// 512-byte block boundary (0..=511).
-pub fn padding(len: u64) -> usize {
-    let rem = (len % BLOCK_BYTES as u64) as usize;
-    if rem == 0 {
-        0
-    } else {
-        BLOCK_BYTES - rem
-    }
-}
-
-/// Appends zeros to `buf` until its length is a multiple of 512 bytes.
-pub fn pad_to_block(buf: &mut Vec<u8>) {
-    let pad = padding(buf.len() as u64);
-    buf.resize(buf.len() + pad, 0);
-}
-
-/// Appends one pax record `"<len> <key>=<value>\n"`, where `<len>` counts the whole
-/// record including its own digits. Values are raw bytes: the length prefix makes
-/// binary (NUL, newline) values safe.
-fn record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    let rest = 1 + key.len() + 1 + value.len() + 1; // ' ' key '=' value '\n'
-    let mut digits = decimal_digits(rest as u64);
-    // Adding the digits may carry the total into one more digit (e.g. 98 + 2 = 100).
-    while decimal_digits((rest + digits) as u64) != digits {
-        digits += 1;
-    }
-    out.extend_from_slice((rest + digits).to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    out.push(b'=');
-    out.extend_from_slice(value);
-    out.push(b'\n');
-}
-
-fn decimal_digits(mut n: u64) -> usize {
-    let mut d = 1;
-    while n >= 10 {
-        n /= 10;
-        d += 1;
-    }
-    d
 }
 
 /// The GNU sparse 1.0 map: decimal count, then offset and size per line, NUL-padded to
@@ -448,42 +394,6 @@ fn lossy_truncated(bytes: &[u8], max: usize) -> Vec<u8> {
         .collect()
 }
 
-/// GNU tar's xattr keyword escaping: `%` → `%25`, `=` → `%3D` (a raw `=` would end the
-/// keyword). Other bytes, including non-UTF-8, are kept as they are.
-fn escape_xattr_name(name: &[u8], out: &mut Vec<u8>) {
-    for &b in name {
-        match b {
-            b'%' => out.extend_from_slice(b"%25"),
-            b'=' => out.extend_from_slice(b"%3D"),
-            _ => out.push(b),
-        }
-    }
-}
-
-/// pax time value: `secs[.frac]` with trailing zeros of the fraction trimmed. Negative
-/// times with a fraction are written as the exact negative decimal (e.g. secs -2,
-/// nanos 250 000 000 → `-1.75`).
-fn format_time(t: Timestamp) -> String {
-    let (neg, whole, nanos) = if t.secs < 0 && t.nanos > 0 {
-        (true, (-(t.secs + 1)) as u64, 1_000_000_000 - t.nanos)
-    } else if t.secs < 0 {
-        (true, t.secs.unsigned_abs(), 0)
-    } else {
-        (false, t.secs as u64, t.nanos)
-    };
-    let mut s = String::new();
-    if neg {
-        s.push('-');
-    }
-    s.push_str(&whole.to_string());
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s
-}
-
 fn put_bytes(block: &mut [u8; BLOCK_BYTES], (off, len): (usize, usize), bytes: &[u8]) {
     let n = bytes.len().min(len);
     block[off..off + n].copy_from_slice(&bytes[..n]);
@@ -548,6 +458,7 @@ fn unsupported(entry: &Entry, reason: &str) -> TreeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::entry::Timestamp;
     use std::io::Read;
 
     /// Length-driven pax record parser for the tests. The `tar` crate cannot be used for

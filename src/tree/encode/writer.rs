@@ -5,39 +5,28 @@
 //! Three layers, kept apart so each can be reused and tested alone:
 //! [`WalkStream`] produces the ordered entries, [`EntryEncoder`] turns one entry
 //! (header + file data + padding) into tar bytes on any `Write`, and [`write_tree`]
-//! (through the parallel pipeline in [`super::pipeline`]) / [`write_tar`] drive them
-//! into one stream. Both give the same tar bytes for the same tree.
-//!
-//! File data is read with `pread(2)`, not memory-mapped: a file truncated by someone
-//! else while mapped raises SIGBUS, and the archive must survive a live tree. A file
-//! whose size changes between the walk and the read is written with exactly the size
-//! its header announced (zero-filled or cut short) and a warning, so the archive stays
-//! well-formed.
+//! (through the parallel pipeline, `encode::pipeline`) / [`write_tar`] drive them into
+//! one stream. Both give the same tar bytes for the same tree. A file whose size
+//! changes between the walk and the read is written with exactly the size its header
+//! announced (zero-filled or cut short) and a warning, so the archive stays
+//! well-formed (`encode::entry`).
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::Path;
 
-use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
-
-pub use super::codec::Codec;
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind};
-use super::pax::{encode_header, end_of_archive, padding, BLOCK_BYTES};
-use super::pipeline;
-use super::walk::{WalkOptions, WalkStream};
+pub use crate::tree::codec::Codec;
+pub use crate::tree::encode::entry::EntryEncoder;
+use crate::tree::encode::entry::{output_error, IO_BUF_BYTES};
+use crate::tree::encode::pipeline;
+use crate::tree::encode::walk::{WalkOptions, WalkStream};
+use crate::tree::error::TreeError;
+use crate::tree::format::tar_header::end_of_archive;
+use crate::tree::format::BLOCK_BYTES;
 
 /// Archive name of the tree's top directory: xCAT's `rootimgtree.gz` always holds
 /// `rootimg` and `rootimg/...`, whatever the source directory is called.
 pub const ROOTIMG_TOP: &[u8] = b"rootimg";
 
-pub use super::pipeline::MEMBER_TARGET_BYTES;
-
-/// Read buffer for file data and the write buffer of [`write_tar`], bytes. Large
-/// enough to amortize syscalls, small enough to stay in L2.
-pub(crate) const IO_BUF_BYTES: usize = 256 * 1024;
 /// Highest compression level accepted (gzip's scale; libdeflate levels 0–9 match it).
 pub(crate) const MAX_GZIP_LEVEL: u32 = 9;
 /// Default level, as `gzip` and xCAT use.
@@ -47,7 +36,8 @@ pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Compression level 0..=9 (default 6), libdeflate's scale, which matches gzip's
-    /// in speed and ratio roughly; for zstd mapped by [`codec::zstd_level`](super::codec::zstd_level)
+    /// in speed and ratio roughly; for zstd mapped by
+    /// [`codec::zstd_level`](crate::tree::codec::zstd_level)
     /// (6 → zstd 3). Ignored by [`write_tar`].
     pub level: u32,
     /// How [`write_tree`] compresses (default gzip); ignored by [`write_tar`].
@@ -100,7 +90,7 @@ pub struct TreeStats {
 
 /// Walks `dir` and writes it to `out` as a FORMAT.md v1 `rootimgtree.gz`: the pax tar
 /// of `rootimg`, `rootimg/...` as independent gzip data members (cut at entry
-/// boundaries after [`MEMBER_TARGET_BYTES`] and at every 4 MiB of a file's data,
+/// boundaries after [`Codec::unit_target_bytes`] and at every 4 MiB of a file's data,
 /// libdeflate at `opts.level`), then the index (offsets, members, BLAKE3 digests) in
 /// empty members and the footer. `gzip -dc` of it is exactly [`write_tar`]'s output.
 ///
@@ -140,16 +130,12 @@ pub fn write_tree(
         });
     }
     let mut stream = WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))?;
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     let p = pipeline::encode(
         &mut stream,
         &mut out,
         opts.codec,
         opts.level,
-        threads,
+        opts.threads,
         &opts.progress,
     )?;
     // Walk warnings first, then read warnings, as write_tar orders them.
@@ -199,175 +185,6 @@ fn walk_options(opts: &WriteOptions) -> WalkOptions {
     }
 }
 
-/// Encodes single entries (header, file data, padding) onto a writer, reusing one read
-/// buffer across calls. One per thread; cheap to create (one 256 KiB buffer).
-pub struct EntryEncoder {
-    buf: Vec<u8>,
-}
-
-impl Default for EntryEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl EntryEncoder {
-    /// A new encoder with its read buffer allocated.
-    pub fn new() -> Self {
-        EntryEncoder {
-            buf: vec![0u8; IO_BUF_BYTES],
-        }
-    }
-
-    /// Writes `entry` to `out`: its [`encode_header`] bytes, then for regular files the
-    /// data read from `source` (only the data segments for sparse files), then zero
-    /// padding to a 512-byte block. Returns the number of bytes written.
-    ///
-    /// The header's sizes are authoritative: if the file shrank since the walk, the
-    /// missing bytes are zeros; if it grew, the excess is not written; if it vanished or
-    /// was replaced by a non-file, its data is all zeros. Each case pushes a warning
-    /// naming the entry onto `warnings`. The file is opened with O_NOFOLLOW (never
-    /// through a symlink swapped in) and O_NOATIME where permitted (archiving does not
-    /// disturb atimes).
-    ///
-    /// Errors: other read errors ([`TreeError::Io`] naming `source`), write errors on
-    /// `out` (path `<archive output>`), header encoding errors.
-    pub fn write_entry<W: Write + ?Sized>(
-        &mut self,
-        entry: &Entry,
-        source: &Path,
-        out: &mut W,
-        warnings: &mut Vec<String>,
-    ) -> Result<u64, TreeError> {
-        let header = encode_header(entry)?;
-        out.write_all(&header).map_err(output_error)?;
-        let mut written = header.len() as u64;
-        if entry.kind == Kind::File {
-            let data = entry.stored_size();
-            self.write_data(entry, source, out, warnings)?;
-            let pad = padding(data);
-            out.write_all(&[0u8; BLOCK_BYTES][..pad])
-                .map_err(output_error)?;
-            written += data + pad as u64;
-        }
-        Ok(written)
-    }
-
-    /// Writes exactly `entry.stored_size()` bytes of file data (no header, no
-    /// padding), with the live-tree handling described at [`Self::write_entry`].
-    /// Shared with the cpio newc encoder, which frames the data its own way.
-    pub(crate) fn write_data<W: Write + ?Sized>(
-        &mut self,
-        entry: &Entry,
-        source: &Path,
-        out: &mut W,
-        warnings: &mut Vec<String>,
-    ) -> Result<(), TreeError> {
-        let segments: Vec<(u64, u64)> = match &entry.sparse {
-            Some(map) => map.clone(),
-            None if entry.size == 0 => return Ok(()),
-            None => vec![(0, entry.size)],
-        };
-        let file = match open_source(source) {
-            Ok(f) => f,
-            // Gone, or replaced by a symlink (ELOOP with O_NOFOLLOW) or a directory.
-            Err(e @ (Errno::NOENT | Errno::LOOP | Errno::ISDIR | Errno::NXIO)) => {
-                warnings.push(format!(
-                    "{}: could not be opened for reading ({}); its {} bytes are archived as zeros",
-                    display_path(&entry.path),
-                    io::Error::from(e),
-                    entry.stored_size()
-                ));
-                return write_zeros(out, entry.stored_size());
-            }
-            Err(e) => return Err(TreeError::io(source, e.into())),
-        };
-        let mut short = false;
-        for (offset, len) in segments {
-            let got = self.copy_range(&file, source, offset, len, out)?;
-            if got < len {
-                short = true;
-                write_zeros(out, len - got)?;
-            }
-        }
-        let now = file.metadata().map_err(|e| TreeError::io(source, e))?.len();
-        if short {
-            warnings.push(format!(
-                "{}: shrank while being read (now {now} bytes); zero-filled to the {} bytes recorded",
-                display_path(&entry.path),
-                entry.size
-            ));
-        } else if now != entry.size {
-            warnings.push(format!(
-                "{}: changed size while being read (now {now} bytes); archived as {} bytes",
-                display_path(&entry.path),
-                entry.size
-            ));
-        }
-        Ok(())
-    }
-
-    /// Copies up to `len` bytes at `offset` of `file` to `out`; returns the count
-    /// actually read (less than `len` only at end of file).
-    fn copy_range<W: Write + ?Sized>(
-        &mut self,
-        file: &File,
-        source: &Path,
-        offset: u64,
-        len: u64,
-        out: &mut W,
-    ) -> Result<u64, TreeError> {
-        let mut done = 0u64;
-        while done < len {
-            let want = (len - done).min(self.buf.len() as u64) as usize;
-            let n = match file.read_at(&mut self.buf[..want], offset + done) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TreeError::io(source, e)),
-            };
-            out.write_all(&self.buf[..n]).map_err(output_error)?;
-            done += n as u64;
-        }
-        Ok(done)
-    }
-}
-
-/// Opens a regular file for reading without following symlinks or touching atime.
-/// A FIFO or device swapped in since the walk gives `ENXIO` (never blocks).
-pub(super) fn open_source(path: &Path) -> Result<File, Errno> {
-    let base =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = match rustix::fs::open(path, base | OFlags::NOATIME, Mode::empty()) {
-        // O_NOATIME needs file ownership or CAP_FOWNER.
-        Err(Errno::PERM) => rustix::fs::open(path, base, Mode::empty())?,
-        other => other?,
-    };
-    let file = File::from(fd);
-    // A FIFO or device swapped in since the walk would block or stream forever; only
-    // regular files are read (NONBLOCK above keeps the open itself from blocking).
-    match file.metadata() {
-        Ok(md) if md.is_file() => Ok(file),
-        Ok(_) => Err(Errno::NXIO),
-        Err(e) => Err(e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error)),
-    }
-}
-
-fn write_zeros<W: Write + ?Sized>(out: &mut W, mut n: u64) -> Result<(), TreeError> {
-    let zeros = [0u8; 8 * BLOCK_BYTES];
-    while n > 0 {
-        let k = n.min(zeros.len() as u64) as usize;
-        out.write_all(&zeros[..k]).map_err(output_error)?;
-        n -= k as u64;
-    }
-    Ok(())
-}
-
-/// An error writing the archive, named `<archive output>`.
-pub(crate) fn output_error(e: io::Error) -> TreeError {
-    TreeError::io(PathBuf::from("<archive output>"), e)
-}
-
 /// Bytes of stored data and the number of entries of the tree at `dir`, from a walk
 /// (metadata only): the totals a progress display needs before [`write_tree`] runs.
 pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError> {
@@ -385,11 +202,13 @@ pub fn measure(dir: &Path, opts: &WriteOptions) -> Result<(u64, u64), TreeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::index::{self, file_digest, read_index};
-    use crate::tree::member;
-    use crate::tree::walk::walk;
-    use std::fs;
-    use std::io::Read;
+    use crate::tree::codec::gzip;
+    use crate::tree::codec::gzip_trailer::read_gzip_index;
+    use crate::tree::encode::walk::walk;
+    use crate::tree::entry::Kind;
+    use crate::tree::format::index::{self, file_digest};
+    use std::fs::{self, File};
+    use std::io::{self, Read};
     use std::os::unix::fs::FileExt;
 
     fn read_all(tar_bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -516,7 +335,7 @@ mod tests {
         let mut d = libdeflater::Decompressor::new();
         for (m, c, _) in &idx.members[range] {
             let bytes = &archive[*c as usize..(*c + m.compressed) as usize];
-            tar.extend(member::decode_data(&mut d, bytes).unwrap());
+            tar.extend(gzip::decode_data(&mut d, bytes).unwrap());
         }
         let at = (e.data_offset - first_u) as usize;
         tar[at..at + e.stored as usize].to_vec()
@@ -562,7 +381,7 @@ mod tests {
             .unwrap();
         assert!(unzipped == plain, "gunzip differs from write_tar");
 
-        let idx = read_index(&mut io::Cursor::new(&one), one.len() as u64).unwrap();
+        let idx = read_gzip_index(&mut io::Cursor::new(&one), one.len() as u64).unwrap();
         assert_eq!(idx.len(), s1.entries);
         assert_eq!(idx.members.len() as u64, s1.members);
         let (m, c, u) = idx.members.last().unwrap();
@@ -570,7 +389,7 @@ mod tests {
         assert_eq!(u + m.uncompressed, s1.bytes_in);
         for (m, _, _) in &idx.members {
             // 1 MiB of entries plus at most one 4 MiB piece and its header.
-            assert!(m.uncompressed <= MEMBER_TARGET_BYTES + (4 << 20) + 8192);
+            assert!(m.uncompressed <= Codec::Gzip.unit_target_bytes() + (4 << 20) + 8192);
         }
         let mut files = 0;
         for e in idx.entries() {
@@ -655,7 +474,7 @@ mod tests {
             assert!(w.contains(&format!("rootimg/{name}:")), "{w}");
         }
         // Digests are of what was archived.
-        let idx = read_index(&mut io::Cursor::new(&gz), gz.len() as u64).unwrap();
+        let idx = read_gzip_index(&mut io::Cursor::new(&gz), gz.len() as u64).unwrap();
         let e = idx.entries().nth(3).unwrap().unwrap();
         assert_eq!(e.digest, Some(digest_of(&big)));
     }
@@ -751,10 +570,10 @@ mod tests {
 
     #[test]
     fn zstd_trees_are_deterministic_seekable_and_restore_to_the_same_tree() {
-        use crate::tree::archive::{verify, TreeArchive};
+        use crate::tree::archive::{verify_archive as verify, TreeArchive};
+        use crate::tree::codec::zstd_seekable::read_seek_table;
+        use crate::tree::restore::restore_zstd;
         use crate::tree::restore::RestoreOptions;
-        use crate::tree::seekable::read_seek_table;
-        use crate::tree::zstd_restore::restore_zstd;
 
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("r");
@@ -798,7 +617,8 @@ mod tests {
         // Random access and verification through the index, on the file alone.
         let file = t.path().join("rootimgtree.zst");
         fs::write(&file, &one).unwrap();
-        let mut ar = TreeArchive::open(&file).unwrap();
+        let len = one.len() as u64;
+        let mut ar = TreeArchive::new(File::open(&file).unwrap(), len, &file).unwrap();
         assert_eq!(ar.codec(), Codec::Zstd);
         let mut big = Vec::new();
         ar.cat(b"etc/sub/big", &mut big).unwrap();
@@ -811,8 +631,10 @@ mod tests {
             &mut &one[..],
             &dest,
             b"rootimg",
-            &RestoreOptions::default(),
-            2,
+            &RestoreOptions {
+                threads: 2,
+                ..RestoreOptions::default()
+            },
         )
         .unwrap();
         assert_eq!(stats.entries, s1.entries);
@@ -828,8 +650,10 @@ mod tests {
                 &mut &one[..cut],
                 &dest,
                 b"rootimg",
-                &RestoreOptions::default(),
-                2,
+                &RestoreOptions {
+                    threads: 2,
+                    ..RestoreOptions::default()
+                },
             );
             assert!(r.is_err(), "cut at {cut}");
         }

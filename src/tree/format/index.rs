@@ -1,33 +1,22 @@
-//! The tree index (FORMAT.md §3): where every entry and every member of a
-//! `rootimgtree.gz` is, with each file's digest, so a reader can list the tree, pull one
+//! The tree index (FORMAT.md §3): where every entry and every data unit (gzip member,
+//! zstd frame) of a tree is, with each file's digest, so a reader can list the tree, pull one
 //! file out of a 20 GiB bundle, or prove a restored tree equal, without inflating the
 //! rest.
 //!
 //! The index is built incrementally in its encoded form (paths front-coded), so a tree
-//! of a million entries costs tens of MiB, not a `Vec` of structs. It is stored
-//! deflated, in chunks, in empty gzip members after the data, followed by a fixed-size
-//! footer member; plain gunzip sees none of it.
+//! of a million entries costs tens of MiB, not a `Vec` of structs. This module is the
+//! codec-neutral model and its encoding; how each codec stores it after the data is
+//! the codec's business (`codec::gzip_trailer`, `codec::zstd_seekable`).
 
-use std::io::{Read, Seek, SeekFrom};
-
-use super::member::{self, Header, ID_FOOTER, ID_INDEX, MAX_SUBFIELD_PAYLOAD};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::entry::{Entry, Kind, Timestamp};
 
 /// Magic at the start of the encoded index.
 const INDEX_MAGIC: &[u8; 8] = b"IMGPIDX1";
-/// Magic at the start of the footer payload.
-const FOOTER_MAGIC: &[u8; 8] = b"IMGPTRE1";
-/// Footer payload: magic, index offset, index members, blob length, index length, CRC.
-pub const FOOTER_PAYLOAD_BYTES: usize = 8 + 8 + 4 + 8 + 8 + 4;
-/// Bytes of the footer member at the very end of a `rootimgtree.gz`.
-pub const FOOTER_MEMBER_BYTES: usize = 12 + 4 + FOOTER_PAYLOAD_BYTES + 2 + 8;
 /// Stored file content is digested in pieces of this size (FORMAT.md §3.3); it is also
 /// the size at which writers split large files across members.
 pub const DIGEST_CHUNK_BYTES: u64 = 4 << 20;
 /// Largest encoded index a reader accepts (a million entries take about 60 MiB).
 pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
-/// Most bytes one byte of deflate data can inflate to.
-const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// Why an index could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +29,7 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
 }
 
-fn corrupt(what: impl Into<String>) -> IndexError {
+pub(crate) fn corrupt(what: impl Into<String>) -> IndexError {
     IndexError::Corrupt(what.into())
 }
 
@@ -167,135 +156,6 @@ impl IndexBuilder {
         out.extend_from_slice(&self.entries);
         out
     }
-}
-
-/// The bytes to append after the data members of a tree written from offset 0 up to
-/// `index_offset`: the index members and the footer.
-pub fn encode_trailer(index: &[u8], index_offset: u64) -> Vec<u8> {
-    let mut c = member::compressor(6);
-    let bound = c.deflate_compress_bound(index.len());
-    let mut blob = vec![0u8; bound];
-    let n = c.deflate_compress(index, &mut blob).unwrap_or(0);
-    blob.truncate(n);
-    let mut out = Vec::with_capacity(blob.len() + 64 * (blob.len() / MAX_SUBFIELD_PAYLOAD + 2));
-    let mut chunks = 0u32;
-    for chunk in blob.chunks(MAX_SUBFIELD_PAYLOAD) {
-        out.extend_from_slice(&member::encode_tagged(ID_INDEX, chunk));
-        chunks += 1;
-    }
-    let mut crc = libdeflater::Crc::new();
-    crc.update(index);
-    let mut footer = Vec::with_capacity(FOOTER_PAYLOAD_BYTES);
-    footer.extend_from_slice(FOOTER_MAGIC);
-    footer.extend_from_slice(&index_offset.to_le_bytes());
-    footer.extend_from_slice(&chunks.to_le_bytes());
-    footer.extend_from_slice(&(blob.len() as u64).to_le_bytes());
-    footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
-    footer.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&member::encode_tagged(ID_FOOTER, &footer));
-    out
-}
-
-/// Where the index is, as the footer says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Footer {
-    pub index_offset: u64,
-    pub index_members: u32,
-    pub blob_len: u64,
-    pub index_len: u64,
-    pub index_crc: u32,
-}
-
-/// Parses the footer member (the last [`FOOTER_MEMBER_BYTES`] of a tree).
-pub fn parse_footer(bytes: &[u8]) -> Result<Footer, IndexError> {
-    let payload = match member::parse_header(bytes) {
-        Ok(Header::Tagged { id, payload, .. }) if id == ID_FOOTER => payload,
-        _ => return Err(IndexError::Missing),
-    };
-    if payload.len() != FOOTER_PAYLOAD_BYTES || &payload[..8] != FOOTER_MAGIC {
-        return Err(IndexError::Missing);
-    }
-    let u64_at = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().unwrap_or([0; 8]));
-    let u32_at = |i: usize| u32::from_le_bytes(payload[i..i + 4].try_into().unwrap_or([0; 4]));
-    Ok(Footer {
-        index_offset: u64_at(8),
-        index_members: u32_at(16),
-        blob_len: u64_at(20),
-        index_len: u64_at(28),
-        index_crc: u32_at(36),
-    })
-}
-
-/// Reads the index of a tree held in `src` (bytes `0..len` of it are the tree).
-pub fn read_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexError> {
-    if len < FOOTER_MEMBER_BYTES as u64 {
-        return Err(IndexError::Missing);
-    }
-    let mut tail = vec![0u8; FOOTER_MEMBER_BYTES];
-    src.seek(SeekFrom::Start(len - FOOTER_MEMBER_BYTES as u64))?;
-    src.read_exact(&mut tail)?;
-    let footer = parse_footer(&tail)?;
-    let region_end = len - FOOTER_MEMBER_BYTES as u64;
-    if footer.index_offset > region_end
-        || footer.blob_len > MAX_INDEX_BYTES
-        || footer.index_len > MAX_INDEX_BYTES
-    {
-        return Err(corrupt("footer points outside the archive"));
-    }
-    // Walk the index members straight from `src`, header by header, rather than
-    // reading `index_offset..` into memory: a hostile footer pointing at offset 0 of a
-    // 20 GiB tree must not make us buffer the tree. What is kept is payload, bounded by
-    // the footer's `blob_len`.
-    src.seek(SeekFrom::Start(footer.index_offset))?;
-    let mut region = src.take(region_end - footer.index_offset);
-    let cut = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => corrupt("index member cut short"),
-        _ => IndexError::Io(e),
-    };
-    let mut blob = Vec::new();
-    let mut head = vec![0u8; 12 + u16::MAX as usize];
-    for _ in 0..footer.index_members {
-        region.read_exact(&mut head[..12]).map_err(cut)?;
-        let xlen = u16::from_le_bytes([head[10], head[11]]) as usize;
-        region.read_exact(&mut head[12..12 + xlen]).map_err(cut)?;
-        match member::parse_header(&head[..12 + xlen]) {
-            Ok(Header::Tagged { id, payload, total }) if id == ID_INDEX => {
-                if (blob.len() + payload.len()) as u64 > footer.blob_len {
-                    return Err(corrupt("index length differs from the footer's"));
-                }
-                blob.extend_from_slice(&payload);
-                // The empty deflate block and the trailer follow the header.
-                let rest = total.saturating_sub(12 + xlen as u64);
-                if std::io::copy(&mut (&mut region).take(rest), &mut std::io::sink())? < rest {
-                    return Err(corrupt("index member cut short"));
-                }
-            }
-            _ => return Err(corrupt("expected an index member")),
-        }
-    }
-    if blob.len() as u64 != footer.blob_len {
-        return Err(corrupt("index length differs from the footer's"));
-    }
-    // Deflate expands at most 1032:1 (a 258-byte match per two 1-bit codes), so a
-    // larger `index_len` is a lie; checked before it sizes the output buffer.
-    if footer.index_len > (blob.len() as u64).saturating_mul(MAX_DEFLATE_RATIO) {
-        return Err(corrupt(
-            "index length exceeds what its deflated size can hold",
-        ));
-    }
-    let mut index = vec![0u8; footer.index_len as usize];
-    let n = libdeflater::Decompressor::new()
-        .deflate_decompress(&blob, &mut index)
-        .map_err(|e| corrupt(format!("index does not inflate: {e}")))?;
-    if n != index.len() {
-        return Err(corrupt("index is shorter than the footer says"));
-    }
-    let mut crc = libdeflater::Crc::new();
-    crc.update(&index);
-    if crc.sum() != footer.index_crc {
-        return Err(corrupt("index CRC32 mismatch"));
-    }
-    Index::decode(index, footer.index_offset)
 }
 
 /// A decoded index: the member table, and the entries (decoded lazily).
@@ -584,10 +444,11 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Vec<IndexEntry> {
+    /// A few entries of every shape, for the trailer tests of both codecs.
+    pub(crate) fn sample() -> Vec<IndexEntry> {
         let mut e = Entry::new(b"rootimg".to_vec(), Kind::Dir, 0o755);
         e.mtime = Timestamp { secs: -5, nanos: 7 };
         let mut f = Entry::new(b"rootimg/etc/passwd".to_vec(), Kind::File, 0o644);
@@ -620,157 +481,13 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_through_the_trailer() {
-        let mut b = IndexBuilder::new();
-        b.push_member(MemberInfo {
-            compressed: 100,
-            uncompressed: 5120,
-            crc32: 1,
-        });
-        b.push_member(MemberInfo {
-            compressed: 50,
-            uncompressed: 1024,
-            crc32: 2,
-        });
-        let entries = sample();
-        for e in &entries {
-            b.push_entry(e);
-        }
-        let encoded = b.finish();
-        let mut file = vec![0u8; 150];
-        file.extend_from_slice(&encode_trailer(&encoded, 150));
-        let len = file.len() as u64;
-        let index = read_index(&mut std::io::Cursor::new(file), len).unwrap();
-        let mut got: Vec<IndexEntry> = index.entries().map(|e| e.unwrap()).collect();
-        for e in got.iter_mut().chain(std::iter::empty()) {
-            if e.kind != Kind::File {
-                e.digest = None;
-            }
-        }
-        let mut want = entries.clone();
-        for w in want.iter_mut() {
-            if w.kind == Kind::File && w.digest.is_none() {
-                w.digest = Some([0; 32]);
-            }
-        }
-        assert_eq!(got, want);
-        assert_eq!(index.members.len(), 2);
-        assert_eq!(index.members[1].1, 100);
-        assert_eq!(index.members[1].2, 5120);
-        assert_eq!(index.members_covering(5000, 200), 0..2);
-        assert_eq!(index.members_covering(5120, 1), 1..2);
-    }
-
-    #[test]
-    fn large_indexes_span_several_members() {
-        let mut b = IndexBuilder::new();
-        let mut seed = 1u64;
-        for i in 0..20_000u64 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let mut e = Entry::new(
-                format!("rootimg/d{}/{seed:x}", i % 97).into_bytes(),
-                Kind::File,
-                0o644,
-            );
-            e.size = seed % 100_000;
-            b.push_entry(&IndexEntry::from_entry(
-                &e,
-                i * 1024,
-                i * 1024 + 512,
-                Some([i as u8; 32]),
-            ));
-        }
-        let encoded = b.finish();
-        let trailer = encode_trailer(&encoded, 0);
-        assert!(
-            trailer.len() > 2 * MAX_SUBFIELD_PAYLOAD,
-            "several index members"
-        );
-        let len = trailer.len() as u64;
-        let index = read_index(&mut std::io::Cursor::new(trailer), len).unwrap();
-        assert_eq!(index.len(), 20_000);
-        assert_eq!(index.entries().filter(|e| e.is_ok()).count(), 20_000);
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        assert!(matches!(
-            read_index(&mut std::io::Cursor::new(vec![0u8; 200]), 200),
-            Err(IndexError::Missing)
-        ));
+    fn decoding_garbage_is_an_error_not_a_panic() {
         assert!(Index::decode(
             b"IMGPIDX1\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01".to_vec(),
             0
         )
         .is_err());
         assert!(Index::decode(b"IMGPIDX1\x00\x01\x05abc".to_vec(), 0).is_err());
-    }
-
-    /// Rewrites the footer (the last member) of `file` with `f` applied to it.
-    fn with_footer(mut file: Vec<u8>, f: impl Fn(&mut Footer)) -> Vec<u8> {
-        let at = file.len() - FOOTER_MEMBER_BYTES;
-        let mut footer = parse_footer(&file[at..]).unwrap();
-        f(&mut footer);
-        let mut payload = FOOTER_MAGIC.to_vec();
-        payload.extend_from_slice(&footer.index_offset.to_le_bytes());
-        payload.extend_from_slice(&footer.index_members.to_le_bytes());
-        payload.extend_from_slice(&footer.blob_len.to_le_bytes());
-        payload.extend_from_slice(&footer.index_len.to_le_bytes());
-        payload.extend_from_slice(&footer.index_crc.to_le_bytes());
-        file.truncate(at);
-        file.extend_from_slice(&member::encode_tagged(ID_FOOTER, &payload));
-        file
-    }
-
-    /// A `Read + Seek` that counts the bytes read through it.
-    struct Counting {
-        inner: std::io::Cursor<Vec<u8>>,
-        read: u64,
-    }
-
-    impl Read for Counting {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.read += n as u64;
-            Ok(n)
-        }
-    }
-
-    impl Seek for Counting {
-        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-            self.inner.seek(pos)
-        }
-    }
-
-    #[test]
-    fn hostile_footers_cannot_make_the_reader_allocate() {
-        let mut b = IndexBuilder::new();
-        b.push_entry(&sample()[0]);
-        let encoded = b.finish();
-        let data = vec![0x5au8; 8 << 20];
-        let mut file = data.clone();
-        file.extend_from_slice(&encode_trailer(&encoded, data.len() as u64));
-        let read = |file: Vec<u8>| {
-            let len = file.len() as u64;
-            let mut src = Counting {
-                inner: std::io::Cursor::new(file),
-                read: 0,
-            };
-            (read_index(&mut src, len), src.read)
-        };
-        let (ok, _) = read(file.clone());
-        assert!(ok.is_ok());
-        // A 1 GiB index claimed for a few bytes of deflate: refused before allocating.
-        let (r, _) = read(with_footer(file.clone(), |f| f.index_len = MAX_INDEX_BYTES));
-        assert!(
-            r.unwrap_err().to_string().contains("deflated size"),
-            "index_len bound"
-        );
-        // The index said to start at offset 0, over 8 MiB of data: refused after reading
-        // one member header, not after buffering the whole data region.
-        let (r, n) = read(with_footer(file, |f| f.index_offset = 0));
-        assert!(r.is_err());
-        assert!(n < 128 * 1024, "read {n} bytes for a bogus index offset");
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
-use super::error::{display_path, TreeError};
-use super::meta::{Entry, Kind, Timestamp};
+use crate::tree::entry::{Entry, Kind, Timestamp};
+use crate::tree::error::{display_path, TreeError};
 
 /// Size in bytes of the st_blocks unit (POSIX fixes it at 512 on Linux).
 const STAT_BLOCK_BYTES: u64 = 512;

@@ -1,0 +1,666 @@
+//! The dispatcher: restores entries in archive order, doing everything whose order
+//! matters (name checks, the directory walk, directories, symlinks, devices, FIFOs,
+//! hard links, replacing earlier entries, directory metadata at the end). Regular
+//! files are written here in a sequential restore, or handed to the file-writer pool
+//! in a parallel one; the two paths share everything else.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+
+use super::at::{
+    create_file, io_err, make_dir, make_special, meta_fd, mkdir_at, open_dir, open_walk,
+    parent_error, remove, retry_exist, timespec, write_data,
+};
+use super::options::{RestoreOptions, RestoreStats};
+use super::pool::{stopped, BigFile, DataRuns, FileMeta, Job, Pool, JOB_CHUNK};
+use crate::tree::entry::{Entry, Kind};
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::tar_decode::EntryReader;
+
+/// Buffer for copying file data.
+const DATA_BUF: usize = 256 * 1024;
+
+/// Restores the entries of an already opened decoder into `dest`; see
+/// [`restore`](super::restore).
+///
+/// With `opts.threads` resolving to 1, everything happens on the calling thread in
+/// archive order. Otherwise regular files are written by that many scoped worker
+/// threads (see the module docs for the rules that keep this as safe and as faithful
+/// as the sequential order); all have exited when this returns, also on error.
+///
+/// Errors: the first in archive order among the dispatcher's and the workers'. On
+/// error nothing more is dispatched, queued jobs are dropped, and the directories
+/// keep mode 0700 and root ownership (their metadata is applied only on success), so
+/// the caller can remove `dest` whole.
+pub fn restore_entries<E: EntryReader>(
+    reader: &mut E,
+    dest: &Path,
+    top: &[u8],
+    opts: &RestoreOptions,
+) -> Result<RestoreStats, TreeError> {
+    let top_comps: Vec<Vec<u8>> = top
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(<[u8]>::to_vec)
+        .collect();
+    if top_comps.is_empty() || top_comps.iter().any(|c| c == b"..") || top.contains(&0) {
+        return Err(TreeError::Unsupported {
+            entry: display_path(top),
+            reason: "invalid top directory name".into(),
+        });
+    }
+    let dest_fd = rfs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| TreeError::io(dest, e.into()))?;
+    let r = Restorer {
+        dirs: DirCache {
+            dest: Arc::new(dest_fd),
+            stack: Vec::new(),
+        },
+        top: top_comps,
+        opts: opts.clone(),
+        seen: HashSet::new(),
+        deferred: HashMap::new(),
+        stats: RestoreStats::default(),
+        warning_seqs: Vec::new(),
+        seq: 0,
+        buf: Vec::new(),
+        host_ids: None,
+        pool: None,
+    };
+    match opts.effective_threads() {
+        1 => run_sequential(r, reader),
+        threads => run_parallel(r, reader, dest, threads),
+    }
+}
+
+/// Everything on the calling thread, in archive order.
+fn run_sequential<E: EntryReader>(
+    mut r: Restorer,
+    reader: &mut E,
+) -> Result<RestoreStats, TreeError> {
+    r.buf = vec![0u8; DATA_BUF];
+    r.run(reader).map_err(|(_, e)| e)?;
+    r.finish_dirs()?;
+    Ok(r.stats)
+}
+
+/// The dispatcher on the calling thread, regular files written by `threads` scoped
+/// workers; all have exited when this returns.
+fn run_parallel<E: EntryReader>(
+    mut r: Restorer,
+    reader: &mut E,
+    dest: &Path,
+    threads: usize,
+) -> Result<RestoreStats, TreeError> {
+    // Whether names may exist before the archive creates them; a fresh staging
+    // directory (the normal case) spares the dispatcher a stat per file.
+    let dest_empty = std::fs::read_dir(dest)
+        .map_err(|e| TreeError::io(dest, e))?
+        .next()
+        .is_none();
+    std::thread::scope(|s| {
+        let (pool, workers) = Pool::start(s, threads, dest_empty);
+        r.pool = Some(pool);
+        let dispatched = r.run(reader);
+        let pool = r.pool.take().ok_or_else(|| stopped(b"<restore>"))?;
+        let (bytes, warnings) = pool.finish(workers, dispatched)?;
+        r.stats.bytes = r.stats.bytes.saturating_add(bytes);
+        r.merge_warnings(warnings);
+        r.finish_dirs()?;
+        Ok(r.stats)
+    })
+}
+
+/// The destination fd plus the open chain of directories leading to the current
+/// entry's parent, reused while consecutive entries share it (archives list
+/// directories in order, so most entries hit the cache). Shared (`Arc`) so a
+/// worker can keep a parent open after the dispatcher moved on.
+struct DirCache {
+    dest: Arc<OwnedFd>,
+    stack: Vec<(Vec<u8>, Arc<OwnedFd>)>,
+}
+
+impl DirCache {
+    fn cur(&self) -> BorrowedFd<'_> {
+        match self.stack.last() {
+            Some((_, fd)) => fd.as_fd(),
+            None => self.dest.as_fd(),
+        }
+    }
+
+    fn cur_shared(&self) -> Arc<OwnedFd> {
+        match self.stack.last() {
+            Some((_, fd)) => fd.clone(),
+            None => self.dest.clone(),
+        }
+    }
+
+    /// Makes the stack hold exactly `parents`, opening each missing level without
+    /// following symlinks. A missing level is created (the archive lacks the
+    /// directory entry; GNU tar does the same), unless `before_mkdir`, called with
+    /// the level's path below the top, answers true: it waited for a worker that owns
+    /// the name, and the level is opened again (a file now, so refused).
+    fn descend(
+        &mut self,
+        parents: &[&[u8]],
+        entry: &[u8],
+        warnings: &mut Vec<String>,
+        before_mkdir: &mut dyn FnMut(&[u8]) -> Result<bool, TreeError>,
+    ) -> Result<(), TreeError> {
+        let common = self
+            .stack
+            .iter()
+            .zip(parents)
+            .take_while(|((have, _), want)| have.as_slice() == **want)
+            .count();
+        self.stack.truncate(common);
+        for (depth, comp) in parents.iter().enumerate().skip(common) {
+            let base = self.cur();
+            let fd = match open_dir(base, comp) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    let level = parents[..=depth].join(&b'/');
+                    if before_mkdir(&level)? {
+                        open_dir(self.cur(), comp)
+                            .map_err(|e| parent_error(entry, &parents[..=depth], e))?
+                    } else {
+                        mkdir_at(base, comp, 0o755)
+                            .map_err(|e| io_err(entry, "mkdir parent", e))?;
+                        warnings.push(format!(
+                            "{}: parent directory {} missing from the archive, created",
+                            display_path(entry),
+                            display_path(&level)
+                        ));
+                        open_dir(self.cur(), comp).map_err(|e| io_err(entry, "open parent", e))?
+                    }
+                }
+                Err(e) => return Err(parent_error(entry, &parents[..=depth], e)),
+            };
+            self.stack.push((comp.to_vec(), Arc::new(fd)));
+        }
+        Ok(())
+    }
+}
+
+/// An entry's resolved owner and times, as the metadata calls want them.
+struct Ids {
+    owner: (Uid, Gid),
+    times: Timestamps,
+}
+
+struct Restorer {
+    dirs: DirCache,
+    top: Vec<Vec<u8>>,
+    opts: RestoreOptions,
+    /// Non-directory entries restored so far (paths below top): the only allowed
+    /// hard link targets.
+    seen: HashSet<Vec<u8>>,
+    /// Directory metadata applied at the end; a later entry for the same directory
+    /// replaces the earlier one.
+    deferred: HashMap<Vec<u8>, Entry>,
+    stats: RestoreStats,
+    /// Sequence number of the entry each of `stats.warnings` belongs to, for merging
+    /// with the workers' warnings in archive order.
+    warning_seqs: Vec<u64>,
+    /// Index of the entry being restored, in archive order.
+    seq: u64,
+    buf: Vec<u8>,
+    host_ids: Option<HostIds>,
+    /// The worker pool, when restoring in parallel.
+    pool: Option<Pool>,
+}
+
+impl Restorer {
+    /// Restores every entry; on error returns it with the entry's sequence number.
+    fn run<E: EntryReader>(&mut self, reader: &mut E) -> Result<(), (u64, TreeError)> {
+        loop {
+            let next = reader.next_entry();
+            self.stats.warnings.extend(reader.take_warnings());
+            let e = match next {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(er) => return Err((self.seq, er)),
+            };
+            self.entry(reader, e).map_err(|er| (self.seq, er))?;
+            self.stats.entries += 1;
+            self.warning_seqs
+                .resize(self.stats.warnings.len(), self.seq);
+            self.seq += 1;
+            if let Some(pool) = self.pool.as_mut() {
+                pool.poll();
+                if !pool.errors.is_empty() {
+                    return Err((self.seq, stopped(b"<restore>")));
+                }
+            }
+        }
+        self.stats.warnings.extend(reader.take_warnings());
+        self.warning_seqs
+            .resize(self.stats.warnings.len(), self.seq);
+        Ok(())
+    }
+
+    /// Merges the workers' warnings into `stats.warnings` in archive order.
+    fn merge_warnings(&mut self, from_workers: Vec<(u64, String)>) {
+        if from_workers.is_empty() {
+            return;
+        }
+        let mine = std::mem::take(&mut self.stats.warnings);
+        let mut all: Vec<(u64, String)> = self
+            .warning_seqs
+            .drain(..)
+            .zip(mine)
+            .chain(from_workers)
+            .collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        self.stats.warnings = all.into_iter().map(|(_, w)| w).collect();
+    }
+
+    /// Checks an archived name and returns it relative to the top directory
+    /// (empty for the top itself), with `.` and empty components dropped.
+    fn relative(&self, name: &[u8], entry: &[u8], what: &str) -> Result<Vec<u8>, TreeError> {
+        let unsafe_err = |reason: String| TreeError::Unsafe {
+            entry: display_path(entry),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(unsafe_err(format!("empty {what}")));
+        }
+        if name.contains(&0) {
+            return Err(unsafe_err(format!("NUL byte in {what}")));
+        }
+        if name[0] == b'/' {
+            return Err(unsafe_err(format!(
+                "absolute {what} {}",
+                display_path(name)
+            )));
+        }
+        let comps: Vec<&[u8]> = name
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect();
+        if comps.iter().any(|c| *c == b"..") {
+            return Err(unsafe_err(format!("'..' in {what} {}", display_path(name))));
+        }
+        if comps.len() < self.top.len()
+            || comps.iter().zip(&self.top).any(|(a, b)| *a != b.as_slice())
+        {
+            return Err(unsafe_err(format!(
+                "{what} {} is outside {}/",
+                display_path(name),
+                display_path(&self.top.join(&b'/'))
+            )));
+        }
+        Ok(comps[self.top.len()..].join(&b'/'))
+    }
+
+    fn entry<E: EntryReader>(&mut self, reader: &mut E, e: Entry) -> Result<(), TreeError> {
+        let rel = self.relative(&e.path, &e.path, "name")?;
+        if rel.is_empty() {
+            if e.kind != Kind::Dir {
+                return Err(TreeError::Unsafe {
+                    entry: display_path(&e.path),
+                    reason: "the top entry must be a directory".into(),
+                });
+            }
+            self.deferred.insert(rel, e);
+            return Ok(());
+        }
+        // A name a worker still owns is not touched until the worker is done.
+        if let Some(pool) = self.pool.as_mut() {
+            if !pool.pending.is_empty() && !pool.wait_for(&rel) {
+                return Err(stopped(&e.path));
+            }
+        }
+        let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(());
+        };
+        let ids = Ids {
+            times: self.times(&e),
+            owner: self.owner(&e)?,
+        };
+        self.open_parent(parents, &e.path)?;
+        if e.kind == Kind::Dir {
+            make_dir(self.dirs.cur(), name, &e.path)?;
+            self.seen.remove(&rel);
+            self.deferred.insert(rel, e);
+            return Ok(());
+        }
+        // Any other kind replaces what an earlier entry left under this name. A
+        // directory that files were dispatched into is not empty (sequentially the
+        // rmdir would fail the same way), and removing it now would race with them.
+        if self
+            .pool
+            .as_ref()
+            .is_some_and(|pool| pool.busy.contains(&rel))
+        {
+            return Err(TreeError::Unsupported {
+                entry: display_path(&e.path),
+                reason: "would replace a non-empty directory".into(),
+            });
+        }
+        let was_dir = self.deferred.remove(&rel).is_some();
+        if e.kind == Kind::File && self.pool.is_some() {
+            let name = name.to_vec();
+            return self.hand_over_file(reader, e, rel, name, was_dir, ids);
+        }
+        self.make_node(reader, name, parents, &rel, &e, &ids)?;
+        self.seen.insert(rel);
+        Ok(())
+    }
+
+    /// Makes the directory cache hold the entry's parents, creating missing ones
+    /// unless a worker owns the name (then waits for it: the name is a file now, and
+    /// opening it as a directory is refused).
+    fn open_parent(&mut self, parents: &[&[u8]], path: &[u8]) -> Result<(), TreeError> {
+        let pool = &mut self.pool;
+        let mut before_mkdir = |level: &[u8]| -> Result<bool, TreeError> {
+            let Some(pool) = pool.as_mut() else {
+                return Ok(false);
+            };
+            if pool.pending.contains_key(level) {
+                return if pool.wait_for(level) {
+                    Ok(true)
+                } else {
+                    Err(stopped(path))
+                };
+            }
+            pool.made_dirs.insert(level.to_vec());
+            Ok(false)
+        };
+        self.dirs
+            .descend(parents, path, &mut self.stats.warnings, &mut before_mkdir)
+    }
+
+    /// A regular file in a parallel restore: the name is freed here (when something
+    /// may hold it) and the file goes to the workers.
+    fn hand_over_file<E: EntryReader>(
+        &mut self,
+        reader: &mut E,
+        e: Entry,
+        rel: Vec<u8>,
+        name: Vec<u8>,
+        was_dir: bool,
+        ids: Ids,
+    ) -> Result<(), TreeError> {
+        let Some(pool) = self.pool.as_ref() else {
+            return Err(stopped(&e.path));
+        };
+        let maybe_exists = self.seen.contains(&rel)
+            || was_dir
+            || !pool.dest_empty
+            || pool.made_dirs.contains(&rel);
+        if maybe_exists {
+            remove(self.dirs.cur(), &name, &e.path)?;
+        }
+        let parent = self.dirs.cur_shared();
+        self.seen.insert(rel.clone());
+        self.dispatch_file(reader, e, rel, parent, name, ids)
+    }
+
+    /// Creates a non-directory entry on this thread: a regular file (sequential
+    /// restore), a symlink, device or FIFO, or a hard link.
+    fn make_node<E: EntryReader>(
+        &mut self,
+        reader: &mut E,
+        name: &[u8],
+        parents: &[&[u8]],
+        rel: &[u8],
+        e: &Entry,
+        ids: &Ids,
+    ) -> Result<(), TreeError> {
+        let (uid, gid) = ids.owner;
+        match &e.kind {
+            Kind::File => {
+                let file = create_file(self.dirs.cur(), name, &e.path)?;
+                let written = write_data(reader, &file, e, &mut self.buf)?;
+                self.stats.bytes += written;
+                meta_fd(
+                    file.as_fd(),
+                    e,
+                    uid,
+                    gid,
+                    &ids.times,
+                    &mut self.stats.warnings,
+                )
+            }
+            Kind::HardLink(target) => self.hard_link(name, parents, rel, target, &e.path),
+            Kind::Dir => Ok(()),
+            _ => make_special(
+                self.dirs.cur(),
+                name,
+                e,
+                (uid, gid),
+                &ids.times,
+                &mut self.stats.warnings,
+            ),
+        }
+    }
+
+    /// A hard link to an earlier, complete entry of this archive, reached by the same
+    /// no-follow walk as everything else.
+    fn hard_link(
+        &mut self,
+        name: &[u8],
+        parents: &[&[u8]],
+        rel: &[u8],
+        target: &[u8],
+        path: &[u8],
+    ) -> Result<(), TreeError> {
+        let trel = self.relative(target, path, "hard link target")?;
+        if trel.is_empty() || !self.seen.contains(&trel) {
+            return Err(TreeError::Unsafe {
+                entry: display_path(path),
+                reason: format!(
+                    "hard link target {} is not an earlier entry of this archive",
+                    display_path(target)
+                ),
+            });
+        }
+        // The target's data and metadata are complete before it gains a name.
+        if let Some(pool) = self.pool.as_mut() {
+            if !pool.wait_for(&trel) {
+                return Err(stopped(path));
+            }
+        }
+        if trel == rel {
+            return Ok(());
+        }
+        let tcomps: Vec<&[u8]> = trel.split(|&c| c == b'/').collect();
+        let Some((tname, tparents)) = tcomps.split_last() else {
+            return Ok(());
+        };
+        let pfd = self.dirs.cur();
+        // The target's directory is opened by the same no-follow walk, so a symlink
+        // swapped in since cannot redirect the link.
+        let owned;
+        let tfd = if tparents == parents {
+            pfd
+        } else {
+            owned = open_walk(self.dirs.dest.as_fd(), tparents, path)?;
+            owned.as_fd()
+        };
+        retry_exist(pfd, name, path, "link", || {
+            rfs::linkat(tfd, *tname, pfd, name, AtFlags::empty())
+        })
+    }
+
+    /// Hands a regular file to the workers: whole when its stored data fits in
+    /// [`JOB_CHUNK`], else created here and sent in pieces. The name is free (any
+    /// earlier entry of it was removed) and recorded as pending until done.
+    fn dispatch_file<E: EntryReader>(
+        &mut self,
+        reader: &mut E,
+        e: Entry,
+        rel: Vec<u8>,
+        parent: Arc<OwnedFd>,
+        name: Vec<u8>,
+        ids: Ids,
+    ) -> Result<(), TreeError> {
+        let (uid, gid) = ids.owner;
+        let times = ids.times;
+        let seq = self.seq;
+        let Some(pool) = self.pool.as_mut() else {
+            return Err(stopped(&e.path));
+        };
+        let mut runs = DataRuns::new(&e)?;
+        let parent_rel = match rel.iter().rposition(|&c| c == b'/') {
+            Some(p) => &rel[..p],
+            None => &[][..],
+        };
+        pool.mark_busy(parent_rel);
+        pool.pending.insert(rel.clone(), seq);
+        let meta = |entry| FileMeta {
+            seq,
+            rel,
+            entry,
+            uid,
+            gid,
+            times,
+        };
+        if runs.total <= JOB_CHUNK as u64 {
+            let spare = pool.spares.try_recv().unwrap_or_default();
+            let pieces = runs.next(reader, JOB_CHUNK, &e, spare)?;
+            let path = e.path.clone();
+            let job = Job::Whole {
+                meta: Box::new(meta(e)),
+                parent,
+                name,
+                pieces,
+            };
+            return pool.send(job, &path);
+        }
+        let file = create_file(parent.as_fd(), &name, &e.path)?;
+        let path = e.path.clone();
+        let big = Arc::new(BigFile {
+            meta: meta(e),
+            file,
+            refs: AtomicUsize::new(1),
+            bytes: AtomicU64::new(0),
+            error: Mutex::new(None),
+        });
+        loop {
+            let spare = pool.spares.try_recv().unwrap_or_default();
+            let pieces = runs.next(reader, JOB_CHUNK, &big.meta.entry, spare)?;
+            if pieces.len == 0 {
+                break;
+            }
+            big.refs.fetch_add(1, Ordering::AcqRel);
+            let job = Job::Piece {
+                file: big.clone(),
+                pieces,
+            };
+            pool.send(job, &path)?;
+        }
+        if let Some(d) = big.release() {
+            pool.handle(d);
+        }
+        Ok(())
+    }
+
+    /// Applies deferred directory metadata, children before parents (reverse of a
+    /// component-wise sort keeps siblings together, so the fd cache still helps).
+    /// Runs after every worker has finished: creating entries changes a directory's
+    /// mtime, and modes like 0555 would stop them.
+    fn finish_dirs(&mut self) -> Result<(), TreeError> {
+        let mut dirs: Vec<(Vec<u8>, Entry)> = self.deferred.drain().collect();
+        dirs.sort_by(|a, b| a.0.split(|&c| c == b'/').cmp(b.0.split(|&c| c == b'/')));
+        for (rel, e) in dirs.into_iter().rev() {
+            let times = self.times(&e);
+            let (uid, gid) = self.owner(&e)?;
+            if rel.is_empty() {
+                self.dirs.stack.clear();
+                let fd = self.dirs.dest.as_fd();
+                meta_fd(fd, &e, uid, gid, &times, &mut self.stats.warnings)?;
+                continue;
+            }
+            let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
+            let Some((name, parents)) = comps.split_last() else {
+                continue;
+            };
+            self.dirs
+                .descend(parents, &e.path, &mut self.stats.warnings, &mut |_| {
+                    Ok(false)
+                })?;
+            let fd =
+                open_dir(self.dirs.cur(), name).map_err(|er| parent_error(&e.path, &comps, er))?;
+            meta_fd(fd.as_fd(), &e, uid, gid, &times, &mut self.stats.warnings)?;
+        }
+        self.dirs.stack.clear();
+        Ok(())
+    }
+
+    fn times(&self, e: &Entry) -> Timestamps {
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        };
+        Timestamps {
+            last_access: match (self.opts.atime, e.atime) {
+                (true, Some(t)) => timespec(t),
+                _ => omit,
+            },
+            last_modification: timespec(e.mtime),
+        }
+    }
+
+    fn owner(&mut self, e: &Entry) -> Result<(Uid, Gid), TreeError> {
+        let (mut uid, mut gid) = (e.uid, e.gid);
+        if !self.opts.numeric_owner {
+            let ids = self.host_ids.get_or_insert_with(HostIds::load);
+            if let Some(u) = e.uname.as_ref().and_then(|n| ids.users.get(n)) {
+                uid = *u;
+            }
+            if let Some(g) = e.gname.as_ref().and_then(|n| ids.groups.get(n)) {
+                gid = *g;
+            }
+        }
+        // -1 means "leave unchanged" to chown, so it cannot be restored.
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(TreeError::Unsupported {
+                entry: display_path(&e.path),
+                reason: "owner id 4294967295 cannot be set".into(),
+            });
+        }
+        Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
+    }
+}
+
+/// The restoring host's user and group names, for `numeric_owner: false`.
+struct HostIds {
+    users: HashMap<Vec<u8>, u32>,
+    groups: HashMap<Vec<u8>, u32>,
+}
+
+impl HostIds {
+    fn load() -> HostIds {
+        fn parse(path: &str) -> HashMap<Vec<u8>, u32> {
+            let Ok(text) = std::fs::read(path) else {
+                return HashMap::new();
+            };
+            text.split(|&c| c == b'\n')
+                .filter_map(|line| {
+                    let mut f = line.split(|&c| c == b':');
+                    let name = f.next()?;
+                    let id = f.nth(1)?;
+                    let id: u32 = std::str::from_utf8(id).ok()?.parse().ok()?;
+                    Some((name.to_vec(), id))
+                })
+                .collect()
+        }
+        HostIds {
+            users: parse("/etc/passwd"),
+            groups: parse("/etc/group"),
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! The file-writer pool of a parallel restore: the dispatcher hands regular files
+//! (whole, or in [`JOB_CHUNK`] pieces) to workers, which create them relative to the
+//! parent directory fd it opened, write data and metadata, and report back. What the
+//! dispatcher must know to keep the restore as strict as the sequential one (names a
+//! worker still owns, directories files went into) is kept here too.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+use rustix::fs::{self as rfs, Gid, Mode, OFlags, Timestamps, Uid};
+
+use super::at::{io_err, meta_fd};
+use crate::tree::entry::Entry;
+use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::tar_decode::EntryReader;
+
+/// Jobs queued per worker: enough to keep each busy while the dispatcher decodes.
+pub(super) const JOBS_PER_WORKER: usize = 4;
+
+/// Stored bytes of a file handed to a worker in one job; bigger files are split into
+/// pieces of this size. Large enough that per-job overhead (a channel hop, a wakeup)
+/// is small next to the write, small enough that queued jobs stay a few MiB.
+pub const JOB_CHUNK: usize = 1 << 20;
+
+/// The error a dispatcher returns when it stops because a worker failed (the worker's
+/// own error, earlier in archive order, is what the caller gets) or the workers are
+/// gone.
+pub(super) fn stopped(entry: &[u8]) -> TreeError {
+    TreeError::Unsupported {
+        entry: display_path(entry),
+        reason: "restore stopped: a file writer failed".into(),
+    }
+}
+
+/// Dispatcher-side state of the worker pool.
+pub(super) struct Pool {
+    /// The job queue; `None` once closed.
+    pub(super) tx: Option<Sender<Job>>,
+    pub(super) done: Receiver<Done>,
+    /// Data buffers the workers are done with.
+    pub(super) spares: Receiver<Vec<u8>>,
+    /// Set when the restore is lost: workers drop the jobs still queued.
+    abort: Arc<AtomicBool>,
+    /// `dest` was empty at the start: a name the archive has not created yet does
+    /// not exist.
+    pub(super) dest_empty: bool,
+    /// Names (below top) a worker is still creating or writing, with the entry's
+    /// sequence number.
+    pub(super) pending: HashMap<Vec<u8>, u64>,
+    /// Directories into which files were dispatched: never to be replaced.
+    pub(super) busy: HashSet<Vec<u8>>,
+    /// The last directory added to `busy` (consecutive files share it).
+    pub(super) last_busy: Option<Vec<u8>>,
+    /// Parent directories created because the archive lacked them.
+    pub(super) made_dirs: HashSet<Vec<u8>>,
+    /// Worker failures, by entry sequence number.
+    pub(super) errors: Vec<(u64, TreeError)>,
+    pub(super) warnings: Vec<(u64, String)>,
+    pub(super) bytes: u64,
+}
+
+impl Pool {
+    /// Starts `threads` workers in scope `s`, with a job queue of
+    /// `JOBS_PER_WORKER × threads`. `dest_empty`: the destination held nothing, so a
+    /// name the archive has not created yet does not exist.
+    pub(super) fn start<'scope>(
+        s: &'scope Scope<'scope, '_>,
+        threads: usize,
+        dest_empty: bool,
+    ) -> (Pool, Vec<ScopedJoinHandle<'scope, ()>>) {
+        let depth = threads * JOBS_PER_WORKER;
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(depth);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        // Data buffers go back to the dispatcher for reuse: a fresh one costs a page
+        // fault and a clear per 4 KiB, as much as the copy into it.
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<u8>>(depth + threads);
+        let abort = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (rx, done, spares) = (rx.clone(), done_tx.clone(), spare_tx.clone());
+                let abort = abort.clone();
+                s.spawn(move || worker(rx, done, spares, &abort))
+            })
+            .collect();
+        let pool = Pool {
+            tx: Some(tx),
+            done: done_rx,
+            spares: spare_rx,
+            abort,
+            dest_empty,
+            pending: HashMap::new(),
+            busy: HashSet::new(),
+            last_busy: None,
+            made_dirs: HashSet::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            bytes: 0,
+        };
+        (pool, workers)
+    }
+
+    /// Stops the pool once the dispatcher is done (`dispatched`: how it ended): on
+    /// error the workers drop what is queued. Returns the bytes the workers wrote and
+    /// their warnings by entry, or the first error in archive order among the
+    /// dispatcher's and the workers' (a dispatcher error of the same entry wins).
+    pub(super) fn finish(
+        mut self,
+        workers: Vec<ScopedJoinHandle<'_, ()>>,
+        dispatched: Result<(), (u64, TreeError)>,
+    ) -> Result<(u64, Vec<(u64, String)>), TreeError> {
+        if dispatched.is_err() {
+            self.abort.store(true, Ordering::Relaxed);
+        }
+        // Closing the queue lets the workers run out; on error they drop what is left.
+        self.tx = None;
+        let mut panicked = false;
+        for w in workers {
+            panicked |= w.join().is_err();
+        }
+        while let Ok(d) = self.done.try_recv() {
+            self.handle(d);
+        }
+        let mut errors = self.errors;
+        if let Err((seq, e)) = dispatched {
+            errors.insert(0, (seq, e));
+        }
+        if panicked {
+            errors.push((u64::MAX, stopped(b"<restore worker>")));
+        }
+        // The sort is stable: the dispatcher's error, inserted first, wins a tie.
+        errors.sort_by_key(|(seq, _)| *seq);
+        if let Some((_, e)) = errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok((self.bytes, self.warnings))
+    }
+
+    pub(super) fn handle(&mut self, d: Done) {
+        if self.pending.get(&d.rel) == Some(&d.seq) {
+            self.pending.remove(&d.rel);
+        }
+        self.bytes = self.bytes.saturating_add(d.bytes);
+        self.warnings
+            .extend(d.warnings.into_iter().map(|w| (d.seq, w)));
+        if let Err(e) = d.result {
+            self.errors.push((d.seq, e));
+        }
+    }
+
+    /// Takes in what the workers finished, without blocking.
+    pub(super) fn poll(&mut self) {
+        while let Ok(d) = self.done.try_recv() {
+            self.handle(d);
+        }
+    }
+
+    /// Blocks until no worker owns `rel`. False when the restore must stop instead
+    /// (a worker failed, or all are gone).
+    pub(super) fn wait_for(&mut self, rel: &[u8]) -> bool {
+        while self.pending.contains_key(rel) {
+            if !self.errors.is_empty() {
+                return false;
+            }
+            match self.done.recv() {
+                Ok(d) => self.handle(d),
+                Err(_) => return false,
+            }
+        }
+        self.errors.is_empty()
+    }
+
+    /// Records that a file is being created in directory `parent`.
+    pub(super) fn mark_busy(&mut self, parent: &[u8]) {
+        if self.last_busy.as_deref() != Some(parent) {
+            self.busy.insert(parent.to_vec());
+            self.last_busy = Some(parent.to_vec());
+        }
+    }
+
+    pub(super) fn send(&mut self, job: Job, entry: &[u8]) -> Result<(), TreeError> {
+        match &self.tx {
+            Some(tx) => tx.send(job).map_err(|_| stopped(entry)),
+            None => Err(stopped(entry)),
+        }
+    }
+}
+
+/// What a worker needs to finish a file: the entry and its resolved owner and times.
+pub(super) struct FileMeta {
+    pub(super) seq: u64,
+    pub(super) rel: Vec<u8>,
+    pub(super) entry: Entry,
+    pub(super) uid: Uid,
+    pub(super) gid: Gid,
+    pub(super) times: Timestamps,
+}
+
+/// Stored data for a file: `data[..len]` cut into `(file offset, length)` pieces in
+/// order. `data` is a recycled buffer and may be longer than `len`.
+pub(super) struct Pieces {
+    pub(super) data: Vec<u8>,
+    pub(super) len: usize,
+    pub(super) runs: Vec<(u64, usize)>,
+}
+
+/// A file bigger than [`JOB_CHUNK`], created by the dispatcher and written in pieces.
+pub(super) struct BigFile {
+    pub(super) meta: FileMeta,
+    pub(super) file: File,
+    /// Pieces not yet written, plus one held by the dispatcher until it has sent
+    /// them all; whoever drops it to zero applies the metadata.
+    pub(super) refs: AtomicUsize,
+    pub(super) bytes: AtomicU64,
+    pub(super) error: Mutex<Option<TreeError>>,
+}
+
+pub(super) enum Job {
+    /// A whole file: create it in `parent`, write, apply metadata.
+    Whole {
+        /// Boxed: the queue's slots stay small.
+        meta: Box<FileMeta>,
+        parent: Arc<OwnedFd>,
+        name: Vec<u8>,
+        pieces: Pieces,
+    },
+    /// One piece of a [`BigFile`].
+    Piece { file: Arc<BigFile>, pieces: Pieces },
+}
+
+/// A file finished (or failed) by a worker.
+pub(super) struct Done {
+    pub(super) seq: u64,
+    pub(super) rel: Vec<u8>,
+    pub(super) bytes: u64,
+    pub(super) warnings: Vec<String>,
+    pub(super) result: Result<(), TreeError>,
+}
+
+pub(super) fn worker(
+    jobs: Receiver<Job>,
+    done: Sender<Done>,
+    spares: Sender<Vec<u8>>,
+    abort: &AtomicBool,
+) {
+    for job in jobs {
+        // After a failure the restore is lost: drop the rest quickly. (Skipped jobs
+        // send nothing; the dispatcher stops waiting once it has seen the failure,
+        // which is sent before `abort` is set.)
+        if abort.load(Ordering::Relaxed) {
+            continue;
+        }
+        let msg = match job {
+            Job::Whole {
+                meta,
+                parent,
+                name,
+                pieces,
+            } => {
+                let mut warnings = Vec::new();
+                let bytes = pieces.len as u64;
+                let result = write_whole(parent.as_fd(), &name, &meta, &pieces, &mut warnings);
+                drop(parent);
+                let _ = spares.try_send(pieces.data);
+                Done {
+                    seq: meta.seq,
+                    rel: meta.rel,
+                    bytes,
+                    warnings,
+                    result,
+                }
+            }
+            Job::Piece { file, pieces } => {
+                if let Err(e) = write_pieces(&file.file, &pieces, &file.meta.entry.path) {
+                    file.fail(e);
+                }
+                file.bytes.fetch_add(pieces.len as u64, Ordering::Relaxed);
+                let _ = spares.try_send(pieces.data);
+                match file.release() {
+                    Some(d) => d,
+                    None => continue,
+                }
+            }
+        };
+        let failed = msg.result.is_err();
+        if done.send(msg).is_err() {
+            return;
+        }
+        if failed {
+            abort.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Creates a fresh file in `parent`, writes its data, then its metadata.
+pub(super) fn write_whole(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &FileMeta,
+    pieces: &Pieces,
+    warnings: &mut Vec<String>,
+) -> Result<(), TreeError> {
+    let e = &meta.entry;
+    // The dispatcher removed whatever an earlier entry left under this name, so
+    // O_EXCL failing means someone else is writing into the tree: an error.
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600))
+        .map_err(|er| io_err(&e.path, "create", er))?;
+    let file = File::from(fd);
+    write_pieces(&file, pieces, &e.path)?;
+    if e.sparse.is_some() {
+        file.set_len(e.size)
+            .map_err(|er| io_err(&e.path, "truncate", er))?;
+    }
+    meta_fd(file.as_fd(), e, meta.uid, meta.gid, &meta.times, warnings)
+}
+
+pub(super) fn write_pieces(file: &File, pieces: &Pieces, path: &[u8]) -> Result<(), TreeError> {
+    let mut at = 0usize;
+    for &(off, len) in &pieces.runs {
+        let end = at.saturating_add(len).min(pieces.len);
+        file.write_all_at(&pieces.data[at..end], off)
+            .map_err(|er| io_err(path, "write", er))?;
+        at = end;
+    }
+    Ok(())
+}
+
+impl BigFile {
+    pub(super) fn fail(&self, e: TreeError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+
+    /// The real length (sparse files), then owner, mode, xattrs, times.
+    pub(super) fn finish(&self, warnings: &mut Vec<String>) -> Result<(), TreeError> {
+        let m = &self.meta;
+        if m.entry.sparse.is_some() {
+            self.file
+                .set_len(m.entry.size)
+                .map_err(|er| io_err(&m.entry.path, "truncate", er))?;
+        }
+        meta_fd(
+            self.file.as_fd(),
+            &m.entry,
+            m.uid,
+            m.gid,
+            &m.times,
+            warnings,
+        )
+    }
+
+    /// Drops one reference; the last one applies the length and metadata and
+    /// returns the file's [`Done`].
+    pub(super) fn release(&self) -> Option<Done> {
+        if self.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        let m = &self.meta;
+        let mut warnings = Vec::new();
+        let failed = self.error.lock().ok().and_then(|mut e| e.take());
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.finish(&mut warnings),
+        };
+        Some(Done {
+            seq: m.seq,
+            rel: m.rel.clone(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            warnings,
+            result,
+        })
+    }
+}
+
+/// Walks a file's stored data in order, mapping it onto file offsets.
+pub(super) struct DataRuns {
+    /// `(file offset, length)` of each stored run: `[(0, size)]` for a dense file,
+    /// the non-empty sparse segments otherwise.
+    pub(super) runs: Vec<(u64, u64)>,
+    pub(super) i: usize,
+    pub(super) done: u64,
+    pub(super) total: u64,
+}
+
+impl DataRuns {
+    pub(super) fn new(e: &Entry) -> Result<DataRuns, TreeError> {
+        let bad = |reason: &str| TreeError::Format {
+            entry: display_path(&e.path),
+            reason: reason.into(),
+        };
+        let runs: Vec<(u64, u64)> = match &e.sparse {
+            None => vec![(0, e.size)],
+            Some(map) => map.iter().copied().filter(|&(_, len)| len > 0).collect(),
+        };
+        let mut total = 0u64;
+        for &(off, len) in &runs {
+            off.checked_add(len)
+                .ok_or_else(|| bad("sparse segment beyond the largest file offset"))?;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| bad("sparse map adds up to more than 2^64 bytes"))?;
+        }
+        Ok(DataRuns {
+            runs,
+            i: 0,
+            done: 0,
+            total,
+        })
+    }
+
+    /// Reads up to `max` stored bytes (fewer at the end) from `reader` into `data`, a
+    /// recycled buffer (grown as needed; what it holds is overwritten, never cleared).
+    pub(super) fn next<E: EntryReader>(
+        &mut self,
+        reader: &mut E,
+        max: usize,
+        e: &Entry,
+        mut data: Vec<u8>,
+    ) -> Result<Pieces, TreeError> {
+        let mut filled = 0usize;
+        let mut runs = Vec::new();
+        while filled < max && self.i < self.runs.len() {
+            let (off, len) = self.runs[self.i];
+            let room = (max - filled) as u64;
+            let want = (len - self.done).min(room) as usize;
+            let start = filled;
+            if data.len() < start + want {
+                data.resize(start + want, 0);
+            }
+            let mut got = 0;
+            while got < want {
+                let n = reader.read_data(&mut data[start + got..start + want])?;
+                if n == 0 {
+                    return Err(TreeError::Format {
+                        entry: display_path(&e.path),
+                        reason: "the archive holds less data than the entry describes".into(),
+                    });
+                }
+                got += n;
+            }
+            // off + len does not overflow (checked in `new`), and done < len.
+            runs.push((off + self.done, want));
+            filled += want;
+            self.done += want as u64;
+            if self.done == len {
+                self.i += 1;
+                self.done = 0;
+            }
+        }
+        Ok(Pieces {
+            data,
+            len: filled,
+            runs,
+        })
+    }
+}
