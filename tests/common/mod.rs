@@ -2,6 +2,8 @@
 //! and checks through tools nobody here wrote (python's sqlite3/tarfile, GNU tar...).
 #![allow(dead_code)]
 
+pub mod dbserver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
