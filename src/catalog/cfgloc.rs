@@ -220,6 +220,30 @@ impl Location {
         Ok(Location::Server(config))
     }
 
+    /// A location given on the command line (`catalog copy --from/--to`): a cfgloc
+    /// line (`Pg:...`, `mysql:...`, `SQLite:<dir>`, with or without `dbi:`), a file
+    /// whose first line is one (a cfgloc file, which keeps the password off the
+    /// command line), or an SQLite directory. Paths are taken as given, not under
+    /// `--root`.
+    pub fn from_arg(arg: &str) -> Result<Location, CatalogError> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            let text = std::fs::read(path).map_err(|source| CatalogError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(line).trim_end().to_string();
+            return Location::parse(&line, &path.display().to_string(), Path::new("/"));
+        }
+        if path.is_dir() || !arg.contains(':') {
+            return Ok(Location::Sqlite(
+                std::path::absolute(path).unwrap_or(path.to_path_buf()),
+            ));
+        }
+        Location::parse(arg, "the command line", Path::new("/"))
+    }
+
     /// A one-line description without secrets: the SQLite directory, or the server.
     pub fn describe(&self) -> String {
         match self {

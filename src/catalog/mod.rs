@@ -16,6 +16,7 @@
 
 mod backend;
 pub mod cfgloc;
+mod copy;
 mod csv;
 mod ddl;
 pub mod schema;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use backend::DbError;
 pub use cfgloc::{Driver, Location, ServerConfig};
+pub use copy::{CopyReport, TableCopy};
 use schema::TableSpec;
 
 /// One table row as xCAT's getAttribs returns it: column name → value, holding only

@@ -4,6 +4,7 @@
 
 mod bar;
 mod browse;
+mod catalog;
 mod console;
 mod docs;
 mod json;
@@ -198,6 +199,11 @@ enum Command {
         addrows: bool,
         file: PathBuf,
     },
+    /// Work on whole catalogs: copy tables between SQLite, PostgreSQL and MySQL/MariaDB
+    Catalog {
+        #[command(subcommand)]
+        action: catalog::CatalogCommand,
+    },
     /// Write man pages and shell completions into DIR (used by scripts/gen-docs.sh)
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
@@ -367,6 +373,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 }
             })
         }
+        Command::Catalog { action } => catalog::run(action, &g),
         Command::GenerateDocs { dir } => docs::generate(Cli::command_for_docs(), &dir),
     }
 }

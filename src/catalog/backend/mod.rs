@@ -36,8 +36,9 @@ pub enum DbError {
     /// SQLite (also the in-memory database of a plan).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL.
-    #[error(transparent)]
+    /// PostgreSQL. Shown with the server's severity and message: the library's own
+    /// Display of a server error is only "db error".
+    #[error("{}", pg_text(.0))]
     Postgres(#[from] ::postgres::Error),
     /// MySQL or MariaDB.
     #[error(transparent)]
@@ -45,6 +46,25 @@ pub enum DbError {
     /// The server answered something imgport cannot use (e.g. GET_LOCK returned NULL).
     #[error("{0}")]
     Protocol(String),
+}
+
+/// A PostgreSQL error as a sentence: `FATAL: password authentication failed for user
+/// "xcatadm"`, or the library's text with its cause for connection-level failures.
+fn pg_text(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let shown = c.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl DbError {
