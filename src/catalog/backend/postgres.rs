@@ -1,8 +1,10 @@
 //! PostgreSQL through the `postgres` crate (pure Rust, no libpq). TLS is not offered:
 //! the connection is plain TCP or a Unix socket, as with xCAT's default `pgsqlsetup`.
 
+use std::collections::HashMap;
+
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use super::server::{Session, LOCK_KEY};
 use super::{Conn, DbError, Dialect, Rows};
@@ -11,6 +13,21 @@ use crate::catalog::cfgloc::ServerConfig;
 /// A PostgreSQL connection.
 struct Pg {
     client: Client,
+    /// Prepared statements by text: an import repeats the same few statements per
+    /// row, and preparing each time would double the round trips.
+    prepared: HashMap<String, Statement>,
+}
+
+impl Pg {
+    /// The prepared statement for `sql` (with `?` placeholders).
+    fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.client.prepare(&numbered(sql))?;
+        self.prepared.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
 }
 
 /// Connects as `c` says: a socket directory when there is no TCP host, else TCP.
@@ -31,7 +48,10 @@ pub(super) fn connect(c: &ServerConfig) -> Result<Box<dyn Session>, DbError> {
         (None, None) => cfg.host("localhost"),
     };
     let client = cfg.connect(NoTls)?;
-    Ok(Box::new(Pg { client }))
+    Ok(Box::new(Pg {
+        client,
+        prepared: HashMap::new(),
+    }))
 }
 
 /// `?` placeholders renumbered as `$1, $2, ...` (imgport's statements carry no `?`
@@ -85,7 +105,7 @@ impl Conn for Pg {
     }
 
     fn query(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<Rows, DbError> {
-        let stmt = self.client.prepare(&numbered(sql))?;
+        let stmt = self.statement(sql)?;
         let names = stmt
             .columns()
             .iter()
@@ -111,10 +131,15 @@ impl Conn for Pg {
     fn execute(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<u64, DbError> {
         let values = texts(params);
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.client.execute(numbered(sql).as_str(), &refs)?)
+        let stmt = self.statement(sql)?;
+        Ok(self.client.execute(&stmt, &refs)?)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        // DDL may change what a cached plan returns; start over after it.
+        if !sql.contains("SAVEPOINT") {
+            self.prepared.clear();
+        }
         Ok(self.client.batch_execute(sql)?)
     }
 }
