@@ -567,6 +567,21 @@ fn concurrent_imports_into_one_database_each_land_whole() {
         let first = mn_on(Some(&server));
         let cfgloc = db(&first).cfgloc();
         first.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+        // A dry run on the server plans the rows and writes none.
+        let dry = ok(&first.run(&["--json", "import", "--dry-run", bundle.to_str().unwrap()]));
+        let doc: Value = serde_json::from_str(&dry).unwrap();
+        let rows = doc["bundles"][0]["images"][0]["dry_run"]["rows"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert!(rows >= 4, "{flavor:?}: {dry}");
+        for t in ["osimage", "litefile"] {
+            assert_eq!(
+                ok(&first.run(&["tabdump", t])).lines().count(),
+                1,
+                "{flavor:?} {t}"
+            );
+        }
         let mut mns = vec![first];
         for _ in 0..3 {
             let mn = mn_on(None);
