@@ -440,8 +440,7 @@ fn import_blocked_at_the_lock(mn: &Mn, bundle: &Path) -> (std::process::Child, L
     (child, holder)
 }
 
-/// A separate session holding imgport's write lock (the connections are only held).
-#[allow(dead_code)]
+/// A separate session holding imgport's write lock or a table.
 enum LockHolder {
     Pg(Box<postgres::Client>),
     My(mysql::Conn),
@@ -449,10 +448,26 @@ enum LockHolder {
 
 impl LockHolder {
     fn take(db: &MnDb) -> LockHolder {
+        let mut holder = LockHolder::connect(db);
+        match &mut holder {
+            // imgport's key ("imgport1"), session-level here.
+            LockHolder::Pg(c) => c
+                .batch_execute("SELECT pg_advisory_lock(7596841879047664689)")
+                .unwrap(),
+            LockHolder::My(c) => {
+                use mysql::prelude::Queryable;
+                c.query_drop("DO GET_LOCK('imgport.catalog.write', 10)")
+                    .unwrap()
+            }
+        }
+        holder
+    }
+
+    fn connect(db: &MnDb) -> LockHolder {
         let port = db.server.port();
         match db.server.flavor() {
             Flavor::Postgres => {
-                let mut c = postgres::Client::connect(
+                let c = postgres::Client::connect(
                     &format!(
                         "host=127.0.0.1 port={port} user=xcatadm password={DBPASSWORD} dbname={}",
                         db.name
@@ -460,14 +475,10 @@ impl LockHolder {
                     postgres::NoTls,
                 )
                 .unwrap();
-                // imgport's key ("imgport1"), session-level here.
-                c.batch_execute("SELECT pg_advisory_lock(7596841879047664689)")
-                    .unwrap();
                 LockHolder::Pg(Box::new(c))
             }
             Flavor::MariaDb => {
-                use mysql::prelude::Queryable;
-                let mut c = mysql::Conn::new(
+                let c = mysql::Conn::new(
                     mysql::OptsBuilder::new()
                         .ip_or_hostname(Some("127.0.0.1"))
                         .tcp_port(port)
@@ -477,8 +488,6 @@ impl LockHolder {
                         .prefer_socket(false),
                 )
                 .unwrap();
-                c.query_drop("DO GET_LOCK('imgport.catalog.write', 10)")
-                    .unwrap();
                 LockHolder::My(c)
             }
         }
@@ -589,6 +598,11 @@ fn concurrent_imports_into_one_database_each_land_whole() {
             std::fs::write(mn.path("/etc/xcat/cfgloc"), format!("{cfgloc}\n")).unwrap();
             mns.push(mn);
         }
+        // To make the four writes overlap for sure, a separate session holds the
+        // osimage table until all four imports wait on it (the first upsert reads
+        // osimage) or on imgport's lock; then it lets go.
+        mns[0].tabrestore("osimage", "#imagename,profile\n\"other\",\"p\"\n", false);
+        let gate = TableGate::close(db(&mns[0]));
         let children: Vec<_> = mns
             .iter()
             .map(|mn| {
@@ -606,6 +620,14 @@ fn concurrent_imports_into_one_database_each_land_whole() {
                     .unwrap()
             })
             .collect();
+        let waiting = match flavor {
+            Flavor::Postgres => "select 1 from pg_stat_activity where application_name = 'imgport' \
+                 and wait_event_type = 'Lock' having count(*) = 4",
+            Flavor::MariaDb => "select 1 from information_schema.processlist where user = 'xcatadm' \
+                 and (state like 'Waiting for table%' or info like 'SELECT GET_LOCK%') having count(*) = 4",
+        };
+        wait_for(db(&mns[0]), waiting);
+        drop(gate);
         for c in children {
             let out = c.wait_with_output().unwrap();
             assert!(out.status.success(), "{flavor:?}: {}", text(&out));
@@ -613,6 +635,7 @@ fn concurrent_imports_into_one_database_each_land_whole() {
         // The rows are those of one import.
         let single = mn_on(Some(&server));
         single.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+        single.tabrestore("osimage", "#imagename,profile\n\"other\",\"p\"\n", false);
         ok(&single.run(&["import", bundle.to_str().unwrap()]));
         for t in ["osimage", "linuximage", "litefile"] {
             assert_eq!(
@@ -626,9 +649,11 @@ fn concurrent_imports_into_one_database_each_land_whole() {
             // others found identical rows and wrote nothing).
             let xmins = mns[0].sql(
                 "osimage",
-                "select count(distinct x) from (select xmin::text as x from osimage \
-                 union all select xmin::text from linuximage \
-                 union all select xmin::text from litefile) t",
+                &format!(
+                    "select count(distinct x) from (select xmin::text as x from osimage \
+                     where imagename = '{IMG}' union all select xmin::text from linuximage \
+                     union all select xmin::text from litefile) t"
+                ),
             );
             assert_eq!(xmins, "1\n");
         }
@@ -793,5 +818,39 @@ fn catalog_writes_of_a_1000_litefile_image_are_timed_on_each_backend() {
             first.as_millis(),
             again.as_millis()
         );
+    }
+}
+
+/// A session holding a whole table (osimage) so that nobody else can read it, until
+/// dropped.
+struct TableGate(LockHolder);
+
+impl TableGate {
+    fn close(db: &MnDb) -> TableGate {
+        let mut holder = LockHolder::connect(db);
+        match &mut holder {
+            LockHolder::Pg(c) => c
+                .batch_execute("BEGIN; LOCK TABLE osimage IN ACCESS EXCLUSIVE MODE")
+                .unwrap(),
+            LockHolder::My(c) => {
+                use mysql::prelude::Queryable;
+                c.query_drop("LOCK TABLES osimage WRITE").unwrap()
+            }
+        }
+        TableGate(holder)
+    }
+}
+
+impl Drop for TableGate {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            LockHolder::Pg(c) => {
+                let _ = c.batch_execute("COMMIT");
+            }
+            LockHolder::My(c) => {
+                use mysql::prelude::Queryable;
+                let _ = c.query_drop("UNLOCK TABLES");
+            }
+        }
     }
 }
