@@ -109,8 +109,10 @@ impl Conn for My {
             rows: Vec::new(),
         };
         for row in result.by_ref() {
-            out.rows
-                .push(row?.unwrap().into_iter().map(value_of).collect());
+            // `Row::unwrap` is the crate's "all values of the row", not Option's: it
+            // panics only for values taken out before, and none are.
+            let values = mysql::Row::unwrap(row?);
+            out.rows.push(values.into_iter().map(value_of).collect());
         }
         Ok(out)
     }
