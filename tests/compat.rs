@@ -1,6 +1,12 @@
 //! xCAT compatibility cases C1–C25 of `docs/XCAT.md` §12, each by name, run
 //! against the real binary on scratch management nodes. Bundles are checked with GNU
 //! tar, gzip and python's tarfile; tables with python's sqlite3.
+//!
+//! Every case runs on the three catalog backends with the same body: as its own test
+//! on SQLite, and inside `on_postgres` / `on_mariadb`, which route the scratch MNs of
+//! their thread to a private server (one database per MN, see `common::backends`). C23
+//! is about the SQLite files; on the servers its place is taken by a check of the DDL
+//! xCAT would have run there.
 
 mod common;
 
@@ -8,6 +14,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use common::dbserver::Flavor;
 use common::*;
 
 fn manifest_of(bundle: &Path) -> String {
@@ -1042,4 +1049,164 @@ fn c08_compat_xcat_writes_newc_that_real_cpio_restores() {
     assert!(target
         .path(&format!("{ROOTIMGDIR}/rootimg/dev/null"))
         .exists());
+}
+
+/// The cases run on the database servers.
+/// (Not c08_compat_xcat_writes_newc_...: a tree-format case, minutes long, that never
+/// reads the catalog beyond the sample.)
+const SERVER_CASES: &[(&str, fn())] = &[
+    (
+        "c01_bundle_is_gzip_tar_readable_by_gnu_tar_bsdtar_and_python",
+        c01_bundle_is_gzip_tar_readable_by_gnu_tar_bsdtar_and_python,
+    ),
+    (
+        "c02_names_start_with_dot_slash_and_manifest_is_first_file",
+        c02_names_start_with_dot_slash_and_manifest_is_first_file,
+    ),
+    (
+        "c03_default_name_in_cwd_and_destination_paths_are_honoured",
+        c03_default_name_in_cwd_and_destination_paths_are_honoured,
+    ),
+    (
+        "c04_manifest_is_xml_simple_format",
+        c04_manifest_is_xml_simple_format,
+    ),
+    (
+        "c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden",
+        c05_sections_hold_exactly_the_non_empty_columns_and_disabled_rows_are_hidden,
+    ),
+    (
+        "c06_statelite_paths_are_absolute_sources_and_files_are_in_the_bundle",
+        c06_statelite_paths_are_absolute_sources_and_files_are_in_the_bundle,
+    ),
+    ("c07_netboot_rootimg_priority", c07_netboot_rootimg_priority),
+    (
+        "c08_statelite_tree_is_a_gzip_tar_of_rootimg_that_gnu_tar_restores",
+        c08_statelite_tree_is_a_gzip_tar_of_rootimg_that_gnu_tar_restores,
+    ),
+    ("c09_litefile_csv_lines", c09_litefile_csv_lines),
+    (
+        "c10_extras_files_and_directories",
+        c10_extras_files_and_directories,
+    ),
+    (
+        "c11_postscripts_of_a_node_with_defaults_first",
+        c11_postscripts_of_a_node_with_defaults_first,
+    ),
+    (
+        "c12_config_files_by_basename_and_discovered_pkglist",
+        c12_config_files_by_basename_and_discovered_pkglist,
+    ),
+    (
+        "c13_imports_a_bundle_made_the_xcat_way",
+        c13_imports_a_bundle_made_the_xcat_way,
+    ),
+    (
+        "c13_legacy_flat_manifest_imports_into_both_sections",
+        c13_legacy_flat_manifest_imports_into_both_sections,
+    ),
+    (
+        "c14_validation_errors_match_xcat",
+        c14_validation_errors_match_xcat,
+    ),
+    (
+        "c15_rows_are_merged_and_nulls_are_null",
+        c15_rows_are_merged_and_nulls_are_null,
+    ),
+    (
+        "c16_files_at_exact_paths_with_orig_backups_and_0755_parents",
+        c16_files_at_exact_paths_with_orig_backups_and_0755_parents,
+    ),
+    (
+        "c17_statelite_tree_and_litefile_rows",
+        c17_statelite_tree_and_litefile_rows,
+    ),
+    ("c18_new_profile", c18_new_profile),
+    (
+        "c19_postscripts_for_nodes_on_import",
+        c19_postscripts_for_nodes_on_import,
+    ),
+    ("c20_success_lines", c20_success_lines),
+    (
+        "c21_usage_and_help_of_the_xcat_names",
+        c21_usage_and_help_of_the_xcat_names,
+    ),
+    (
+        "c21_xcat_names_export_and_import",
+        c21_xcat_names_export_and_import,
+    ),
+    (
+        "c22_plain_tar_bundles_are_accepted",
+        c22_plain_tar_bundles_are_accepted,
+    ),
+    ("c23_server_ddl_is_xcats", c23_server_ddl_is_xcats),
+    (
+        "c24_disabled_rows_are_ignored",
+        c24_disabled_rows_are_ignored,
+    ),
+    ("c25_tabdump_csv_round_trips", c25_tabdump_csv_round_trips),
+];
+
+#[test]
+fn on_postgres() {
+    backends::run_cases(Flavor::Postgres, SERVER_CASES);
+}
+
+#[test]
+fn on_mariadb() {
+    backends::run_cases(Flavor::MariaDb, SERVER_CASES);
+}
+
+/// C23 on a server: the tables imgport creates are xCAT's, quoted as `delimitcol`
+/// quotes (`"x"` / `` `x` ``), keys `VARCHAR(128)`, litefile's keys NOT NULL, and the
+/// primary keys in place. On SQLite it is a no-op (`c23_sqlite_layout_ddl_and_modes`).
+fn c23_server_ddl_is_xcats() {
+    let mn = Mn::sample();
+    let Some(db) = &mn.db else {
+        return;
+    };
+    let schema = match db.server.flavor() {
+        Flavor::Postgres => "current_schema()",
+        Flavor::MariaDb => "database()",
+    };
+    let columns = |table: &str| {
+        mn.sql(
+            table,
+            &format!(
+                "select column_name, data_type, is_nullable, coalesce(character_maximum_length, 0) \
+                 from information_schema.columns where table_schema = {schema} and table_name = '{table}' \
+                 order by ordinal_position"
+            ),
+        )
+        .to_lowercase()
+    };
+    let lf = columns("litefile");
+    let lines: Vec<&str> = lf.lines().collect();
+    assert_eq!(lines.len(), 5, "{lf}");
+    assert!(
+        lines[0].starts_with("image|") && lines[0].ends_with("|no|128"),
+        "{lf}"
+    );
+    assert!(
+        lines[1].starts_with("file|") && lines[1].ends_with("|no|128"),
+        "{lf}"
+    );
+    assert!(lines[2].starts_with("options|text|yes"), "{lf}");
+    let os = columns("osimage");
+    assert!(
+        os.contains("\nosupdatename|") && os.contains("|1024\n"),
+        "{os}"
+    );
+    assert!(os.contains("\ngroups|text|yes|"), "{os}");
+    let keys = mn.sql(
+        "litefile",
+        &format!(
+            "select k.column_name from information_schema.table_constraints c \
+         join information_schema.key_column_usage k on k.constraint_name = c.constraint_name \
+         and k.table_name = c.table_name and k.table_schema = c.table_schema \
+         where c.table_schema = {schema} and c.table_name = 'litefile' \
+         and c.constraint_type = 'PRIMARY KEY' order by k.ordinal_position"
+        ),
+    );
+    assert_eq!(keys.to_lowercase(), "image\nfile\n");
 }

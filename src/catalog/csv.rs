@@ -8,11 +8,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use rusqlite::params_from_iter;
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-
+use super::backend::{Conn, DbError, Dialect};
 use super::schema::TableSpec;
-use super::store::quote;
+use super::store::all_rows;
 use super::{spec_of, Catalog, CatalogError};
 
 impl Catalog {
@@ -33,46 +31,29 @@ impl Catalog {
         let mut out = std::io::BufWriter::new(out);
         out.write_all(format!("#{}\n", spec.columns.join(",")).as_bytes())
             .map_err(werr)?;
-        let mut conns = self.lock();
-        if let Some(conn) = self.reader(&mut conns, spec)? {
-            let err = self.sql_err(spec, "dumping");
-            let exists = conn
-                .prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name = ?1")
-                .and_then(|mut s| s.exists([spec.name]))
-                .map_err(&err)?;
-            if exists {
-                // SELECT * (not a column list) keeps xCAT's row order: a narrower list
-                // could be answered from the key index, in key order.
-                let mut stmt = conn
-                    .prepare(&format!("SELECT * FROM {}", quote(spec.name)))
-                    .map_err(&err)?;
-                let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
-                let index: Vec<Option<usize>> = spec
-                    .columns
-                    .iter()
-                    .map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
-                    .collect();
-                let mut rows = stmt.query([]).map_err(&err)?;
-                let mut line = Vec::new();
-                while let Some(r) = rows.next().map_err(&err)? {
-                    line.clear();
-                    for (n, ix) in index.iter().enumerate() {
-                        if n > 0 {
-                            line.push(b',');
-                        }
-                        let Some(ix) = *ix else { continue };
-                        match r.get_ref(ix).map_err(&err)? {
-                            ValueRef::Null => {}
-                            ValueRef::Text(b) | ValueRef::Blob(b) => push_quoted(&mut line, b),
-                            ValueRef::Integer(i) => {
-                                push_quoted(&mut line, i.to_string().as_bytes())
-                            }
-                            ValueRef::Real(f) => push_quoted(&mut line, f.to_string().as_bytes()),
-                        }
+        let rows = self
+            .backend()
+            .read(spec, "dumping", |conn| dump_rows(conn, spec))?
+            .flatten();
+        if let Some(rows) = rows {
+            let index: Vec<Option<usize>> = spec
+                .columns
+                .iter()
+                .map(|c| rows.names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                .collect();
+            let mut line = Vec::new();
+            for r in &rows.rows {
+                line.clear();
+                for (n, ix) in index.iter().enumerate() {
+                    if n > 0 {
+                        line.push(b',');
                     }
-                    line.push(b'\n');
-                    out.write_all(&line).map_err(werr)?;
+                    if let Some(Some(v)) = ix.and_then(|ix| r.get(ix)) {
+                        push_quoted(&mut line, v);
+                    }
                 }
+                line.push(b'\n');
+                out.write_all(&line).map_err(werr)?;
             }
         }
         out.flush().map_err(werr)
@@ -120,12 +101,15 @@ impl Catalog {
         let columns = parse_header(spec, header).map_err(|m| fail(vec![m]))?;
         let items = parse_records(lines, columns.len());
 
-        let result = self.write_tables(&[spec], |conns| {
-            let conn = &conns[spec.name];
-            let err = self.sql_err(spec, "restoring");
+        let backend = self.backend();
+        backend.write(&[spec], |tables| {
+            let conn = tables
+                .conn(spec.name)
+                .ok_or_else(|| fail(vec![format!("Unable to open {table}")]))?;
+            let d = conn.dialect();
             if !add_rows {
-                conn.execute(&format!("DELETE FROM {}", quote(spec.name)), [])
-                    .map_err(&err)?;
+                conn.execute(&format!("DELETE FROM {}", d.q(spec.name)), &[])
+                    .map_err(backend.err(spec.name, "restoring"))?;
             }
             let mut messages = Vec::new();
             let mut inserted = 0;
@@ -137,20 +121,15 @@ impl Catalog {
                     }
                     Ok(rec) => rec,
                 };
-                match set_record(conn, spec, &columns, &rec.fields) {
+                match restore_record(conn, spec, &columns, &rec.fields) {
                     Ok(true) => inserted += 1,
                     Ok(false) => {}
-                    Err(e) => {
-                        let msg = match &e {
-                            rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
-                            other => other.to_string(),
-                        };
-                        messages.push(format!(
-                            "DB error {msg} with line {}: {}",
-                            rec.line,
-                            String::from_utf8_lossy(&rec.orig)
-                        ));
-                    }
+                    Err(e) => messages.push(format!(
+                        "DB error {} with line {}: {}",
+                        e.message(),
+                        rec.line,
+                        String::from_utf8_lossy(&rec.orig)
+                    )),
                 }
             }
             if messages.is_empty() {
@@ -158,8 +137,7 @@ impl Catalog {
             } else {
                 Err(fail(messages))
             }
-        });
-        result
+        })
     }
 }
 
@@ -376,23 +354,59 @@ fn unescape(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Binds optional bytes as TEXT (NULL for None), without requiring UTF-8.
-fn bind(v: Option<&[u8]>) -> ToSqlOutput<'_> {
-    match v {
-        Some(b) => ToSqlOutput::Borrowed(ValueRef::Text(b)),
-        None => ToSqlOutput::Owned(Value::Null),
+/// The rows tabdump prints: `SELECT *` on SQLite (a narrower list could be answered
+/// from the key index, in key order), the schema columns by name on the servers (an
+/// extra column of a newer xCAT may have a type imgport does not read; their row order
+/// does not depend on the select list).
+fn dump_rows(
+    conn: &mut dyn Conn,
+    spec: &TableSpec,
+) -> Result<Option<super::backend::Rows>, DbError> {
+    if conn.dialect() != Dialect::Sqlite {
+        return all_rows(conn, spec);
     }
+    if conn.columns(spec.name)?.is_none() {
+        return Ok(None);
+    }
+    conn.query(
+        &format!("SELECT * FROM {}", Dialect::Sqlite.q(spec.name)),
+        &[],
+    )
+    .map(Some)
+}
+
+/// One record of a restore. On PostgreSQL a failed statement aborts the whole
+/// transaction, so each record runs under a savepoint: later records still get their
+/// own messages, as on the other backends (the restore is rolled back anyway).
+fn restore_record(
+    conn: &mut dyn Conn,
+    spec: &TableSpec,
+    columns: &[&'static str],
+    fields: &[Option<Vec<u8>>],
+) -> Result<bool, DbError> {
+    if conn.dialect() != Dialect::Postgres {
+        return set_record(conn, spec, columns, fields);
+    }
+    conn.batch("SAVEPOINT imgport_record")?;
+    let result = set_record(conn, spec, columns, fields);
+    conn.batch(if result.is_ok() {
+        "RELEASE SAVEPOINT imgport_record"
+    } else {
+        "ROLLBACK TO SAVEPOINT imgport_record"
+    })?;
+    result
 }
 
 /// xCAT's `setAttribs(\%record, \%record)` for one record. Returns whether a row was
 /// inserted. Keys are compared with `=`, so a NULL field never matches (as in xCAT):
 /// only an identical fully-populated row is found, and then updated in place.
 fn set_record(
-    conn: &rusqlite::Connection,
+    conn: &mut dyn Conn,
     spec: &TableSpec,
     columns: &[&'static str],
     fields: &[Option<Vec<u8>>],
-) -> rusqlite::Result<bool> {
+) -> Result<bool, DbError> {
+    let d = conn.dialect();
     // A Perl hash: a column named twice keeps its last value; "" is NULL here.
     let mut rec: Vec<(&str, Option<&[u8]>)> = Vec::new();
     for (c, v) in columns.iter().zip(fields) {
@@ -407,40 +421,46 @@ fn set_record(
     }
     let cond = rec
         .iter()
-        .map(|(c, _)| format!("{} = ?", quote(c)))
+        .map(|(c, _)| format!("{} = ?", d.q(c)))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let found = conn
-        .prepare(&format!("SELECT 1 FROM {} WHERE {cond}", quote(spec.name)))?
-        .exists(params_from_iter(rec.iter().map(|(_, v)| bind(*v))))?;
+    let keyvals: Vec<Option<&[u8]>> = rec.iter().map(|(_, v)| *v).collect();
+    let found = !conn
+        .query(
+            &format!("SELECT 1 FROM {} WHERE {cond}", d.q(spec.name)),
+            &keyvals,
+        )?
+        .rows
+        .is_empty();
     if found {
         // The UPDATE path turns the string "NULL" into NULL, like setAttribs.
         let sets = rec
             .iter()
-            .map(|(c, _)| format!("{} = ?", quote(c)))
+            .map(|(c, _)| format!("{} = ?", d.q(c)))
             .collect::<Vec<_>>()
             .join(", ");
-        let params = rec
+        let params: Vec<Option<&[u8]>> = rec
             .iter()
-            .map(|(_, v)| bind(v.filter(|v| *v != b"NULL")))
-            .chain(rec.iter().map(|(_, v)| bind(*v)));
+            .map(|(_, v)| v.filter(|v| *v != b"NULL"))
+            .chain(keyvals.iter().copied())
+            .collect();
         conn.execute(
-            &format!("UPDATE {} SET {sets} WHERE {cond}", quote(spec.name)),
-            params_from_iter(params),
+            &format!("UPDATE {} SET {sets} WHERE {cond}", d.q(spec.name)),
+            &params,
         )?;
         return Ok(false);
     }
     conn.execute(
         &format!(
             "INSERT INTO {} ({}) VALUES ({})",
-            quote(spec.name),
+            d.q(spec.name),
             rec.iter()
-                .map(|(c, _)| quote(c))
+                .map(|(c, _)| d.q(c))
                 .collect::<Vec<_>>()
                 .join(", "),
             vec!["?"; rec.len()].join(", ")
         ),
-        params_from_iter(rec.iter().map(|(_, v)| bind(*v))),
+        &keyvals,
     )?;
     Ok(true)
 }
@@ -501,7 +521,7 @@ mod tests {
         assert_eq!(dump(&cat, "osimage"), expect);
 
         // Old physical layout: columns found by name, a missing one dumps empty.
-        let conn = rusqlite::Connection::open(cat.dir().join("litefile.sqlite")).unwrap();
+        let conn = rusqlite::Connection::open(cat.dir().unwrap().join("litefile.sqlite")).unwrap();
         conn.execute_batch(
             "CREATE TABLE litefile (file TEXT, options TEXT, image TEXT, disable TEXT);
              INSERT INTO litefile VALUES ('/etc/a', NULL, 'img', NULL);
@@ -561,7 +581,7 @@ mod tests {
             ["DB error UNIQUE constraint failed: osimage.imagename with line 2: \"a\",\"c"]
         );
         // Header errors touch nothing at all.
-        assert_eq!(std::fs::read_dir(cat.dir()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(cat.dir().unwrap()).unwrap().count(), 0);
 
         // Errors are all reported, in line order, and nothing changes (not even the
         // replace-mode delete).
@@ -584,7 +604,7 @@ mod tests {
         );
         // A failed restore into a missing table leaves no file behind.
         assert!(messages(restore(&cat, "kit.csv", "#kitname\n\"a,b\"x\n", false)).len() == 1);
-        assert!(!cat.dir().join("kit.sqlite").exists());
+        assert!(!cat.dir().unwrap().join("kit.sqlite").exists());
     }
 
     #[test]

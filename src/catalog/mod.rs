@@ -1,27 +1,33 @@
-//! xCAT's tables: schema, the SQLite store in xCAT's layout, tabdump/tabrestore CSV.
+//! xCAT's tables: schema, the three backends xCAT runs on, tabdump/tabrestore CSV.
 //!
 //! [`Catalog`] is the only way the rest of imgport touches the xCAT database. It reads
-//! and writes the SQLite files exactly as xCAT 2.18.2 lays them out (one file per table,
-//! see spec §7), so xcatd, `tabdump` and `tabrestore` keep working on the result:
+//! and writes exactly what xCAT 2.18.2 does, whichever backend the MN's `cfgloc` names
+//! (spec §7): the embedded SQLite layout (one file per table), PostgreSQL, or
+//! MySQL/MariaDB (one SQL table per xCAT table). xcatd, `tabdump` and `tabrestore`
+//! keep working on the result. The flows never see which backend it is:
 //!
-//! * location: [`Catalog::open`] (spec §7.2), always under an explicit `--root`;
+//! * location: [`Catalog::open`] (spec §7.2, §7.7), cfgloc read under `--root`;
 //! * reads: [`Catalog::get`], [`Catalog::select`], [`Catalog::site`],
 //!   [`Catalog::node_attrs`], [`Catalog::node_exists`], [`Catalog::expand_noderange`],
 //!   all honouring xCAT's "disabled row" rule (§7.4);
 //! * writes: [`Catalog::plan`] / [`Catalog::apply`] with setAttribs merge semantics,
-//!   all-or-nothing across table files;
+//!   all-or-nothing across tables (one transaction on a server);
 //! * CSV: [`Catalog::tabdump`] / [`Catalog::tabrestore`] byte-compatible with xCAT's.
 
+mod backend;
+pub mod cfgloc;
+mod copy;
 mod csv;
+mod ddl;
 pub mod schema;
 mod store;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
-
+pub use backend::DbError;
+pub use cfgloc::{Driver, Location, ServerConfig};
+pub use copy::{CopyReport, TableCopy};
 use schema::TableSpec;
 
 /// One table row as xCAT's getAttribs returns it: column name → value, holding only
@@ -32,19 +38,53 @@ pub type Row = BTreeMap<String, String>;
 /// column or line concerned, so the message alone tells the user where to look.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    /// The configured database is not SQLite. imgport never falls back to another
-    /// location, because writing to a second database the MN does not use would look
-    /// like success while xcatd sees nothing. `origin` is `XCATCFG` or the cfgloc path;
-    /// `backend` is the scheme (`mysql`, `Pg`, `DB2`, `CSV`, ...). The rest of the
-    /// string is not kept: it holds the database password.
+    /// The configured database is one imgport does not support (DB2, CSV, ...).
+    /// imgport never falls back to another location, because writing to a second
+    /// database the MN does not use would look like success while xcatd sees nothing.
+    /// `origin` is `XCATCFG` or the cfgloc path; `backend` is the scheme. The rest of
+    /// the string is not kept: it holds the database password.
     #[error(
-        "{origin}: unsupported xCAT database backend '{backend}' (imgport only supports SQLite)"
+        "{origin}: unsupported xCAT database backend '{backend}' (imgport supports SQLite, Pg and mysql)"
     )]
     UnsupportedBackend {
         /// `XCATCFG` or the path of the cfgloc file the string was read from.
         origin: String,
         /// The backend scheme, the text before the first `:`.
         backend: String,
+    },
+    /// A server cfgloc line imgport cannot use (no database, no user, a bad port, an
+    /// unknown data source key). The line itself is not shown: it holds the password.
+    #[error("{origin}: bad database location: {reason}")]
+    BadCfgloc {
+        /// `XCATCFG` or the cfgloc path.
+        origin: String,
+        /// What is wrong, without any value that could be the password.
+        reason: String,
+    },
+    /// The database server could not be reached or refused the login (down, wrong
+    /// password, unknown database, no answer within the timeout).
+    #[error("cannot connect to {server} (timeout {timeout} s): {source}")]
+    Connect {
+        /// The server, database and user (see [`ServerConfig`]'s Display).
+        server: String,
+        /// The connect timeout in seconds (`IMGPORT_DB_TIMEOUT`).
+        timeout: f64,
+        /// The client library's error.
+        #[source]
+        source: Box<DbError>,
+    },
+    /// A database server failure, with the table and what was being done.
+    #[error("{server}: {action} table '{table}': {source}")]
+    Database {
+        /// The server, database and user.
+        server: String,
+        /// The table concerned.
+        table: String,
+        /// What was being done, e.g. `writing`, `committing`.
+        action: &'static str,
+        /// The client library's error.
+        #[source]
+        source: Box<DbError>,
     },
     /// A table name that is not in imgport's schema (see [`schema::TABLES`]).
     #[error("unknown xCAT table '{table}'")]
@@ -171,19 +211,23 @@ pub struct Outcome {
     pub dropped: Vec<(String, String)>,
 }
 
-/// Handle on the xCAT SQLite database directory.
+/// Handle on the xCAT database: an SQLite directory or a database server.
 ///
-/// Holds at most one open connection per table file, opened on first use and reused
-/// (behind a mutex, so a `Catalog` can be shared between threads; calls serialize).
-/// Nothing is opened or created by [`Catalog::open`] itself.
+/// Nothing is opened, created or connected by [`Catalog::open`] itself: SQLite table
+/// files are opened on first use (one connection each), a server is connected to on
+/// the first read or write (one connection, reused). Calls serialize behind a mutex,
+/// so a `Catalog` can be shared between threads.
 pub struct Catalog {
-    dir: PathBuf,
-    conns: Mutex<HashMap<&'static str, Connection>>,
+    location: Location,
+    backend: backend::Backend,
 }
 
+/// Shows the location without secrets (a server's password prints as `<redacted>`).
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("dir", &self.dir).finish()
+        f.debug_struct("Catalog")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -199,11 +243,14 @@ impl Catalog {
     /// else `SQLite:/opt/xcat/cfg` if `<root>/opt/xcat/cfg` is a directory, else
     /// `SQLite:/etc/xcat`. `SQLite:<dir>` or a bare `<dir>` (no `:`) selects SQLite; the
     /// dir is resolved under `root` (a relative one too, since xcatd runs from `/`).
+    /// `Pg:...|user|pw` and `mysql:...|user|pw` select a server (see
+    /// [`Location::parse`]); its host and sockets are the real machine's, not the root's.
     ///
-    /// Errors: any other scheme gives [`CatalogError::UnsupportedBackend`] naming
-    /// where the string came from; an unreadable cfgloc (other than missing) gives
+    /// Errors: DB2, CSV and other schemes give [`CatalogError::UnsupportedBackend`]
+    /// naming where the string came from; a malformed server line gives
+    /// [`CatalogError::BadCfgloc`]; an unreadable cfgloc (other than missing) gives
     /// [`CatalogError::Io`] rather than a silent fallback. Cost: at most one small file
-    /// read and one stat; the directory need not exist until the first write.
+    /// read and one stat; nothing is connected to or created until first use.
     pub fn open(root: &Path, xcatcfg: Option<&str>) -> Result<Catalog, CatalogError> {
         let (value, origin) = match xcatcfg.filter(|v| !v.is_empty()) {
             Some(v) => (v.to_string(), "XCATCFG".to_string()),
@@ -234,26 +281,29 @@ impl Catalog {
                 }
             }
         };
-        let dir = match value.split_once(':') {
-            None => value.as_str(),
-            Some(("SQLite", rest)) => rest,
-            Some((scheme, _)) => {
-                return Err(CatalogError::UnsupportedBackend {
-                    origin,
-                    backend: scheme.to_string(),
-                })
-            }
-        };
-        let dir = root.join(dir.trim_start_matches('/'));
-        Ok(Catalog {
-            dir,
-            conns: Mutex::new(HashMap::new()),
-        })
+        Ok(Catalog::at(Location::parse(&value, &origin, root)?))
     }
 
-    /// The SQLite directory in use (already resolved under the root).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// A catalog at an already parsed location (see [`Location::parse`]).
+    pub fn at(location: Location) -> Catalog {
+        Catalog {
+            backend: backend::Backend::new(&location),
+            location,
+        }
+    }
+
+    /// Where the catalog is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The SQLite directory in use (already resolved under the root); None on a
+    /// database server.
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.location {
+            Location::Sqlite(dir) => Some(dir),
+            Location::Server(_) => None,
+        }
     }
 
     /// First enabled row (§7.4) of `table` matching every key pair, in rowid order.
@@ -403,12 +453,6 @@ impl Catalog {
         }
         Ok(out)
     }
-
-    /// Locks the connection cache. A poisoned lock only means another thread panicked
-    /// mid-call; SQLite rolled its statement back, so the connections are still usable.
-    fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Connection>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// The spec of `table`, or [`CatalogError::UnknownTable`].
@@ -506,6 +550,7 @@ fn numeric_range(
 #[cfg(test)]
 mod testutil {
     use super::*;
+    use rusqlite::Connection;
 
     /// A catalog on a fresh temporary root, its SQLite dir `<root>/etc/xcat` created.
     pub fn catalog() -> (tempfile::TempDir, Catalog) {
@@ -518,13 +563,14 @@ mod testutil {
     /// A direct connection on `table`'s file, the table created with xCAT's DDL.
     pub fn raw(cat: &Catalog, table: &str) -> Connection {
         let spec = schema::table_spec(table).expect("known table");
-        let conn = Connection::open(cat.table_file(spec)).expect("open raw");
+        let file = cat.dir().expect("sqlite").join(format!("{table}.sqlite"));
+        let conn = Connection::open(file).expect("open raw");
         if !conn
             .prepare("SELECT 1 FROM sqlite_master WHERE name = ?1")
             .and_then(|mut s| s.exists([table]))
             .expect("query")
         {
-            conn.execute_batch(&store::create_ddl(spec))
+            conn.execute_batch(&ddl::create(backend::Dialect::Sqlite, spec))
                 .expect("create");
         }
         conn
@@ -563,7 +609,7 @@ mod tests {
     fn open_resolves_every_location_under_root() {
         let root = tempfile::tempdir().expect("tempdir");
         let r = root.path();
-        let dir = |cfg: Option<&str>| Catalog::open(r, cfg).map(|c| c.dir().to_path_buf());
+        let dir = |cfg: Option<&str>| Catalog::open(r, cfg).map(|c| c.dir().unwrap().to_path_buf());
         // Default, then legacy /opt/xcat/cfg once it exists.
         assert_eq!(dir(None).unwrap(), r.join("etc/xcat"));
         assert_eq!(dir(Some("")).unwrap(), r.join("etc/xcat"));
@@ -584,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn open_rejects_other_backends_naming_the_source() {
+    fn open_reads_server_lines_and_rejects_db2_and_csv_naming_the_source() {
         let root = tempfile::tempdir().expect("tempdir");
         let r = root.path();
         std::fs::create_dir_all(r.join("etc/xcat")).unwrap();
@@ -594,22 +640,26 @@ mod tests {
             "mysql:dbname=xcatdb;host=10.0.0.1|xcatadmin|s3cret\n",
         )
         .unwrap();
+        let cat = Catalog::open(r, None).unwrap();
+        assert!(cat.dir().is_none());
+        let Location::Server(s) = cat.location() else {
+            panic!("not a server: {cat:?}");
+        };
+        assert_eq!((s.driver, s.database.as_str()), (Driver::Mysql, "xcatdb"));
+        assert!(!format!("{cat:?}").contains("s3cret"), "{cat:?}");
+        std::fs::write(&cfgloc, "DB2:xcatdb|xcatdb|s3cret\n").unwrap();
         let err = Catalog::open(r, None).unwrap_err();
         match &err {
             CatalogError::UnsupportedBackend { origin, backend } => {
                 assert_eq!(origin, &cfgloc.display().to_string());
-                assert_eq!(backend, "mysql");
+                assert_eq!(backend, "DB2");
             }
             other => panic!("unexpected {other:?}"),
         }
         let text = err.to_string();
-        assert!(text.contains("cfgloc") && text.contains("mysql"), "{text}");
+        assert!(text.contains("cfgloc") && text.contains("DB2"), "{text}");
         assert!(!text.contains("s3cret"), "password leaked: {text}");
-        for cfg in [
-            "Pg:dbname=xcatdb;host=h|u|p",
-            "DB2:xcatdb|xcatdb|pw",
-            "CSV:/etc/xcat",
-        ] {
+        for cfg in ["DB2:xcatdb|xcatdb|pw", "CSV:/etc/xcat"] {
             match Catalog::open(r, Some(cfg)).unwrap_err() {
                 CatalogError::UnsupportedBackend { origin, backend } => {
                     assert_eq!(origin, "XCATCFG");
@@ -670,7 +720,7 @@ mod tests {
         assert!(cat.select("nodelist", &[]).unwrap().is_empty());
         assert_eq!(cat.site("installdir").unwrap(), None);
         assert!(!cat.node_exists("n1").unwrap());
-        assert_eq!(std::fs::read_dir(cat.dir()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(cat.dir().unwrap()).unwrap().count(), 0);
         assert!(matches!(
             cat.get("nosuch", &[]),
             Err(CatalogError::UnknownTable { table }) if table == "nosuch"

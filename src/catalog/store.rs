@@ -1,119 +1,14 @@
-//! The SQLite side: xCAT's one-file-per-table layout (spec §7.2, §7.3, C23), lazy
-//! creation with xCAT's exact DDL, xCAT's schema update (ADD COLUMN), the disabled-row
-//! rule on reads (§7.4), and setAttribs merge upserts run all-or-nothing across files.
+//! The catalog's reads and writes, written once for every backend: the disabled-row
+//! rule on reads (§7.4), setAttribs merge upserts, and plans computed on a private
+//! in-memory copy (spec §5.2, §7.4, §7.7).
 
-use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use rusqlite::Connection;
 
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{params_from_iter, Connection, OpenFlags};
-
+use super::backend::{Backend, Conn, DbError, Rows};
 use super::schema::TableSpec;
 use super::{
     check_column, spec_of, Catalog, CatalogError, Change, ChangeKind, Outcome, Row, Upsert,
 };
-
-/// xCAT's "row is enabled" test (§7.4): anything else in `disable`, `''` included,
-/// comments the row out.
-const ENABLED: &str = "(\"disable\" IS NULL OR \"disable\" IN ('0','no','NO','No','nO'))";
-
-/// Cache of open connections, one per table file, keyed by table name.
-pub(super) type Conns = HashMap<&'static str, Connection>;
-
-/// The `CREATE TABLE` text xCAT's `buildcreatestmt` generates for SQLite, byte for
-/// byte: one column per line with a two-space indent, TEXT by default, key columns of
-/// type TEXT turned into `VARCHAR(128) ` (trailing space kept), ` NOT NULL` on required
-/// columns, then `PRIMARY KEY (a,b)` and `)` on its own line.
-pub(super) fn create_ddl(spec: &TableSpec) -> String {
-    let mut sql = format!("CREATE TABLE {} (\n  ", spec.name);
-    for col in spec.columns {
-        sql.push_str(col);
-        sql.push(' ');
-        sql.push_str(column_type(spec, col));
-        if spec.required.contains(col) {
-            sql.push_str(" NOT NULL");
-        }
-        sql.push_str(",\n  ");
-    }
-    sql.push_str("PRIMARY KEY (");
-    sql.push_str(&spec.keys.join(","));
-    sql.push_str(")\n)");
-    sql
-}
-
-/// A column's SQL type as xCAT derives it (explicit type, else TEXT; TEXT keys get
-/// `VARCHAR(128) ` because some backends cannot index TEXT).
-fn column_type(spec: &TableSpec, col: &str) -> &'static str {
-    let ty = spec
-        .types
-        .iter()
-        .find(|(c, _)| *c == col)
-        .map_or("TEXT", |(_, t)| *t);
-    if ty == "TEXT" && spec.is_key(col) {
-        "VARCHAR(128) "
-    } else {
-        ty
-    }
-}
-
-/// Whether the file behind `conn` holds table `name`.
-fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
-    let mut stmt = conn.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name = ?1")?;
-    stmt.exists([name])
-}
-
-/// The table's physical column names, lower-cased (SQLite identifiers are
-/// case-insensitive). Read from a `LIMIT 0` statement rather than a PRAGMA; an upgraded
-/// xCAT DB may order or lack columns differently from the schema.
-fn physical_columns(conn: &Connection, name: &str) -> rusqlite::Result<HashSet<String>> {
-    let stmt = conn.prepare(&format!("SELECT * FROM {} LIMIT 0", quote(name)))?;
-    Ok(stmt
-        .column_names()
-        .map(|c| c.to_ascii_lowercase())
-        .collect())
-}
-
-/// Makes the table writable under the current schema: creates it with xCAT's DDL if
-/// absent, else adds each missing schema column the way xCAT's `updateschema` does
-/// (`ALTER TABLE t ADD col type[ NOT NULL]`). Runs inside the caller's transaction.
-fn ensure_table(conn: &Connection, spec: &TableSpec) -> rusqlite::Result<()> {
-    if !table_exists(conn, spec.name)? {
-        return conn.execute_batch(&create_ddl(spec));
-    }
-    let have = physical_columns(conn, spec.name)?;
-    for col in spec.columns.iter().filter(|c| !have.contains(**c)) {
-        let mut sql = format!(
-            "ALTER TABLE {} ADD {} {}",
-            spec.name,
-            col,
-            column_type(spec, col)
-        );
-        if spec.required.contains(col) {
-            sql.push_str(" NOT NULL");
-        }
-        conn.execute_batch(&sql)?;
-    }
-    Ok(())
-}
-
-/// `"name"`, for identifiers in statements we build (the DDL itself stays unquoted,
-/// as xCAT writes it).
-pub(super) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A stored value as xCAT's Perl would see it: text (non-UTF-8 bytes replaced), numbers
-/// formatted, NULL as None.
-fn text_of(v: ValueRef<'_>) -> Option<String> {
-    match v {
-        ValueRef::Null => None,
-        ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Real(f) => Some(f.to_string()),
-        ValueRef::Text(b) | ValueRef::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
-    }
-}
 
 /// Builds a [`Row`] from `(column, value)` pairs, dropping NULL and `''`.
 fn to_row<'a>(pairs: impl Iterator<Item = (&'a str, &'a Option<String>)>) -> Row {
@@ -125,163 +20,107 @@ fn to_row<'a>(pairs: impl Iterator<Item = (&'a str, &'a Option<String>)>) -> Row
         .collect()
 }
 
-/// Binds an optional text value (NULL for None).
-fn bind_text(v: Option<&str>) -> ToSqlOutput<'_> {
-    match v {
-        Some(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-        None => ToSqlOutput::Owned(Value::Null),
+/// A stored value as xCAT's Perl would see it (non-UTF-8 bytes replaced).
+fn text(v: &Option<Vec<u8>>) -> Option<String> {
+    v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// The schema columns `have` holds, in schema order.
+fn present<'a>(spec: &'a TableSpec, have: &[String]) -> Vec<&'a str> {
+    spec.columns
+        .iter()
+        .copied()
+        .filter(|c| have.iter().any(|h| h == c))
+        .collect()
+}
+
+/// Enabled rows of `spec` matching `key` on `conn` (see [`Catalog::get`]).
+fn enabled_rows(
+    conn: &mut dyn Conn,
+    spec: &TableSpec,
+    key: &[(&str, &str)],
+    first_only: bool,
+) -> Result<Vec<Row>, DbError> {
+    let d = conn.dialect();
+    let Some(have) = conn.columns(spec.name)? else {
+        return Ok(Vec::new());
+    };
+    let cols = present(spec, &have);
+    if cols.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut conds = Vec::new();
+    let mut binds: Vec<Option<&[u8]>> = Vec::new();
+    for (c, v) in key {
+        // A column the old table lacks reads as NULL everywhere.
+        if !cols.contains(c) {
+            if v.is_empty() {
+                continue;
+            }
+            return Ok(Vec::new());
+        }
+        if v.is_empty() {
+            conds.push(format!("{} IS NULL", d.q(c)));
+        } else {
+            conds.push(format!("{} = ?", d.q(c)));
+            binds.push(Some(v.as_bytes()));
+        }
+    }
+    if cols.contains(&"disable") {
+        conds.push(d.enabled());
+    }
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        cols.iter().map(|c| d.q(c)).collect::<Vec<_>>().join(", "),
+        d.q(spec.name)
+    );
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql.push_str(d.insertion_order());
+    let rows = conn.query(&sql, &binds)?;
+    let mut out = Vec::new();
+    for r in &rows.rows {
+        let row = to_row(
+            cols.iter()
+                .copied()
+                .zip(r.iter().map(text).collect::<Vec<_>>().iter()),
+        );
+        if !row.is_empty() {
+            out.push(row);
+            if first_only {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every row of `spec`'s table with the schema columns it has, in `SELECT *` order
+/// (rowid order on SQLite); None when the table does not exist.
+pub(super) fn all_rows(conn: &mut dyn Conn, spec: &TableSpec) -> Result<Option<Rows>, DbError> {
+    let d = conn.dialect();
+    let Some(have) = conn.columns(spec.name)? else {
+        return Ok(None);
+    };
+    let cols = present(spec, &have);
+    if cols.is_empty() {
+        return Ok(Some(Rows::default()));
+    }
+    let sql = format!(
+        "SELECT {} FROM {}{}",
+        cols.iter().map(|c| d.q(c)).collect::<Vec<_>>().join(", "),
+        d.q(spec.name),
+        d.insertion_order()
+    );
+    let mut rows = conn.query(&sql, &[])?;
+    // Names as the schema spells them, whatever case the server reports.
+    rows.names = cols.iter().map(|c| c.to_string()).collect();
+    Ok(Some(rows))
 }
 
 impl Catalog {
-    /// `<dir>/<table>.sqlite`.
-    pub(super) fn table_file(&self, spec: &TableSpec) -> PathBuf {
-        self.dir.join(format!("{}.sqlite", spec.name))
-    }
-
-    /// Maps an SQLite error to [`CatalogError::Sqlite`] naming `spec`'s file.
-    pub(super) fn sql_err(
-        &self,
-        spec: &TableSpec,
-        action: &'static str,
-    ) -> impl Fn(rusqlite::Error) -> CatalogError + '_ {
-        let file = self.table_file(spec);
-        let table = spec.name.to_string();
-        move |source| CatalogError::Sqlite {
-            file: file.clone(),
-            table: table.clone(),
-            action,
-            source: Box::new(source),
-        }
-    }
-
-    /// The cached connection for an existing table file, opened without the create
-    /// flag; None if the file does not exist (reads must create nothing).
-    pub(super) fn reader<'c>(
-        &self,
-        conns: &'c mut Conns,
-        spec: &'static TableSpec,
-    ) -> Result<Option<&'c Connection>, CatalogError> {
-        if !conns.contains_key(spec.name) {
-            let path = self.table_file(spec);
-            match std::fs::metadata(&path) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => return Err(CatalogError::Io { path, source }),
-            }
-            let conn = open_existing(&path).map_err(self.sql_err(spec, "opening"))?;
-            conns.insert(spec.name, conn);
-        }
-        Ok(conns.get(spec.name))
-    }
-
-    /// Ensures a cached connection on `spec`'s file, creating the file first with mode
-    /// 0600 (as xcatd's umask 0077 does) when it does not exist. Returns whether this
-    /// call created the file, so a failed write can remove it again.
-    fn writer(&self, conns: &mut Conns, spec: &'static TableSpec) -> Result<bool, CatalogError> {
-        if conns.contains_key(spec.name) {
-            return Ok(false);
-        }
-        let path = self.table_file(spec);
-        // A new MN (or scratch root) may not have the catalog directory yet; xCAT's
-        // installer makes /etc/xcat 0755.
-        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|source| CatalogError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        // An empty file is a valid empty SQLite database; creating it ourselves is the
-        // only way to get 0600 without touching the process umask.
-        let created = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(source) => return Err(CatalogError::Io { path, source }),
-        };
-        match open_existing(&path) {
-            Ok(conn) => {
-                conns.insert(spec.name, conn);
-                Ok(created)
-            }
-            Err(e) => {
-                if created {
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(self.sql_err(spec, "opening")(e))
-            }
-        }
-    }
-
-    /// Runs `body` with every file in `specs` open for writing, each inside its own
-    /// `BEGIN IMMEDIATE` transaction and with its table created or schema-updated. Only
-    /// when `body` succeeds are the files committed, in `specs` order; otherwise every
-    /// transaction is rolled back and files this call created are removed again.
-    ///
-    /// SQLite cannot commit several files atomically: should a COMMIT itself fail
-    /// (disk full, lock timeout) after an earlier file committed, the earlier file
-    /// stays committed and the error says which file failed.
-    pub(super) fn write_tables<R>(
-        &self,
-        specs: &[&'static TableSpec],
-        body: impl FnOnce(&Conns) -> Result<R, CatalogError>,
-    ) -> Result<R, CatalogError> {
-        let mut conns = self.lock();
-        let mut created = Vec::new();
-        let mut begun: Vec<&'static TableSpec> = Vec::new();
-        let run = || -> Result<R, CatalogError> {
-            for &spec in specs {
-                if self.writer(&mut conns, spec)? {
-                    created.push(spec);
-                }
-                let conn = &conns[spec.name];
-                conn.execute_batch("BEGIN IMMEDIATE")
-                    .map_err(self.sql_err(spec, "locking"))?;
-                begun.push(spec);
-                ensure_table(conn, spec).map_err(self.sql_err(spec, "creating or upgrading"))?;
-            }
-            body(&conns)
-        };
-        match run() {
-            Ok(r) => {
-                for (i, &spec) in begun.iter().enumerate() {
-                    if let Err(e) = conns[spec.name].execute_batch("COMMIT") {
-                        for s in &begun[i..] {
-                            let _ = conns[s.name].execute_batch("ROLLBACK");
-                        }
-                        return Err(self.sql_err(spec, "committing")(e));
-                    }
-                }
-                Ok(r)
-            }
-            Err(e) => {
-                for s in &begun {
-                    let _ = conns[s.name].execute_batch("ROLLBACK");
-                }
-                for s in created {
-                    // Only if the rollback left it without the table: another writer may
-                    // have created the table in the file meanwhile.
-                    let empty = conns
-                        .get(s.name)
-                        .is_none_or(|c| !table_exists(c, s.name).unwrap_or(true));
-                    if empty {
-                        conns.remove(s.name);
-                        let _ = std::fs::remove_file(self.table_file(s));
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-
     /// Enabled rows of `spec` matching `key` (see [`Catalog::get`]); stops after the
     /// first when `first_only`.
     pub(super) fn read_rows(
@@ -293,154 +132,72 @@ impl Catalog {
         for (c, _) in key {
             check_column(spec, c)?;
         }
-        let mut conns = self.lock();
-        let Some(conn) = self.reader(&mut conns, spec)? else {
-            return Ok(Vec::new());
-        };
-        let err = self.sql_err(spec, "reading");
-        if !table_exists(conn, spec.name).map_err(&err)? {
-            return Ok(Vec::new());
-        }
-        let have = physical_columns(conn, spec.name).map_err(&err)?;
-        let cols: Vec<&str> = spec
-            .columns
-            .iter()
-            .copied()
-            .filter(|c| have.contains(*c))
-            .collect();
-        if cols.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conds = Vec::new();
-        let mut binds = Vec::new();
-        for (c, v) in key {
-            // A column the old table lacks reads as NULL everywhere.
-            if !have.contains(*c) {
-                if v.is_empty() {
-                    continue;
-                }
-                return Ok(Vec::new());
-            }
-            if v.is_empty() {
-                conds.push(format!("{} IS NULL", quote(c)));
-            } else {
-                conds.push(format!("{} = ?", quote(c)));
-                binds.push(*v);
-            }
-        }
-        if have.contains("disable") {
-            conds.push(ENABLED.to_string());
-        }
-        let mut sql = format!(
-            "SELECT {} FROM {}",
-            cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
-            quote(spec.name)
-        );
-        if !conds.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conds.join(" AND "));
-        }
-        sql.push_str(" ORDER BY rowid");
-        let mut stmt = conn.prepare(&sql).map_err(&err)?;
-        let mut rows = stmt.query(params_from_iter(binds)).map_err(&err)?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(&err)? {
-            let mut row = Row::new();
-            for (i, c) in cols.iter().enumerate() {
-                if let Some(v) = text_of(r.get_ref(i).map_err(&err)?) {
-                    if !v.is_empty() {
-                        row.insert((*c).to_string(), v);
-                    }
-                }
-            }
-            if !row.is_empty() {
-                out.push(row);
-                if first_only {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .backend
+            .read(spec, "reading", |conn| {
+                enabled_rows(conn, spec, key, first_only)
+            })?
+            .unwrap_or_default())
     }
 
-    /// What [`Catalog::apply`] would do with `upserts`, computed without touching any
-    /// file: each involved table is copied into a private in-memory database (or
-    /// created there if its file is missing) and the very same statements run on that
-    /// copy, so later upserts see earlier ones exactly as in `apply`.
+    /// What [`Catalog::apply`] would do with `upserts`, computed without writing
+    /// anything: each involved table is copied into a private in-memory SQLite
+    /// database (or created there if it does not exist) and the very same statements
+    /// run on that copy, so later upserts see earlier ones exactly as in `apply`.
     ///
-    /// Errors: unknown table or key column, unreadable files, or a statement that
+    /// Errors: unknown table or key column, unreadable tables, or a statement that
     /// would fail in `apply` too (e.g. a NOT NULL violation). Cost: a full read of
     /// every involved table.
     pub fn plan(&self, upserts: &[Upsert]) -> Result<Outcome, CatalogError> {
         let (specs, order) = validate(upserts)?;
-        let mem = Connection::open_in_memory().map_err(|source| CatalogError::Sqlite {
-            file: PathBuf::from(":memory:"),
-            table: String::new(),
-            action: "opening",
-            source: Box::new(source),
+        let mut mem = Connection::open_in_memory().map_err(|e| {
+            super::backend::sqlite::sqlite_err(":memory:".into(), "", "opening", e.into())
         })?;
-        {
-            let mut conns = self.lock();
-            for &spec in &order {
-                self.copy_table(&mut conns, &mem, spec)?;
-            }
+        for &spec in &order {
+            self.copy_table(&mut mem, spec)?;
         }
         let mut outcome = Outcome::default();
         for (up, &spec) in upserts.iter().zip(&specs) {
-            let changes = run_upsert(&mem, spec, up, &mut outcome.dropped)
-                .map_err(self.sql_err(spec, "planning a write to"))?;
+            let changes = run_upsert(&mut mem, spec, up, &mut outcome.dropped)
+                .map_err(self.backend.err(spec.name, "planning a write to"))?;
             outcome.changes.extend(changes);
         }
         Ok(outcome)
     }
 
-    /// Copies `spec`'s table (its own DDL, then every row with its rowid) into `mem`,
-    /// or creates it there with xCAT's DDL when the file or table does not exist; then
-    /// applies the same schema update [`Catalog::apply`] would.
+    /// Copies `spec`'s rows (the schema columns the table has) into `mem`, created
+    /// there with xCAT's DDL, in the table's own order.
     fn copy_table(
         &self,
-        conns: &mut Conns,
-        mem: &Connection,
+        mem: &mut Connection,
         spec: &'static TableSpec,
     ) -> Result<(), CatalogError> {
-        let err = self.sql_err(spec, "reading");
-        let source = match self.reader(conns, spec)? {
-            Some(conn) if table_exists(conn, spec.name).map_err(&err)? => Some(conn),
-            _ => None,
+        let rows = self
+            .backend
+            .read(spec, "reading", |conn| all_rows(conn, spec))?
+            .flatten();
+        let err = self.backend.err(spec.name, "copying for a plan");
+        mem.batch(&super::ddl::create(super::backend::Dialect::Sqlite, spec))
+            .map_err(&err)?;
+        let Some(rows) = rows.filter(|r| !r.names.is_empty()) else {
+            return Ok(());
         };
-        match source {
-            None => mem.execute_batch(&create_ddl(spec)).map_err(&err)?,
-            Some(conn) => {
-                let ddl: String = conn
-                    .query_row(
-                        "SELECT sql FROM sqlite_master WHERE type='table' AND name = ?1",
-                        [spec.name],
-                        |r| r.get(0),
-                    )
-                    .map_err(&err)?;
-                mem.execute_batch(&ddl).map_err(&err)?;
-                let mut stmt = conn
-                    .prepare(&format!("SELECT rowid, * FROM {}", quote(spec.name)))
-                    .map_err(&err)?;
-                let names: Vec<String> = stmt.column_names().skip(1).map(quote).collect();
-                let insert = format!(
-                    "INSERT INTO {} (rowid, {}) VALUES ({})",
-                    quote(spec.name),
-                    names.join(", "),
-                    vec!["?"; names.len() + 1].join(", ")
-                );
-                let mut ins = mem.prepare(&insert).map_err(&err)?;
-                let mut rows = stmt.query([]).map_err(&err)?;
-                while let Some(r) = rows.next().map_err(&err)? {
-                    let vals = (0..=names.len())
-                        .map(|i| r.get_ref(i).map(ToSqlOutput::Borrowed))
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .map_err(&err)?;
-                    ins.execute(params_from_iter(vals)).map_err(&err)?;
-                }
-            }
+        let d = mem.dialect();
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            d.q(spec.name),
+            rows.names
+                .iter()
+                .map(|c| d.q(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            vec!["?"; rows.names.len()].join(", ")
+        );
+        for r in &rows.rows {
+            let vals: Vec<Option<&[u8]>> = r.iter().map(|v| v.as_deref()).collect();
+            mem.execute(&insert, &vals).map_err(&err)?;
         }
-        ensure_table(mem, spec).map_err(self.sql_err(spec, "upgrading a copy of"))
+        Ok(())
     }
 
     /// Writes `upserts` with xCAT setAttribs merge semantics (§5.2, C15).
@@ -453,32 +210,35 @@ impl Catalog {
     /// Columns unknown to the schema are dropped and listed in [`Outcome::dropped`];
     /// an unknown table or key column is an error before anything is touched.
     ///
-    /// Atomicity: one transaction per table file, every statement of every table runs
-    /// before the first COMMIT, so any failing statement rolls all tables back (and
-    /// removes table files this call created). Missing files are created (0600) with
-    /// xCAT's DDL; old tables get missing columns added. Cost: one indexed SELECT plus
-    /// at most one write per upsert and row.
+    /// Atomicity: on a database server, one transaction across every table under
+    /// imgport's server-wide write lock, so a concurrent imgport never sees or
+    /// interleaves half of it. On SQLite, one transaction per table file, every
+    /// statement of every table run before the first COMMIT, so any failing statement
+    /// rolls all tables back (and removes table files this call created). Missing
+    /// tables are created with xCAT's DDL; old tables get missing columns added. Cost:
+    /// one indexed SELECT plus at most one write per upsert and row.
     pub fn apply(&self, upserts: &[Upsert]) -> Result<Outcome, CatalogError> {
         let (specs, order) = validate(upserts)?;
-        self.write_tables(&order, |conns| {
+        self.backend.write(&order, |tables| {
             let mut outcome = Outcome::default();
             for (up, &spec) in upserts.iter().zip(&specs) {
-                let changes = run_upsert(&conns[spec.name], spec, up, &mut outcome.dropped)
-                    .map_err(self.sql_err(spec, "writing"))?;
+                let conn = tables
+                    .conn(spec.name)
+                    .ok_or_else(|| CatalogError::UnknownTable {
+                        table: spec.name.to_string(),
+                    })?;
+                let changes = run_upsert(conn, spec, up, &mut outcome.dropped)
+                    .map_err(self.backend.err(spec.name, "writing"))?;
                 outcome.changes.extend(changes);
             }
             Ok(outcome)
         })
     }
-}
 
-/// Opens an existing table file read-write (read-only if the file is), never creating
-/// it. No PRAGMAs: xCAT uses SQLite's defaults (rollback journal).
-fn open_existing(path: &std::path::Path) -> rusqlite::Result<Connection> {
-    Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    /// The backend, for the CSV side.
+    pub(super) fn backend(&self) -> &Backend {
+        &self.backend
+    }
 }
 
 /// Checks every upsert's table and key columns; returns each upsert's spec and the
@@ -502,11 +262,12 @@ fn validate(upserts: &[Upsert]) -> Result<Validated, CatalogError> {
 
 /// One setAttribs call on `conn` (the table exists with every schema column).
 fn run_upsert(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     spec: &'static TableSpec,
     up: &Upsert,
     dropped: &mut Vec<(String, String)>,
-) -> rusqlite::Result<Vec<Change>> {
+) -> Result<Vec<Change>, DbError> {
+    let d = conn.dialect();
     // Known columns only, last occurrence wins, "" folded into NULL.
     let mut values: Vec<(&'static str, Option<&str>)> = Vec::new();
     for (c, v) in &up.values {
@@ -534,42 +295,56 @@ fn run_upsert(
         new,
     };
 
-    let mut matches: Vec<(i64, Vec<Option<String>>)> = Vec::new();
+    // Each match: its identity (the rowid, or the primary key values on a server)
+    // and its values in schema order.
+    let mut matches: Vec<(Vec<super::backend::Value>, Vec<Option<String>>)> = Vec::new();
+    let ident: Vec<&str> = match d.rowid() {
+        Some(r) => vec![r],
+        None => spec.keys.to_vec(),
+    };
     if !up.key.is_empty() {
         let mut conds = Vec::new();
-        let mut binds = Vec::new();
+        let mut binds: Vec<Option<&[u8]>> = Vec::new();
         for (c, v) in &up.key {
             if v.is_empty() {
-                conds.push(format!("{} IS NULL", quote(c)));
+                conds.push(format!("{} IS NULL", d.q(c)));
             } else {
-                conds.push(format!("{} = ?", quote(c)));
-                binds.push(v.as_str());
+                conds.push(format!("{} = ?", d.q(c)));
+                binds.push(Some(v.as_bytes()));
             }
         }
+        let ident_sql: Vec<String> = ident
+            .iter()
+            .map(|c| {
+                if d.rowid() == Some(*c) {
+                    c.to_string()
+                } else {
+                    d.q(c)
+                }
+            })
+            .collect();
         let sql = format!(
-            "SELECT rowid, {} FROM {} WHERE {} ORDER BY rowid",
+            "SELECT {}, {} FROM {} WHERE {}{}",
+            ident_sql.join(", "),
             spec.columns
                 .iter()
-                .map(|c| quote(c))
+                .map(|c| d.q(c))
                 .collect::<Vec<_>>()
                 .join(", "),
-            quote(spec.name),
-            conds.join(" AND ")
+            d.q(spec.name),
+            conds.join(" AND "),
+            d.insertion_order()
         );
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(params_from_iter(binds))?;
-        while let Some(r) = rows.next()? {
-            let mut vals = Vec::with_capacity(spec.columns.len());
-            for i in 0..spec.columns.len() {
-                vals.push(text_of(r.get_ref(i + 1)?));
-            }
-            matches.push((r.get(0)?, vals));
+        let rows = conn.query(&sql, &binds)?;
+        for mut r in rows.rows {
+            let vals = r.split_off(ident.len());
+            matches.push((r, vals.iter().map(text).collect()));
         }
     }
 
     let mut out = Vec::new();
     if !matches.is_empty() {
-        for (rowid, old) in matches {
+        for (id, old) in matches {
             let mut new = old.clone();
             let mut sets: Vec<(&str, Option<&str>)> = Vec::new();
             for &(col, v) in &values {
@@ -589,18 +364,30 @@ fn run_upsert(
                 out.push(change(ChangeKind::Unchanged, Some(old_row), new_row));
                 continue;
             }
+            let where_id: Vec<String> = ident
+                .iter()
+                .map(|c| {
+                    let c = if d.rowid() == Some(*c) {
+                        c.to_string()
+                    } else {
+                        d.q(c)
+                    };
+                    format!("{c} = ?")
+                })
+                .collect();
             let sql = format!(
-                "UPDATE {} SET {} WHERE rowid = ?",
-                quote(spec.name),
+                "UPDATE {} SET {} WHERE {}",
+                d.q(spec.name),
                 sets.iter()
-                    .map(|(c, _)| format!("{} = ?", quote(c)))
+                    .map(|(c, _)| format!("{} = ?", d.q(c)))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                where_id.join(" AND ")
             );
-            let mut params: Vec<ToSqlOutput<'_>> =
-                sets.iter().map(|(_, v)| bind_text(*v)).collect();
-            params.push(ToSqlOutput::Owned(Value::Integer(rowid)));
-            conn.execute(&sql, params_from_iter(params))?;
+            let mut params: Vec<Option<&[u8]>> =
+                sets.iter().map(|(_, v)| v.map(str::as_bytes)).collect();
+            params.extend(id.iter().map(|v| v.as_deref()));
+            conn.execute(&sql, &params)?;
             out.push(change(ChangeKind::Update, Some(old_row), new_row));
         }
         return Ok(out);
@@ -627,17 +414,15 @@ fn run_upsert(
     }
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
-        quote(spec.name),
+        d.q(spec.name),
         cols.iter()
-            .map(|(c, _)| quote(c))
+            .map(|(c, _)| d.q(c))
             .collect::<Vec<_>>()
             .join(", "),
         vec!["?"; cols.len()].join(", ")
     );
-    conn.execute(
-        &sql,
-        params_from_iter(cols.iter().map(|(_, v)| bind_text(*v))),
-    )?;
+    let params: Vec<Option<&[u8]>> = cols.iter().map(|(_, v)| v.map(str::as_bytes)).collect();
+    conn.execute(&sql, &params)?;
     let new_row = cols
         .iter()
         .filter_map(|(c, v)| v.map(|v| (c.to_string(), v.to_string())))
@@ -654,8 +439,7 @@ mod tests {
 
     /// The stored `CREATE TABLE` text of `table`.
     fn stored_ddl(cat: &Catalog, table: &str) -> String {
-        let spec = super::super::schema::table_spec(table).unwrap();
-        let conn = Connection::open(cat.table_file(spec)).unwrap();
+        let conn = Connection::open(cat.dir().unwrap().join(format!("{table}.sqlite"))).unwrap();
         conn.query_row(
             "SELECT sql FROM sqlite_master WHERE type='table' AND name = ?1",
             [table],
@@ -701,14 +485,14 @@ mod tests {
              postbootscripts TEXT,\n  comments TEXT,\n  disable TEXT,\n  PRIMARY KEY (node)\n)"
         );
         for t in ["osimage", "litefile", "postscripts"] {
-            let mode = std::fs::metadata(cat.dir().join(format!("{t}.sqlite")))
+            let mode = std::fs::metadata(cat.dir().unwrap().join(format!("{t}.sqlite")))
                 .unwrap()
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{t}");
         }
         // Only the written tables exist, and no WAL/journal was left behind.
-        let mut names: Vec<String> = std::fs::read_dir(cat.dir())
+        let mut names: Vec<String> = std::fs::read_dir(cat.dir().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -727,7 +511,7 @@ mod tests {
                  print(c.execute('PRAGMA journal_mode').fetchone()[0])\n\
                  print(c.execute('SELECT imagename,profile,typeof(groups) FROM osimage').fetchall())",
             )
-            .arg(cat.dir().join("osimage.sqlite"))
+            .arg(cat.dir().unwrap().join("osimage.sqlite"))
             .output()
             .expect("python3");
         assert_eq!(
@@ -846,7 +630,7 @@ mod tests {
             cat.apply(&[up("kit", &[("bogus", "b")], &[("kitdir", Some("d"))])]),
             Err(CatalogError::UnknownColumn { .. })
         ));
-        assert!(!cat.dir().join("kit.sqlite").exists());
+        assert!(!cat.dir().unwrap().join("kit.sqlite").exists());
     }
 
     #[test]
@@ -858,7 +642,7 @@ mod tests {
         raw(&cat, "litefile")
             .execute_batch("INSERT INTO litefile (image, file) VALUES ('img', '/a');")
             .unwrap();
-        let before_os = std::fs::read(cat.dir().join("osimage.sqlite")).unwrap();
+        let before_os = std::fs::read(cat.dir().unwrap().join("osimage.sqlite")).unwrap();
         let err = cat
             .apply(&[
                 up(
@@ -894,7 +678,7 @@ mod tests {
         assert!(err.to_string().contains("NOT NULL"), "{err}");
         // Nothing of it landed; the file this call created is gone again.
         assert_eq!(
-            std::fs::read(cat.dir().join("osimage.sqlite")).unwrap(),
+            std::fs::read(cat.dir().unwrap().join("osimage.sqlite")).unwrap(),
             before_os
         );
         assert!(cat
@@ -907,7 +691,7 @@ mod tests {
                 .unwrap()["profile"],
             "p"
         );
-        assert!(!cat.dir().join("postscripts.sqlite").exists());
+        assert!(!cat.dir().unwrap().join("postscripts.sqlite").exists());
         assert_eq!(cat.select("litefile", &[]).unwrap().len(), 1);
         // And the catalog still works afterwards.
         cat.apply(&[up(
@@ -932,7 +716,7 @@ mod tests {
             ),
         ];
         let planned = cat.plan(&ups).unwrap();
-        assert_eq!(std::fs::read_dir(cat.dir()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(cat.dir().unwrap()).unwrap().count(), 0);
         let kinds: Vec<ChangeKind> = planned.changes.iter().map(|c| c.kind).collect();
         assert_eq!(
             kinds,
@@ -945,7 +729,7 @@ mod tests {
         let applied = cat.apply(&ups).unwrap();
         assert_eq!(planned, applied);
         // On existing files plan leaves every byte alone.
-        let before = std::fs::read(cat.dir().join("osimage.sqlite")).unwrap();
+        let before = std::fs::read(cat.dir().unwrap().join("osimage.sqlite")).unwrap();
         let again = cat
             .plan(&[up(
                 "osimage",
@@ -956,7 +740,7 @@ mod tests {
         assert_eq!(again.changes[0].kind, ChangeKind::Update);
         assert_eq!(again.changes[0].old.as_ref().unwrap()["profile"], "a");
         assert_eq!(
-            std::fs::read(cat.dir().join("osimage.sqlite")).unwrap(),
+            std::fs::read(cat.dir().unwrap().join("osimage.sqlite")).unwrap(),
             before
         );
         assert_eq!(
@@ -969,7 +753,7 @@ mod tests {
     fn old_tables_are_read_by_name_and_upgraded_on_write() {
         let (_root, cat) = catalog();
         // An upgraded DB: different physical order, no environvar/kitcomponents yet.
-        let conn = Connection::open(cat.dir().join("osimage.sqlite")).unwrap();
+        let conn = Connection::open(cat.dir().unwrap().join("osimage.sqlite")).unwrap();
         conn.execute_batch(
             "CREATE TABLE osimage (profile TEXT, imagename VARCHAR(128) , disable TEXT, \
              osvers TEXT, PRIMARY KEY (imagename));
@@ -1003,7 +787,7 @@ mod tests {
                 .unwrap()["environvar"],
             "A=1"
         );
-        let conn = Connection::open(cat.dir().join("osimage.sqlite")).unwrap();
+        let conn = Connection::open(cat.dir().unwrap().join("osimage.sqlite")).unwrap();
         let cols: Vec<String> = conn
             .prepare("SELECT * FROM osimage LIMIT 0")
             .unwrap()

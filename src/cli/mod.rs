@@ -6,6 +6,7 @@
 
 mod bar;
 mod browse;
+mod catalog;
 mod console;
 mod docs;
 mod flows;
@@ -120,6 +121,11 @@ enum Command {
         #[arg(short, long = "addrows")]
         addrows: bool,
         file: PathBuf,
+    },
+    /// Work on whole catalogs: copy tables between SQLite, PostgreSQL and MySQL/MariaDB
+    Catalog {
+        #[command(subcommand)]
+        action: catalog::CatalogCommand,
     },
     /// Write man pages and shell completions into DIR (used by scripts/gen-docs.sh)
     #[command(hide = true)]
@@ -249,6 +255,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Verify { bundle, against } => browse::verify(&bundle, against.as_deref(), &g),
         Command::Tabdump { table } => tabdump(&g, &table),
         Command::Tabrestore { addrows, file } => tabrestore(&g, &file, addrows),
+        Command::Catalog { action } => catalog::run(action, &g),
         Command::GenerateDocs { dir } => docs::generate(Cli::command_for_docs(), &dir),
     }
 }

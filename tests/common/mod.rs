@@ -2,6 +2,9 @@
 //! and checks through tools nobody here wrote (python's sqlite3/tarfile, GNU tar...).
 #![allow(dead_code)]
 
+pub mod backends;
+pub mod dbserver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -16,9 +19,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A scratch management node: a directory standing for `/`.
+/// A scratch management node: a directory standing for `/`. Its catalog is SQLite
+/// under the root, or its own database on the thread's server (see `backends`).
 pub struct Mn {
     pub dir: tempfile::TempDir,
+    pub db: Option<backends::MnDb>,
 }
 
 impl Mn {
@@ -29,7 +34,8 @@ impl Mn {
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("install")).expect("mkdir");
-        Mn { dir }
+        let db = backends::new_mn_db(dir.path());
+        Mn { dir, db }
     }
 
     /// An MN with the sample statelite image of `scripts/sample-mn.sh`.
@@ -85,9 +91,12 @@ impl Mn {
         assert!(out.status.success(), "tabrestore {table}: {}", text(&out));
     }
 
-    /// Runs SQL on `<root>/etc/xcat/<table>.sqlite` with python's sqlite3 and returns
-    /// the rows, one per line, fields joined with `|` (NULL shown as `<NULL>`).
+    /// Runs SQL on `<root>/etc/xcat/<table>.sqlite` with python's sqlite3 (or in the
+    /// MN's server database as the cfgloc user) and returns the rows, one per line, fields joined with `|` (NULL shown as `<NULL>`).
     pub fn sql(&self, table: &str, query: &str) -> String {
+        if let Some(db) = &self.db {
+            return db.query(query);
+        }
         let db = self.path(&format!("/etc/xcat/{table}.sqlite"));
         python(
             "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nfor r in c.execute(sys.argv[2]):\n print('|'.join('<NULL>' if v is None else str(v) for v in r))",
