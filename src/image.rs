@@ -16,7 +16,7 @@ pub const XCATROOT: &str = "/opt/xcat";
 pub const DEFAULT_INSTALLDIR: &str = "/install";
 
 /// The linuximage columns (and synclists from osimage) naming config files that are
-/// exported by basename and placed back on import (C12).
+/// exported by basename and placed back on import (XCAT.md C12).
 pub const CONFIG_COLUMNS: &[&str] = &[
     "template",
     "pkglist",
@@ -147,7 +147,7 @@ struct StateliteParts {
 }
 
 /// The flat payload files, in bundle order: kernel, ramdisk, rootimg, raw images,
-/// then the config files (C12), each by basename. Unreadable config files are skipped
+/// then the config files (XCAT.md C12), each by basename. Unreadable config files are skipped
 /// with xCAT's non-fatal error; their manifest entries stay.
 fn payload_files(
     root: &Root,
@@ -194,7 +194,7 @@ fn to_columns(row: Row) -> Columns {
     row.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
-/// xCAT's osimage checks (§2 step 2): required fields, then the provmethod.
+/// xCAT's osimage checks (XCAT.md §3.2): required fields, then the provmethod.
 fn check_osimage(name: &str, osimage: &Row) -> Result<()> {
     let missing: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
         .iter()
@@ -360,7 +360,7 @@ impl Finder<'_> {
         None
     }
 
-    /// Template or pkglist search (§2.2) in `<installdir>/custom/<kind>` then
+    /// Template or pkglist search (XCAT.md §3.5) in `<installdir>/custom/<kind>` then
     /// `/opt/xcat/share/xcat/<kind>`.
     fn look_for_profile_file(&self, kind: &str, ext: &str) -> Result<Option<String>> {
         let (profile, osvers, osarch) = (
@@ -425,7 +425,7 @@ impl Finder<'_> {
         Ok((kernel, ramdisk))
     }
 
-    /// `searchcompressedrootimg` with rootimgdir set (C7).
+    /// `searchcompressedrootimg` with rootimgdir set (XCAT.md C7).
     fn rootimg_in_dir(&self, dir: &str) -> Result<Option<String>> {
         for name in [
             "rootimg.cpio.gz",
@@ -502,7 +502,7 @@ fn dedupe_by_name(files: &mut Vec<Payload>, report: &mut dyn Reporter) {
     });
 }
 
-/// litefile.csv lines (§3.4, C9).
+/// litefile.csv lines (XCAT.md §4.4, C9).
 fn litefile_rows(catalog: &Catalog, name: &str, osimage: &Row) -> Result<Vec<u8>> {
     let mut rows = catalog.select("litefile", &[("image", "")])?;
     match osimage.get("groups").filter(|g| !g.is_empty()) {
@@ -525,7 +525,7 @@ fn litefile_rows(catalog: &Catalog, name: &str, osimage: &Row) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Kit rows (§2 step 4): every kit of the image's components, with all its repos and
+/// Kit rows (XCAT.md §3.3): every kit of the image's components, with all its repos and
 /// components.
 fn collect_kits(catalog: &Catalog, osimage: &Row, manifest: &mut Manifest) -> Result<()> {
     let comps = osimage.get("kitcomponents").cloned().unwrap_or_default();
@@ -565,7 +565,7 @@ fn collect_kits(catalog: &Catalog, osimage: &Row, manifest: &mut Manifest) -> Re
     Ok(())
 }
 
-/// `-e SRC[:DESTDIR]` (C10). Unreadable sources are skipped with xCAT's error.
+/// `-e SRC[:DESTDIR]` (XCAT.md C10). Unreadable sources are skipped with xCAT's error.
 fn collect_extras(
     root: &Root,
     values: &[String],
@@ -625,7 +625,7 @@ fn absolute_mn_path(root: &Root, src: &str) -> String {
     format!("/{src}")
 }
 
-/// `-p NODE` (C11): the node's postscripts with xcatdefaults' prepended.
+/// `-p NODE` (XCAT.md C11): the node's postscripts with xcatdefaults' prepended.
 fn collect_postscripts(catalog: &Catalog, node: &str, manifest: &mut Manifest) -> Result<()> {
     let first = catalog.expand_noderange(node)?.into_iter().next();
     let first = match first {

@@ -2,8 +2,8 @@
 //! shape xCAT's importer accepts and a writer whose bytes equal xCAT's exporter's.
 //!
 //! xCAT writes the manifest with XML::Simple's `XMLout` and reads it back with a
-//! default `XMLin`, whose data shape depends on how often an element occurs (spec
-//! §4.1, §4.3). This module hides those shapes behind [`Manifest`]:
+//! default `XMLin`, whose data shape depends on how often an element occurs
+//! (XCAT.md §5.1, §5.3). This module hides those shapes behind [`Manifest`]:
 //!
 //! * reading ([`Manifest::parse`]): root element dropped, whitespace-only text
 //!   ignored, other text kept untrimmed, one-or-many elements (`extra`,
@@ -16,7 +16,7 @@
 //!
 //! Values are carried as strings exactly as they appear in the XML; an empty string
 //! means "present but empty" and callers writing database rows must treat it as
-//! NULL (xCAT writes NULL for absent values, never `''`, spec C15).
+//! NULL (xCAT writes NULL for absent values, never `''`, XCAT.md C15).
 
 mod write;
 mod xml;
@@ -46,7 +46,7 @@ pub struct Extra {
     pub dest: String,
 }
 
-/// The content of one `manifest.xml` (spec §4.2), after the legacy adapter.
+/// The content of one `manifest.xml` (XCAT.md §5.2), after the legacy adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     /// `<osimage>`: the osimage table row.
@@ -175,7 +175,7 @@ const TRIMMED_FIELDS: [&str; 5] = ["imagename", "provmethod", "profile", "osvers
 
 impl Manifest {
     /// Reads a manifest.xml, accepting every shape xCAT's XMLin-based importer
-    /// accepts (spec §4.3, C13), then applies the legacy flat-manifest adapter.
+    /// accepts (XCAT.md §5.3, C13), then applies the legacy flat-manifest adapter.
     ///
     /// Shapes that would make xCAT store garbage or die (a path element with child
     /// elements, an osimage column given twice, a kit entry without `<name>`) are
@@ -250,7 +250,7 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Serializes the manifest byte-for-byte as xCAT's imgexport does (spec §4.1,
+    /// Serializes the manifest byte-for-byte as xCAT's imgexport does (XCAT.md §5.1,
     /// C4): `XMLout` with RootName `xcatimage`, NoAttr and the `<?xml version="1.0"?>`
     /// declaration.
     ///

@@ -1,6 +1,6 @@
 //! Puts staged files into their final places on the MN, all or nothing.
 //!
-//! xCAT's rules (C16): parents are created with mode 0755, an existing file is renamed
+//! xCAT's rules (XCAT.md C16): parents are created with mode 0755, an existing file is renamed
 //! `<path>.ORIG` first. On top of that every step is journaled so a failure later in
 //! the import (another file, the table writes) puts the MN back as it was: moved files
 //! are moved back, `.ORIG` backups restored, created directories removed. A `.ORIG`

@@ -1,8 +1,8 @@
-//! `imgimport -f NEWPROFILE`: xCAT's `change_profile` (§5.1, C18). Rewrites a manifest
+//! `imgimport -f NEWPROFILE`: xCAT's `change_profile` (XCAT.md §6.3, C18). Rewrites a manifest
 //! so the image lands under a new profile, and says which bundle file goes where.
 //!
 //! One deliberate difference: xCAT uses the old profile as an unescaped regex when it
-//! renames files (quirk 10); here it is matched literally.
+//! renames files (XCAT.md §11.10); here it is matched literally.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Where the catalog lives: xCAT's `cfgloc` / `$XCATCFG` string (spec §7.2, §7.7).
+//! Where the catalog lives: xCAT's `cfgloc` / `$XCATCFG` string (XCAT.md §8.2, §8.7).
 //!
 //! `SQLite:<dir>` (or a bare directory) is the embedded layout; `Pg:<dsn>|user|password`
 //! and `mysql:<dsn>|user|password` name a database server, `<dsn>` being a Perl DBI data

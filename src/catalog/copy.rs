@@ -1,5 +1,5 @@
 //! Copying tables between catalogs, the way xCAT's `dumpxCATdb` / `restorexCATdb` move
-//! a cluster from SQLite to PostgreSQL or MySQL when it grows (spec §7.7).
+//! a cluster from SQLite to PostgreSQL or MySQL when it grows (XCAT.md §8.7).
 
 use super::schema::{self, TableSpec};
 use super::store::all_rows;

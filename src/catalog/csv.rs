@@ -1,4 +1,4 @@
-//! xCAT's table CSV: `tabdump` output (spec §7.5) and `tabrestore` input (§7.6).
+//! xCAT's table CSV: `tabdump` output (XCAT.md §8.5) and `tabrestore` input (§8.6).
 //!
 //! The parser is a line-by-line transcription of xCAT's `tabrestore` (tabutils.pm), not
 //! a general CSV reader, because files must be accepted and rejected exactly as xCAT
@@ -14,7 +14,7 @@ use super::store::all_rows;
 use super::{spec_of, Catalog, CatalogError};
 
 impl Catalog {
-    /// Writes `table` as xCAT's `tabdump` does (§7.5): `#col,...` in schema order, then
+    /// Writes `table` as xCAT's `tabdump` does (XCAT.md §8.5): `#col,...` in schema order, then
     /// one line per row (disabled rows included) in `SELECT *` order, each non-empty
     /// value as `"value"` with inner `"` doubled and newlines raw, NULL and `''` as
     /// nothing, `\n` line ends. A missing file or table gives the header only; a column
@@ -59,7 +59,7 @@ impl Catalog {
         out.flush().map_err(werr)
     }
 
-    /// Loads a tabdump-format CSV file the way xCAT's `tabrestore` does (§7.6).
+    /// Loads a tabdump-format CSV file the way xCAT's `tabrestore` does (XCAT.md §8.6).
     ///
     /// The table is the file's basename up to the first `.`. Without `add_rows` every
     /// existing row is deleted first (replace mode); with it rows are added. Each record
@@ -68,7 +68,7 @@ impl Catalog {
     /// `DB error ...`). All-empty records are skipped. Like xCAT, parsing goes on after
     /// an error so every message is reported, and trailing whitespace at each physical
     /// line end is trimmed, also inside multi-line quoted values. One deviation: a `""`
-    /// field is stored as NULL, not `''`, because `''` would disable the row (§7.4).
+    /// field is stored as NULL, not `''`, because `''` would disable the row (XCAT.md §8.4).
     ///
     /// Returns the number of rows inserted. Errors: [`CatalogError::Restore`] with
     /// xCAT's messages verbatim and nothing changed (one transaction, rolled back; a

@@ -1,4 +1,4 @@
-//! xCAT's `buildcreatestmt` and `updateschema` statements, per backend (spec §7.3, §7.7).
+//! xCAT's `buildcreatestmt` and `updateschema` statements, per backend (XCAT.md §8.3, §8.7).
 
 use super::backend::Dialect;
 use super::schema::TableSpec;

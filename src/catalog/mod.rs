@@ -2,14 +2,14 @@
 //!
 //! [`Catalog`] is the only way the rest of imgport touches the xCAT database. It reads
 //! and writes exactly what xCAT 2.18.2 does, whichever backend the MN's `cfgloc` names
-//! (spec §7): the embedded SQLite layout (one file per table), PostgreSQL, or
+//! (XCAT.md §8): the embedded SQLite layout (one file per table), PostgreSQL, or
 //! MySQL/MariaDB (one SQL table per xCAT table). xcatd, `tabdump` and `tabrestore`
 //! keep working on the result. The flows never see which backend it is:
 //!
-//! * location: [`Catalog::open`] (spec §7.2, §7.7), cfgloc read under `--root`;
+//! * location: [`Catalog::open`] (XCAT.md §8.2, §8.7), cfgloc read under `--root`;
 //! * reads: [`Catalog::get`], [`Catalog::select`], [`Catalog::site`],
 //!   [`Catalog::node_attrs`], [`Catalog::node_exists`], [`Catalog::expand_noderange`],
-//!   all honouring xCAT's "disabled row" rule (§7.4);
+//!   all honouring xCAT's "disabled row" rule (XCAT.md §8.4);
 //! * writes: [`Catalog::plan`] / [`Catalog::apply`] with setAttribs merge semantics,
 //!   all-or-nothing across tables (one transaction on a server);
 //! * CSV: [`Catalog::tabdump`] / [`Catalog::tabrestore`] byte-compatible with xCAT's.
@@ -235,7 +235,7 @@ impl std::fmt::Debug for Catalog {
 const MAX_RANGE: u64 = 1_000_000;
 
 impl Catalog {
-    /// Locates the database as xCAT does (spec §7.2) and returns a handle on it.
+    /// Locates the database as xCAT does (XCAT.md §8.2) and returns a handle on it.
     ///
     /// `root` is the `--root` directory (`/` on a real management node); `xcatcfg` is
     /// the value of `$XCATCFG` if set. The backend string is `xcatcfg` if non-empty,
@@ -306,7 +306,7 @@ impl Catalog {
         }
     }
 
-    /// First enabled row (§7.4) of `table` matching every key pair, in rowid order.
+    /// First enabled row (XCAT.md §8.4) of `table` matching every key pair, in rowid order.
     ///
     /// A `''` key value means IS NULL. Columns holding NULL or `''` are left out, and a
     /// row left with no column at all is treated as absent (as getAttribs does). A

@@ -1,6 +1,6 @@
 //! The catalog's reads and writes, written once for every backend: the disabled-row
-//! rule on reads (§7.4), setAttribs merge upserts, and plans computed on a private
-//! in-memory copy (spec §5.2, §7.4, §7.7).
+//! rule on reads (XCAT.md §8.4), setAttribs merge upserts, and plans computed on a private
+//! in-memory copy (XCAT.md §6.4, §8.4, §8.7).
 
 use rusqlite::Connection;
 
@@ -200,7 +200,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Writes `upserts` with xCAT setAttribs merge semantics (§5.2, C15).
+    /// Writes `upserts` with xCAT setAttribs merge semantics (XCAT.md §6.4, C15).
     ///
     /// Per upsert: rows matching every key pair (`''` = IS NULL; disabled rows match
     /// too, as in setAttribs) get only the given columns updated, other columns keep

@@ -314,7 +314,7 @@ fn is_direct_child(rel: &str, dir: &str) -> bool {
         .is_some_and(|s| !s.is_empty() && !s.contains('/'))
 }
 
-/// xCAT's `verify_manifest` (§5 step b, C14): the error lines, empty when valid.
+/// xCAT's `verify_manifest` (XCAT.md §6.2, C14): the error lines, empty when valid.
 fn verify(m: &Manifest) -> Vec<String> {
     let mut errors: Vec<String> = ["imagename", "provmethod", "profile", "osvers", "osarch"]
         .iter()

@@ -51,7 +51,7 @@ impl Context<'_> {
         Ok(upserts)
     }
 
-    /// litefile rows from litefile.csv (§3.4): skip lines an enabled `ALL` row already
+    /// litefile rows from litefile.csv (XCAT.md §4.4): skip lines an enabled `ALL` row already
     /// covers with the same options.
     fn litefile_rows(&self, image: &str, csv: &[u8]) -> Result<Vec<Upsert>> {
         let text = String::from_utf8_lossy(csv);
@@ -86,7 +86,7 @@ impl Context<'_> {
         Ok(out)
     }
 
-    /// `-p NODERANGE` rows (§5.4, C19).
+    /// `-p NODERANGE` rows (XCAT.md §6.6, C19).
     fn postscript_rows(
         &self,
         m: &Manifest,

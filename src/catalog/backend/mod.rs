@@ -130,7 +130,7 @@ impl Dialect {
         }
     }
 
-    /// xCAT's enabled-row test (§7.4) with this dialect's quoting: anything else in
+    /// xCAT's enabled-row test (XCAT.md §8.4) with this dialect's quoting: anything else in
     /// `disable`, `''` included, comments the row out.
     pub(super) fn enabled(self) -> String {
         format!(

@@ -1,4 +1,4 @@
-//! xCAT's SQLite layout (spec §7.2, §7.3, C23): one database file per table,
+//! xCAT's SQLite layout (XCAT.md §8.2, §8.3, C23): one database file per table,
 //! `<dir>/<table>.sqlite`, created lazily with mode 0600, no PRAGMAs.
 
 use std::collections::HashMap;

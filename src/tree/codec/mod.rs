@@ -69,7 +69,7 @@ impl Codec {
     /// [`DIGEST_CHUNK_BYTES`](crate::tree::format::index::DIGEST_CHUNK_BYTES) of one
     /// file's data. gzip's 32 KiB window makes 1 MiB members nearly free (+0.04 % over
     /// one deflate stream); zstd's large window makes small frames costly (+3.9 % at
-    /// 1 MiB, +0.7 % at 4 MiB, `shared/archiving-notes.md` §3), so its frames are
+    /// 1 MiB, +0.7 % at 4 MiB, ARCHIVING.md §2), so its frames are
     /// 4 MiB. This is the only definition of the unit size.
     pub fn unit_target_bytes(self) -> u64 {
         match self {

@@ -68,7 +68,7 @@ pub struct NewcStats {
 
 /// Walks `dir` (the `rootimg` directory itself) and writes it as an uncompressed cpio
 /// newc archive to `out`, entries named `rootimg`, `rootimg/...` whatever `dir` is
-/// called, as `cd <rootimgdir> && find rootimg | cpio -H newc -o` does (spec §3.3).
+/// called, as `cd <rootimgdir> && find rootimg | cpio -H newc -o` does (XCAT.md §4.3).
 ///
 /// What is written, field by field, and where it departs from GNU cpio:
 /// * magic `070701`, 13 fields of 8 upper-case hex digits, checksum 0;

@@ -1,8 +1,9 @@
 //! The parallel tree encoder behind
 //! [`write_tree`](crate::tree::encode::writer::write_tree): it turns a
 //! [`WalkStream`](crate::tree::encode::walk::WalkStream) into the data units and index
-//! of a FORMAT.md v1 tree, gzip members (`rootimgtree.gz`, §2) or zstd frames (`rootimgtree.zst`, §6); what differs between
-//! the two is behind [`Codec`] and [`UnitEncoder`].
+//! of a FORMAT.md v1 tree, gzip members (`rootimgtree.gz`, FORMAT.md §2) or zstd
+//! frames (`rootimgtree.zst`, FORMAT.md §6); what differs between the two is behind
+//! [`Codec`] and [`UnitEncoder`].
 //!
 //! Three roles, connected by bounded crossbeam channels:
 //! - one **planner** thread walks the tree, encodes every entry's tar header, and cuts

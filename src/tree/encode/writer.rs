@@ -1,6 +1,6 @@
 //! Writing a root tree as a pax tar stream: the FORMAT.md v1 `rootimgtree.gz`
 //! (parallel, multi-member gzip with an index), its zstd twin `rootimgtree.zst`
-//! (seekable zstd frames with the same index, §6), or the plain tar.
+//! (seekable zstd frames with the same index, FORMAT.md §6), or the plain tar.
 //!
 //! Three layers, kept apart so each can be reused and tested alone:
 //! [`WalkStream`] produces the ordered entries, [`EntryEncoder`] turns one entry

@@ -1,6 +1,6 @@
 //! The cpio **newc** format, both directions: the pull decoder [`CpioReader`] for
 //! newc (`070701`) and its `crc` variant (`070702`), the format of xCAT's
-//! `rootimgtree.gz` (`find rootimg | cpio -H newc -o`, spec §3.3), and the header
+//! `rootimgtree.gz` (`find rootimg | cpio -H newc -o`, XCAT.md §4.3), and the header
 //! encoding used by the tree writer for `export --compat xcat` (`encode::newc`).
 //!
 //! Layout: a 110-byte ASCII header (magic + 13 eight-digit hex fields), the name with

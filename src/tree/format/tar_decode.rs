@@ -2,7 +2,7 @@
 //!
 //! Why our own decoder rather than `tar::Archive`: a root image needs pax GNU sparse
 //! 1.0, `SCHILY.acl.*`, `LIBARCHIVE.xattr.*` and `RHT.security.selinux`, none of which
-//! the `tar` crate reads (archiving-notes §5), and the decoder faces hostile input, so
+//! the `tar` crate reads (ARCHIVING.md §4), and the decoder faces hostile input, so
 //! every size it reads is only trusted as a limit, never as an allocation hint.
 //!
 //! The [`EntryReader`] trait is shared with the cpio decoder so the restorer is
