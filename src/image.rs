@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Columns, Extra, Manifest};
 use crate::report::Reporter;
 use crate::root::{basename, dirname, Root};
+use crate::tree::Codec;
 
 /// Where xCAT's own shipped files live on an MN (`$XCATROOT`).
 pub const XCATROOT: &str = "/opt/xcat";
@@ -324,7 +325,7 @@ impl Finder<'_> {
             .ok_or_else(|| Error::Xcat("Couldn't locate the root image directory. ".into()))?;
         manifest.kernel = Some(kernel);
         manifest.ramdisk = Some(ramdisk);
-        manifest.rootimgtree = Some(format!("{dir}/rootimgtree.gz"));
+        manifest.rootimgtree = Some(format!("{dir}/{}", Codec::Gzip.tree_file_name()));
         manifest.litefile = Some(format!("{dir}/litefile.csv"));
         report.info("Getting litefile settings");
         Ok(StateliteParts {

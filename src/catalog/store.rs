@@ -260,15 +260,39 @@ fn validate(upserts: &[Upsert]) -> Result<Validated, CatalogError> {
     Ok((specs, order))
 }
 
-/// One setAttribs call on `conn` (the table exists with every schema column).
+/// One setAttribs call on `conn` (the table exists with every schema column): update
+/// every row the key matches, or insert one when none does.
 fn run_upsert(
     conn: &mut dyn Conn,
     spec: &'static TableSpec,
     up: &Upsert,
     dropped: &mut Vec<(String, String)>,
 ) -> Result<Vec<Change>, DbError> {
-    let d = conn.dialect();
-    // Known columns only, last occurrence wins, "" folded into NULL.
+    let values = known_values(spec, up, dropped);
+    let matches = find_matches(conn, spec, up)?;
+    if !matches.is_empty() {
+        return update_matches(conn, spec, up, &values, matches);
+    }
+    if values.iter().all(|(_, v)| v.is_none()) {
+        // xCAT: "Don't bother inserting truly blank lines".
+        return Ok(vec![change(
+            spec,
+            up,
+            ChangeKind::Unchanged,
+            None,
+            Row::new(),
+        )]);
+    }
+    insert_row(conn, spec, up, &values).map(|c| vec![c])
+}
+
+/// The upsert's values for columns the schema knows, last occurrence winning and ""
+/// folded into NULL; unknown columns are recorded in `dropped` once each.
+fn known_values<'u>(
+    spec: &'static TableSpec,
+    up: &'u Upsert,
+    dropped: &mut Vec<(String, String)>,
+) -> Vec<(&'static str, Option<&'u str>)> {
     let mut values: Vec<(&'static str, Option<&str>)> = Vec::new();
     for (c, v) in &up.values {
         match spec.columns.iter().find(|k| **k == c.as_str()) {
@@ -287,138 +311,155 @@ fn run_upsert(
             }
         }
     }
-    let change = |kind, old, new| Change {
+    values
+}
+
+fn change(spec: &TableSpec, up: &Upsert, kind: ChangeKind, old: Option<Row>, new: Row) -> Change {
+    Change {
         table: spec.name.to_string(),
         key: up.key.clone(),
         kind,
         old,
         new,
-    };
+    }
+}
 
-    // Each match: its identity (the rowid, or the primary key values on a server)
-    // and its values in schema order.
-    let mut matches: Vec<(Vec<super::backend::Value>, Vec<Option<String>>)> = Vec::new();
-    let ident: Vec<&str> = match d.rowid() {
-        Some(r) => vec![r],
-        None => spec.keys.to_vec(),
-    };
-    if !up.key.is_empty() {
-        let mut conds = Vec::new();
-        let mut binds: Vec<Option<&[u8]>> = Vec::new();
-        for (c, v) in &up.key {
-            if v.is_empty() {
-                conds.push(format!("{} IS NULL", d.q(c)));
-            } else {
-                conds.push(format!("{} = ?", d.q(c)));
-                binds.push(Some(v.as_bytes()));
+/// A matched row: its identity (the rowid, or the primary key values on a server) and
+/// its values in schema order.
+type Match = (Vec<super::backend::Value>, Vec<Option<String>>);
+
+/// The columns that identify a row on this dialect, quoted for SQL.
+fn identity_columns(d: super::backend::Dialect, spec: &TableSpec) -> Vec<String> {
+    match d.rowid() {
+        Some(r) => vec![r.to_string()],
+        None => spec.keys.iter().map(|c| d.q(c)).collect(),
+    }
+}
+
+/// Every row whose key columns equal the upsert's key (an empty key value matches NULL).
+fn find_matches(
+    conn: &mut dyn Conn,
+    spec: &'static TableSpec,
+    up: &Upsert,
+) -> Result<Vec<Match>, DbError> {
+    if up.key.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = conn.dialect();
+    let mut conds = Vec::new();
+    let mut binds: Vec<Option<&[u8]>> = Vec::new();
+    for (c, v) in &up.key {
+        if v.is_empty() {
+            conds.push(format!("{} IS NULL", d.q(c)));
+        } else {
+            conds.push(format!("{} = ?", d.q(c)));
+            binds.push(Some(v.as_bytes()));
+        }
+    }
+    let ident = identity_columns(d, spec);
+    let columns: Vec<String> = spec.columns.iter().map(|c| d.q(c)).collect();
+    let sql = format!(
+        "SELECT {}, {} FROM {} WHERE {}{}",
+        ident.join(", "),
+        columns.join(", "),
+        d.q(spec.name),
+        conds.join(" AND "),
+        d.insertion_order()
+    );
+    let rows = conn.query(&sql, &binds)?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|mut r| {
+            let vals = r.split_off(ident.len());
+            (r, vals.iter().map(text).collect())
+        })
+        .collect())
+}
+
+/// setAttribs' UPDATE path: only the columns whose value changes are written.
+fn update_matches(
+    conn: &mut dyn Conn,
+    spec: &'static TableSpec,
+    up: &Upsert,
+    values: &[(&'static str, Option<&str>)],
+    matches: Vec<Match>,
+) -> Result<Vec<Change>, DbError> {
+    let mut out = Vec::new();
+    for (id, old) in matches {
+        let mut new = old.clone();
+        let mut sets: Vec<(&str, Option<&str>)> = Vec::new();
+        for &(col, v) in values {
+            // setAttribs' UPDATE path stores the string "NULL" as NULL.
+            let v = v.filter(|s| *s != "NULL");
+            let Some(i) = spec.columns.iter().position(|c| *c == col) else {
+                continue;
+            };
+            if new[i].as_deref() != v {
+                new[i] = v.map(str::to_string);
+                sets.push((col, v));
             }
         }
-        let ident_sql: Vec<String> = ident
+        let old_row = to_row(spec.columns.iter().copied().zip(&old));
+        let new_row = to_row(spec.columns.iter().copied().zip(&new));
+        if sets.is_empty() {
+            out.push(change(
+                spec,
+                up,
+                ChangeKind::Unchanged,
+                Some(old_row),
+                new_row,
+            ));
+            continue;
+        }
+        let d = conn.dialect();
+        let where_id: Vec<String> = identity_columns(d, spec)
             .iter()
-            .map(|c| {
-                if d.rowid() == Some(*c) {
-                    c.to_string()
-                } else {
-                    d.q(c)
-                }
-            })
+            .map(|c| format!("{c} = ?"))
+            .collect();
+        let assignments: Vec<String> = sets
+            .iter()
+            .map(|(c, _)| format!("{} = ?", d.q(c)))
             .collect();
         let sql = format!(
-            "SELECT {}, {} FROM {} WHERE {}{}",
-            ident_sql.join(", "),
-            spec.columns
-                .iter()
-                .map(|c| d.q(c))
-                .collect::<Vec<_>>()
-                .join(", "),
+            "UPDATE {} SET {} WHERE {}",
             d.q(spec.name),
-            conds.join(" AND "),
-            d.insertion_order()
+            assignments.join(", "),
+            where_id.join(" AND ")
         );
-        let rows = conn.query(&sql, &binds)?;
-        for mut r in rows.rows {
-            let vals = r.split_off(ident.len());
-            matches.push((r, vals.iter().map(text).collect()));
-        }
+        let mut params: Vec<Option<&[u8]>> =
+            sets.iter().map(|(_, v)| v.map(str::as_bytes)).collect();
+        params.extend(id.iter().map(|v| v.as_deref()));
+        conn.execute(&sql, &params)?;
+        out.push(change(spec, up, ChangeKind::Update, Some(old_row), new_row));
     }
+    Ok(out)
+}
 
-    let mut out = Vec::new();
-    if !matches.is_empty() {
-        for (id, old) in matches {
-            let mut new = old.clone();
-            let mut sets: Vec<(&str, Option<&str>)> = Vec::new();
-            for &(col, v) in &values {
-                // setAttribs' UPDATE path stores the string "NULL" as NULL.
-                let v = v.filter(|s| *s != "NULL");
-                let Some(i) = spec.columns.iter().position(|c| *c == col) else {
-                    continue;
-                };
-                if new[i].as_deref() != v {
-                    new[i] = v.map(str::to_string);
-                    sets.push((col, v));
-                }
-            }
-            let old_row = to_row(spec.columns.iter().copied().zip(&old));
-            let new_row = to_row(spec.columns.iter().copied().zip(&new));
-            if sets.is_empty() {
-                out.push(change(ChangeKind::Unchanged, Some(old_row), new_row));
-                continue;
-            }
-            let where_id: Vec<String> = ident
-                .iter()
-                .map(|c| {
-                    let c = if d.rowid() == Some(*c) {
-                        c.to_string()
-                    } else {
-                        d.q(c)
-                    };
-                    format!("{c} = ?")
-                })
-                .collect();
-            let sql = format!(
-                "UPDATE {} SET {} WHERE {}",
-                d.q(spec.name),
-                sets.iter()
-                    .map(|(c, _)| format!("{} = ?", d.q(c)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                where_id.join(" AND ")
-            );
-            let mut params: Vec<Option<&[u8]>> =
-                sets.iter().map(|(_, v)| v.map(str::as_bytes)).collect();
-            params.extend(id.iter().map(|v| v.as_deref()));
-            conn.execute(&sql, &params)?;
-            out.push(change(ChangeKind::Update, Some(old_row), new_row));
-        }
-        return Ok(out);
-    }
-
-    if values.iter().all(|(_, v)| v.is_none()) {
-        // xCAT: "Don't bother inserting truly blank lines".
-        out.push(change(ChangeKind::Unchanged, None, Row::new()));
-        return Ok(out);
-    }
+/// setAttribs' INSERT path: the key columns, then the values, last occurrence winning.
+fn insert_row(
+    conn: &mut dyn Conn,
+    spec: &'static TableSpec,
+    up: &Upsert,
+    values: &[(&'static str, Option<&str>)],
+) -> Result<Change, DbError> {
     let mut cols: Vec<(&str, Option<&str>)> = Vec::new();
-    for (c, v) in &up.key {
-        let v = Some(v.as_str()).filter(|s| !s.is_empty());
-        match cols.iter_mut().find(|(k, _)| *k == c.as_str()) {
-            Some(slot) => slot.1 = v,
-            None => cols.push((c.as_str(), v)),
-        }
-    }
-    for &(c, v) in &values {
+    let keys = up
+        .key
+        .iter()
+        .map(|(c, v)| (c.as_str(), Some(v.as_str()).filter(|s| !s.is_empty())));
+    for (c, v) in keys.chain(values.iter().copied()) {
         match cols.iter_mut().find(|(k, _)| *k == c) {
             Some(slot) => slot.1 = v,
             None => cols.push((c, v)),
         }
     }
+    let d = conn.dialect();
+    let names: Vec<String> = cols.iter().map(|(c, _)| d.q(c)).collect();
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         d.q(spec.name),
-        cols.iter()
-            .map(|(c, _)| d.q(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        names.join(", "),
         vec!["?"; cols.len()].join(", ")
     );
     let params: Vec<Option<&[u8]>> = cols.iter().map(|(_, v)| v.map(str::as_bytes)).collect();
@@ -427,8 +468,7 @@ fn run_upsert(
         .iter()
         .filter_map(|(c, v)| v.map(|v| (c.to_string(), v.to_string())))
         .collect();
-    out.push(change(ChangeKind::Insert, None, new_row));
-    Ok(out)
+    Ok(change(spec, up, ChangeKind::Insert, None, new_row))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::report::Reporter;
 
 use super::members::{set_mode, spooled_file, Members};
 use super::plan::{Accepted, Step};
-use super::rootimg::{tree_codec, tree_member, StagedTree, TREE_MEMBER};
+use super::rootimg::{default_tree_member, tree_codec, tree_member, StagedTree};
 use super::{Context, DryRun, FileAction, ImageOutcome};
 
 /// One image's plan, ready to be carried out.
@@ -70,9 +70,10 @@ impl Context<'_> {
         placement: &mut Placement,
         report: &mut dyn Reporter,
     ) -> Result<StagedTree> {
-        let name = tree_member(planned.members).unwrap_or(TREE_MEMBER);
-        let spooled = spooled_file(planned.members, name)
-            .ok_or_else(|| Error::Incomplete(format!("The bundle has no {TREE_MEMBER}.")))?;
+        let name = tree_member(planned.members).unwrap_or(default_tree_member());
+        let spooled = spooled_file(planned.members, name).ok_or_else(|| {
+            Error::Incomplete(format!("The bundle has no {}.", default_tree_member()))
+        })?;
         report.info(&format!("Extracting {name}. It will take a while."));
         let f = File::open(spooled).map_err(|e| Error::io(spooled, e))?;
         self.stage_tree(

@@ -15,7 +15,7 @@ use crate::report::Reporter;
 use crate::root::{basename, dirname, Root};
 
 use super::members::Members;
-use super::rootimg::{tree_member, TREE_MEMBER};
+use super::rootimg::{default_tree_member, tree_member};
 use super::Context;
 
 /// Why an image directory's manifest is not imported.
@@ -258,7 +258,8 @@ fn tree_step(
     };
     if !tree_staged && tree_member(members).is_none() {
         return Err(Error::Incomplete(format!(
-            "The bundle has no {TREE_MEMBER} for image {}.",
+            "The bundle has no {} for image {}.",
+            default_tree_member(),
             accepted.imagename
         )));
     }

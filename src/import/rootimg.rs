@@ -15,24 +15,22 @@ use crate::tree::Codec;
 use super::members::Members;
 use super::Context;
 
-/// Name of the tree inside an image directory.
-pub(super) const TREE_MEMBER: &str = "rootimgtree.gz";
-/// Name of the tree written by `export --codec zstd` (FORMAT.md §6).
-const TREE_MEMBER_ZST: &str = "rootimgtree.zst";
+/// Name of the tree inside an image directory as xCAT writes it, the one named in
+/// messages about a missing tree.
+pub(super) fn default_tree_member() -> &'static str {
+    Codec::Gzip.tree_file_name()
+}
 
 /// The codec of a bundle member that holds the statelite tree, by its name.
 pub(super) fn tree_codec(rel: &str) -> Option<Codec> {
-    match rel {
-        TREE_MEMBER => Some(Codec::Gzip),
-        TREE_MEMBER_ZST => Some(Codec::Zstd),
-        _ => None,
-    }
+    Codec::from_tree_file_name(rel)
 }
 
 /// The tree member a bundle directory holds, if any (gzip first: xCAT's name).
 pub(super) fn tree_member(members: &Members) -> Option<&'static str> {
-    [TREE_MEMBER, TREE_MEMBER_ZST]
+    [Codec::Gzip, Codec::Zstd]
         .into_iter()
+        .map(Codec::tree_file_name)
         .find(|m| members.contains_key(*m))
 }
 
