@@ -353,7 +353,10 @@ mod tests {
         assert_eq!(index.members.len(), 2);
         assert_eq!(
             index.data_end,
-            entries[..2].iter().map(|e| e.compressed as u64).sum()
+            entries[..2]
+                .iter()
+                .map(|e| e.compressed as u64)
+                .sum::<u64>()
         );
         // A plain decoder sees only the frames' content.
         assert_eq!(zstd::stream::decode_all(&file[..]).unwrap(), parts.concat());
