@@ -7,12 +7,12 @@
 //!   (default: first) execution passes `<point>`, as `kill -9` from outside would:
 //!   no destructor, no flush, no cleanup runs.
 //! * `IMGPORT_TEST_PAUSE_AT=<point>:<fifo>` opens `<fifo>` for reading when execution
-//!   passes `<point>` and reads it to its end: the test learns the point was reached
+//!   first passes `<point>` and reads it to its end: the test learns the point was reached
 //!   when its own open of the fifo for writing returns, and releases the process by
 //!   closing it. No sleep is needed on either side.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The parsed hooks, read once.
@@ -23,6 +23,7 @@ struct Hooks {
 
 static HOOKS: OnceLock<Hooks> = OnceLock::new();
 static PASSES: AtomicU64 = AtomicU64::new(0);
+static PAUSED: AtomicBool = AtomicBool::new(false);
 
 fn hooks() -> &'static Hooks {
     HOOKS.get_or_init(|| {
@@ -55,7 +56,9 @@ pub fn point(name: &str) {
         }
     }
     if let Some((p, fifo)) = &h.pause {
-        if p == name {
+        // Once per process: a point passed again must not block on a fifo no test
+        // holds open any more.
+        if p == name && !PAUSED.swap(true, Ordering::SeqCst) {
             if let Ok(mut f) = std::fs::File::open(fifo) {
                 let mut sink = Vec::new();
                 let _ = f.read_to_end(&mut sink);
