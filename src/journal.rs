@@ -50,8 +50,12 @@ pub enum Record<'a> {
     Park { orig: &'a Path, parked: &'a Path },
     /// `dest` is renamed `orig` (its `.ORIG`).
     Backup { dest: &'a Path, orig: &'a Path },
-    /// A staged file or tree is renamed to `dest`; `backup`: a backup was made first.
-    Place { dest: &'a Path, backup: bool },
+    /// A staged file or tree is renamed to `dest`; `backup`: where what was there
+    /// before went (its `.ORIG`), if anything was.
+    Place {
+        dest: &'a Path,
+        backup: Option<&'a Path>,
+    },
     /// These rows are about to be written.
     Rows(&'a [Upsert]),
     /// The rows are written: the image is imported.
@@ -271,7 +275,7 @@ fn encode(root: &Path, rec: Record<'_>) -> (&'static str, Value) {
         ),
         Record::Place { dest, backup } => (
             "place",
-            json!({"op": "place", "dest": p(dest), "backup": backup}),
+            json!({"op": "place", "dest": p(dest), "backup": backup.map(p)}),
         ),
         Record::Rows(upserts) => {
             let rows: Vec<Value> = upserts
@@ -550,11 +554,9 @@ impl Recoverer<'_> {
                 };
                 // With a backup, what is at `dest` is new only while the backup is
                 // still aside; without one, nothing was there before.
-                let backup = v["backup"].as_bool().unwrap_or(true);
-                let placed = if backup {
-                    exists(&crate::placement::orig_path(&dest))
-                } else {
-                    true
+                let placed = match &v["backup"] {
+                    Value::Null => true,
+                    b => self.path(b).is_some_and(|orig| exists(&orig)),
                 };
                 if placed && exists(&dest) && remove_any(&dest).is_ok() {
                     actions.push(format!("removed new {}", self.shown(&dest)));

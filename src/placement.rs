@@ -159,7 +159,7 @@ impl Placement {
             self.tag,
             Record::Place {
                 dest,
-                backup: made_backup,
+                backup: backup.as_deref(),
             },
         );
         let moved = noted.and_then(|()| match fs::rename(staged, dest) {

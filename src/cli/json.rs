@@ -169,8 +169,12 @@ pub fn import_doc(bundles: Vec<Value>, exit_code: i32, dry_run: bool) -> Value {
 /// `imgport recover --json`: what recovery did, or `recovered: false`.
 pub fn recovery(done: Option<&imgport::journal::Recovery>) -> Value {
     match done {
-        None => json!({"recovered": false, "images": [], "actions": []}),
+        None => json!({"schema": SCHEMA, "command": "recover", "ok": true,
+            "recovered": false, "images": [], "actions": []}),
         Some(d) => json!({
+            "schema": SCHEMA,
+            "command": "recover",
+            "ok": true,
             "recovered": true,
             "journal": d.journal.display().to_string(),
             "pid": d.pid,
