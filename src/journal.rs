@@ -579,3 +579,63 @@ fn remove_any(p: &Path) -> io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::Placement;
+    use crate::testkit::Mn;
+
+    #[test]
+    fn a_placement_cut_off_before_its_rows_is_rolled_back_with_its_older_backup() {
+        let mn = Mn::new();
+        mn.write("/install/img/kernel", "v1");
+        mn.write("/install/img/kernel.ORIG", "v0");
+        mn.write("/install/staged", "v2");
+        mn.write("/install/staged2", "new");
+        let journal = Journal::begin(&mn.root).unwrap();
+        let tag = journal.image("img").unwrap();
+        let mut p = Placement::journaled(journal.clone(), tag);
+        p.put(&mn.host("/install/staged"), &mn.host("/install/img/kernel"))
+            .unwrap();
+        p.put(&mn.host("/install/staged2"), &mn.host("/install/new/a/b"))
+            .unwrap();
+        // The process "dies": neither commit, rollback nor finish runs.
+        std::mem::forget(p);
+        std::mem::forget(journal);
+        let done = recover(&mn.root, &mn.catalog).unwrap().unwrap();
+        assert_eq!(done.images[0].outcome, Outcome::RolledBack);
+        let read = |p: &str| fs::read_to_string(mn.host(p)).unwrap();
+        assert_eq!(read("/install/img/kernel"), "v1");
+        assert_eq!(read("/install/img/kernel.ORIG"), "v0");
+        assert!(!mn.host("/install/new").exists(), "{:?}", done.actions);
+        assert!(!pending(&mn.root).unwrap());
+        assert!(recover(&mn.root, &mn.catalog).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_journal_never_leads_recovery_outside_the_root_and_a_torn_line_is_skipped() {
+        let mn = Mn::new();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("keep");
+        fs::create_dir(&victim).unwrap();
+        let inside = mn.host("/install/.imgport-import-1-0");
+        fs::create_dir(&inside).unwrap();
+        let path = journal_path(&mn.root).unwrap();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let lines = [
+            json!({"op": "begin", "pid": 1}).to_string(),
+            json!({"op": "staging", "t": 0, "dir": {"mn": "../keep"}}).to_string(),
+            json!({"op": "staging", "t": 0, "dir": {"host": victim}}).to_string(),
+            json!({"op": "staging", "t": 0, "dir": {"mn": "install/.imgport-import-1-0"}})
+                .to_string(),
+            "{\"op\": \"place\", \"t\": 1, \"dest\": {\"mn\": \"ins".to_string(),
+        ];
+        fs::write(&path, lines.join("\n")).unwrap();
+        let done = recover(&mn.root, &mn.catalog).unwrap().unwrap();
+        assert!(victim.exists());
+        assert!(!inside.exists());
+        assert_eq!(done.pid, Some(1));
+        assert_eq!(done.actions.len(), 1, "{:?}", done.actions);
+    }
+}
