@@ -47,6 +47,13 @@ pub enum Error {
     /// A condition xCAT reports with a fixed message text (kept byte-exact for scripts).
     #[error("{0}")]
     Xcat(String),
+    /// Another run holds the MN lock and `--no-wait` was given.
+    #[error("the MN is busy: the lock on {} is held by {holder} (--no-wait)", path.display())]
+    Locked { path: PathBuf, holder: String },
+    /// An interrupted import left a journal this run cannot act on (a reader on a
+    /// root it cannot write).
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// What kind of failure an error is, for exit codes scripts can branch on.

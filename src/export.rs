@@ -176,10 +176,16 @@ fn to_file(
 ) -> Result<PathBuf> {
     let path = absolute(dest);
     let dir = path.parent().unwrap_or(Path::new("/"));
+    remove_dead_temps(dir, report);
     let tmp = tempfile::Builder::new()
-        .prefix(".imgport-export-")
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
+    // Held until the process ends: a temporary file whose lock can be taken belongs
+    // to a dead export, whatever became of its pid.
+    rustix::fs::flock(tmp.as_file(), rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io(tmp.path(), e.into()))?;
+    crate::testhook::point("export-writing");
     let file = tmp
         .as_file()
         .try_clone()
@@ -195,6 +201,39 @@ fn to_file(
         .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
     Ok(path)
+}
+
+/// Start of an export's temporary bundle name: `<prefix><pid>-<random>`.
+const TEMP_PREFIX: &str = ".imgport-export-";
+
+/// Removes the temporary bundles dead exports left in `dir`: those whose `flock` is
+/// free (a live export holds its own) and whose pid is not running (a live export
+/// between creating its file and locking it). Best effort: it is only litter.
+fn remove_dead_temps(dir: &Path, report: &mut dyn Reporter) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(f) = File::open(&path) else { continue };
+        let free = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if free.is_err() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            report.verbose(&format!(
+                "Removed {}, left by an export that died",
+                path.display()
+            ));
+        }
+    }
 }
 
 fn absolute(p: &Path) -> PathBuf {

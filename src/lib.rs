@@ -19,6 +19,8 @@ pub mod error;
 pub mod export;
 pub mod image;
 pub mod import;
+pub mod journal;
+pub mod lock;
 pub mod manifest;
 pub mod naming;
 pub mod placement;
@@ -27,6 +29,8 @@ pub mod progress;
 pub mod remote;
 pub mod report;
 pub mod root;
+#[doc(hidden)]
+pub mod testhook;
 #[cfg(test)]
 mod testkit;
 pub mod tree;

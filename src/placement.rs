@@ -5,6 +5,10 @@
 //! the import (another file, the table writes) puts the MN back as it was: moved files
 //! are moved back, `.ORIG` backups restored, created directories removed. A `.ORIG`
 //! that a new backup replaces is kept aside until the import commits.
+//!
+//! The in-memory journal covers failures imgport sees; each step is also written ahead
+//! to the import's [`Journal`] so that [`crate::journal::recover`] can do the same
+//! after the process died.
 
 use std::fs;
 use std::io;
@@ -12,6 +16,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::journal::{Journal, Record};
+use crate::testhook;
 
 /// One undoable step.
 #[derive(Debug)]
@@ -30,6 +36,9 @@ enum Step {
 #[derive(Debug, Default)]
 pub struct Placement {
     steps: Vec<Step>,
+    journal: Journal,
+    /// This image's tag in `journal`.
+    tag: u64,
 }
 
 /// `<path>.ORIG`.
@@ -44,6 +53,42 @@ impl Placement {
         Placement::default()
     }
 
+    /// A placement whose steps are also written ahead to `journal` under `tag`.
+    pub fn journaled(journal: Journal, tag: u64) -> Placement {
+        Placement {
+            steps: Vec::new(),
+            journal,
+            tag,
+        }
+    }
+
+    /// Makes a staging directory `<parent>/<prefix>…` (parents made and journaled
+    /// first) that a dead run's recovery removes.
+    pub fn staging_dir(&mut self, parent: &Path, prefix: &str) -> Result<PathBuf> {
+        self.create_dirs(parent)?;
+        self.journal.staging_dir(self.tag, parent, prefix)
+    }
+
+    /// Records the rows about to be written: the commit point follows.
+    pub fn intend_rows(&self, upserts: &[crate::catalog::Upsert]) -> Result<()> {
+        self.journal.record(self.tag, Record::Rows(upserts))
+    }
+
+    /// Flushes every filesystem this placement wrote to (file data, the renames and
+    /// the directories made), so rows written next never name files a power loss
+    /// could take back.
+    pub fn sync(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for step in &self.steps {
+            let dir = match step {
+                Step::CreatedDir(d) => d.as_path(),
+                Step::Moved { dest, .. } => dest.parent().unwrap_or(dest),
+            };
+            sync_fs(dir, &mut seen)?;
+        }
+        Ok(())
+    }
+
     /// Creates `dir` and missing parents with mode 0755, journaling each one made.
     pub fn create_dirs(&mut self, dir: &Path) -> Result<()> {
         let mut missing = Vec::new();
@@ -56,11 +101,13 @@ impl Placement {
             }
         }
         for d in missing.into_iter().rev() {
+            self.journal.record(self.tag, Record::Mkdir(&d))?;
             fs::DirBuilder::new()
                 .mode(0o755)
                 .create(&d)
                 .map_err(|e| Error::io(&d, e))?;
             self.steps.push(Step::CreatedDir(d.clone()));
+            testhook::point("did-mkdir");
             // The umask must not narrow xCAT's 0755.
             fs::set_permissions(&d, fs::Permissions::from_mode(0o755))
                 .map_err(|e| Error::io(&d, e))?;
@@ -82,25 +129,46 @@ impl Placement {
             let orig = orig_path(dest);
             if fs::symlink_metadata(&orig).is_ok() {
                 let parked = unique_sibling(&orig, ".imgport-old")?;
+                self.journal.record(
+                    self.tag,
+                    Record::Park {
+                        orig: &orig,
+                        parked: &parked,
+                    },
+                )?;
                 fs::rename(&orig, &parked).map_err(|e| Error::io(&orig, e))?;
                 aside = Some((parked, orig.clone()));
+                testhook::point("did-park");
             }
-            if let Err(e) = fs::rename(dest, &orig) {
+            let noted = self
+                .journal
+                .record(self.tag, Record::Backup { dest, orig: &orig });
+            if let Err(e) =
+                noted.and_then(|()| fs::rename(dest, &orig).map_err(|e| Error::io(dest, e)))
+            {
                 if let Some((parked, orig)) = &aside {
                     let _ = fs::rename(parked, orig);
                 }
-                return Err(Error::io(dest, e));
+                return Err(e);
             }
+            testhook::point("did-backup");
             backup = Some(orig);
         }
         let made_backup = backup.is_some();
-        let moved = match fs::rename(staged, dest) {
+        let noted = self.journal.record(
+            self.tag,
+            Record::Place {
+                dest,
+                backup: backup.as_deref(),
+            },
+        );
+        let moved = noted.and_then(|()| match fs::rename(staged, dest) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
-                copy_then_rename(staged, dest)
+                copy_then_rename(staged, dest, &self.journal, self.tag)
             }
             Err(e) => Err(Error::io(dest, e)),
-        };
+        });
         self.steps.push(Step::Moved {
             dest: dest.to_path_buf(),
             backup,
@@ -113,11 +181,16 @@ impl Placement {
             }
             return Err(e);
         }
+        testhook::point("did-place");
         Ok(made_backup)
     }
 
-    /// Keeps everything placed; drops the displaced older backups.
+    /// Keeps everything placed (the rows are written): records the commit point, then
+    /// drops the displaced older backups. A commit line that cannot be written is not
+    /// an error: the rows are in, and recovery finds them there.
     pub fn commit(self) {
+        let _ = self.journal.record(self.tag, Record::Commit);
+        testhook::point("did-commit");
         for step in self.steps {
             if let Step::Moved {
                 aside: Some((parked, _)),
@@ -133,6 +206,7 @@ impl Placement {
     /// returns the paths it could not restore.
     pub fn rollback(self) -> Vec<PathBuf> {
         let mut failed = Vec::new();
+        let (journal, tag) = (self.journal, self.tag);
         for step in self.steps.into_iter().rev() {
             match step {
                 Step::CreatedDir(d) => {
@@ -148,6 +222,10 @@ impl Placement {
                     }
                 }
             }
+        }
+        // What could not be put back stays journaled for the next run to retry.
+        if failed.is_empty() {
+            let _ = journal.record(tag, Record::RolledBack);
         }
         failed
     }
@@ -201,8 +279,25 @@ fn unique_sibling(p: &Path, suffix: &str) -> Result<PathBuf> {
     ))
 }
 
-fn copy_then_rename(staged: &Path, dest: &Path) -> Result<()> {
+/// `syncfs(2)` on the filesystem of `dir`, once per filesystem (`seen`: device ids).
+fn sync_fs(dir: &Path, seen: &mut std::collections::BTreeSet<u64>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(dir) else {
+        // Rolled back or never made: nothing of ours to flush there.
+        return Ok(());
+    };
+    if seen.insert(meta.dev()) {
+        let d = fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+        rustix::fs::syncfs(&d).map_err(|e| Error::io(dir, e.into()))?;
+    }
+    Ok(())
+}
+
+/// Copies across filesystems into a sibling temporary name (journaled as staging),
+/// then renames, so the final step is still atomic.
+fn copy_then_rename(staged: &Path, dest: &Path, journal: &Journal, tag: u64) -> Result<()> {
     let tmp = unique_sibling(dest, ".imgport-tmp")?;
+    journal.record(tag, Record::Staging(&tmp))?;
     fs::copy(staged, &tmp).map_err(|e| Error::io(&tmp, e))?;
     if let Err(e) = fs::rename(&tmp, dest) {
         let _ = fs::remove_file(&tmp);

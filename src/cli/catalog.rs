@@ -5,6 +5,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use imgport::catalog::{Catalog, CopyReport, Location};
+use imgport::lock::{Access, MnLock};
+use imgport::root::Root;
 
 use super::{json as docs, Console, Globals, EXIT_OK};
 
@@ -48,6 +50,18 @@ pub(crate) fn run(cmd: CatalogCommand, g: &Globals) -> i32 {
         tables,
     } = cmd;
     let mut console = Console::new(false, g.json, g.quiet);
+    // A copy writes a catalog, so it holds this MN's lock like any writer (README "Crash
+    // safety and locking"); a dry run only reads.
+    let access = if dry_run { Access::Shared } else { Access::Exclusive };
+    let held = Root::new(&g.root).and_then(|root| {
+        MnLock::acquire(&root, access, g.no_wait, "catalog copy", &mut |line: &str| {
+            eprintln!("imgport: {line}")
+        })
+    });
+    let _held = match held {
+        Ok(l) => l,
+        Err(e) => return finish(&mut console, g, dry_run, Err(e.to_string())),
+    };
     let source = match from {
         Some(arg) => Location::from_arg(&arg).map(Catalog::at),
         None => Catalog::open(&g.root, std::env::var("XCATCFG").ok().as_deref()),

@@ -8,6 +8,8 @@ use imgport::catalog::Catalog;
 use imgport::error::Failure;
 use imgport::export::{Destination, ExportOptions};
 use imgport::import::{BundleSource, ImportOptions};
+use imgport::journal;
+use imgport::lock::{Access, MnLock};
 use imgport::naming;
 use imgport::root::Root;
 
@@ -114,9 +116,21 @@ impl ExportPlan {
     }
 }
 
-/// Opens the root and its catalog, then runs `f`; setup failures are reported.
+/// How a command uses the MN lock ([`imgport::lock`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LockWanted {
+    pub access: Access,
+    /// `--no-wait`: fail at once (exit 1) when another run holds the lock.
+    pub no_wait: bool,
+    /// Recorded in the lock file for the message of a run that waits.
+    pub command: &'static str,
+}
+
+/// Opens the root and its catalog, takes the MN lock (recovering what a dead import
+/// left), then runs `f`; setup failures are reported.
 pub(super) fn with_catalog(
     root_dir: &Path,
+    lock: LockWanted,
     console: &mut Console,
     f: impl FnOnce(&Root, &Catalog, &mut Console) -> i32,
 ) -> i32 {
@@ -129,7 +143,85 @@ pub(super) fn with_catalog(
         Ok(c) => c,
         Err(e) => return console.fail(&e.to_string()),
     };
+    let _held = match lock_mn(&root, &catalog, lock) {
+        Ok(l) => l,
+        Err(e) => return console.fail(&e.to_string()),
+    };
     f(&root, &catalog, console)
+}
+
+/// Prints a waiting line on stderr (stdout may carry a bundle, CSV or JSON).
+fn waiting(line: &str) {
+    eprintln!("imgport: {line}");
+}
+
+/// Takes the MN lock. A journal found under it is a dead import's (a live one holds
+/// the lock exclusively until its journal is gone): a writer recovers it, a reader
+/// takes the lock exclusively for as long as the recovery lasts, so that it never
+/// reads a half-replaced image. A reader that cannot write the root (read-only) fails
+/// with a message saying so rather than read a half state.
+fn lock_mn(root: &Root, catalog: &Catalog, want: LockWanted) -> imgport::Result<MnLock> {
+    let mut lock = MnLock::acquire(root, want.access, want.no_wait, want.command, &mut waiting)?;
+    if !journal::pending(root)? {
+        return Ok(lock);
+    }
+    if want.access == Access::Shared {
+        lock.relock(Access::Exclusive, want.no_wait, want.command, &mut waiting)?;
+    }
+    let recovered = journal::recover(root, catalog).map_err(|e| {
+        imgport::Error::Interrupted(format!(
+            "an interrupted import left {} and recovering it failed ({e}): run `imgport recover` where the MN can be written",
+            journal::journal_path(root)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    if let Some(done) = recovered {
+        let mut lines = imgport::report::Collect::default();
+        imgport::import::report_recovery(&done, &mut lines);
+        for l in lines.info {
+            eprintln!("imgport: {l}");
+        }
+    }
+    if want.access == Access::Shared {
+        lock.relock(Access::Shared, want.no_wait, want.command, &mut waiting)?;
+    }
+    Ok(lock)
+}
+
+/// `imgport recover`: only what [`lock_mn`] does first for every command, reported.
+pub(super) fn recover(g: &Globals, console: &mut Console) -> i32 {
+    let root = match Root::new(&g.root) {
+        Ok(r) => r,
+        Err(e) => return console.fail(&format!("--root {}: {e}", g.root.display())),
+    };
+    let xcatcfg = std::env::var("XCATCFG").ok();
+    let done = Catalog::open(root.dir(), xcatcfg.as_deref())
+        .map_err(imgport::Error::from)
+        .and_then(|catalog| {
+            let _lock =
+                MnLock::acquire(&root, Access::Exclusive, g.no_wait, "recover", &mut waiting)?;
+            journal::recover(&root, &catalog)
+        });
+    match done {
+        Ok(done) => {
+            if g.json {
+                json::print(&json::recovery(done.as_ref()));
+            } else {
+                match &done {
+                    Some(done) => {
+                        imgport::import::report_recovery(done, console);
+                        for a in &done.actions {
+                            console.note(&format!("  {a}"));
+                        }
+                    }
+                    None => console.note("Nothing to recover: no interrupted import."),
+                }
+            }
+            super::EXIT_OK
+        }
+        Err(e) => console.fail(&e.to_string()),
+    }
 }
 
 /// Exports every job; one failure does not stop the others.
@@ -139,7 +231,12 @@ pub(super) fn run_exports(
     base: &ExportOptions,
     console: &mut Console,
 ) -> i32 {
-    with_catalog(&g.root, console, |root, catalog, console| {
+    let lock = LockWanted {
+        access: Access::Shared,
+        no_wait: g.no_wait,
+        command: "export",
+    };
+    with_catalog(&g.root, lock, console, |root, catalog, console| {
         let jobs = match plan.jobs(catalog) {
             Ok(j) => j,
             Err(msg) => {
@@ -193,7 +290,12 @@ pub(super) fn run_exports(
 
 /// Imports every bundle; one failure does not stop the others.
 pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Console) -> i32 {
-    with_catalog(&g.root, console, |root, catalog, console| {
+    let lock = LockWanted {
+        access: import_access(all.iter().all(|o| o.dry_run)),
+        no_wait: g.no_wait,
+        command: "import",
+    };
+    with_catalog(&g.root, lock, console, |root, catalog, console| {
         let mut results = Vec::new();
         let mut docs = Vec::new();
         for opts in all {
@@ -275,9 +377,24 @@ fn summary(verb: &str, results: &[Option<Failure>], console: &mut Console) {
     ));
 }
 
+/// The lock an import takes: `--dry-run` only reads.
+fn import_access(dry_run: bool) -> Access {
+    if dry_run {
+        Access::Shared
+    } else {
+        Access::Exclusive
+    }
+}
+
 pub(super) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Console) -> i32 {
+    let lock = LockWanted {
+        access: Access::Shared,
+        no_wait: false,
+        command: "imgexport",
+    };
     with_catalog(
         root_dir,
+        lock,
         console,
         |root, catalog, console| match imgport::export::export(root, catalog, opts, console) {
             Ok(_) => console.exit_code(),
@@ -287,8 +404,14 @@ pub(super) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Co
 }
 
 pub(super) fn run_import(root_dir: &Path, opts: &ImportOptions, console: &mut Console) -> i32 {
+    let lock = LockWanted {
+        access: import_access(opts.dry_run),
+        no_wait: false,
+        command: "imgimport",
+    };
     with_catalog(
         root_dir,
+        lock,
         console,
         |root, catalog, console| match imgport::import::import(root, catalog, opts, console) {
             Ok(report) if report.all_ok() => console.exit_code(),

@@ -165,3 +165,24 @@ pub fn import_doc(bundles: Vec<Value>, exit_code: i32, dry_run: bool) -> Value {
         "failed": failed,
     })
 }
+
+/// `imgport recover --json`: what recovery did, or `recovered: false`.
+pub fn recovery(done: Option<&imgport::journal::Recovery>) -> Value {
+    match done {
+        None => json!({"schema": SCHEMA, "command": "recover", "ok": true,
+            "recovered": false, "images": [], "actions": []}),
+        Some(d) => json!({
+            "schema": SCHEMA,
+            "command": "recover",
+            "ok": true,
+            "recovered": true,
+            "journal": d.journal.display().to_string(),
+            "pid": d.pid,
+            "images": d.images.iter().map(|i| json!({
+                "image": i.image,
+                "outcome": i.outcome.as_str(),
+            })).collect::<Vec<_>>(),
+            "actions": d.actions,
+        }),
+    }
+}

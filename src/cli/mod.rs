@@ -24,7 +24,8 @@ use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
 
 use console::Console;
-use flows::{run_exports, run_imports, with_catalog, ExportPlan};
+use flows::{run_exports, run_imports, with_catalog, ExportPlan, LockWanted};
+use imgport::lock::Access;
 
 /// Everything succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -70,6 +71,9 @@ struct Cli {
     /// Worker threads (default: one per core)
     #[arg(long, global = true, value_name = "N", default_value_t = 0)]
     threads: usize,
+    /// Fail at once (exit 1) instead of waiting when another imgport holds the MN lock
+    #[arg(long, global = true)]
+    no_wait: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +131,11 @@ enum Command {
         #[command(subcommand)]
         action: catalog::CatalogCommand,
     },
+    /// Finish or undo what an interrupted import left (every command does this first)
+    #[command(
+        after_help = "Examples:\n  imgport recover\n  imgport --root /srv/mn2 recover --json\n\nAn import killed at any point leaves a journal in /var/lib/imgport; recover puts the MN\nback as it was before that import, or completes it if its rows were written, and removes\nits staging directories."
+    )]
+    Recover,
     /// Write man pages and shell completions into DIR (used by scripts/gen-docs.sh)
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
@@ -224,6 +233,8 @@ pub(crate) struct Globals {
     pub json: bool,
     pub quiet: bool,
     pub threads: usize,
+    /// `--no-wait`: fail instead of waiting for the MN lock.
+    pub no_wait: bool,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -245,6 +256,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         json: cli.json,
         quiet: cli.quiet,
         threads: cli.threads,
+        no_wait: cli.no_wait,
     };
     match cli.command {
         Command::Export(a) => export_command(&g, a),
@@ -256,6 +268,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Tabdump { table } => tabdump(&g, &table),
         Command::Tabrestore { addrows, file } => tabrestore(&g, &file, addrows),
         Command::Catalog { action } => catalog::run(action, &g),
+        Command::Recover => flows::recover(&g, &mut Console::new(false, g.json, g.quiet)),
         Command::GenerateDocs { dir } => docs::generate(Cli::command_for_docs(), &dir),
     }
 }
@@ -358,7 +371,12 @@ fn import_command(g: &Globals, a: ImportArgs) -> i32 {
 /// `imgport tabdump TABLE`: the table as xCAT's CSV on stdout.
 fn tabdump(g: &Globals, table: &str) -> i32 {
     let mut console = Console::new(false, false, g.quiet);
-    with_catalog(&g.root, &mut console, |_, catalog, console| {
+    let lock = LockWanted {
+        access: Access::Shared,
+        no_wait: g.no_wait,
+        command: "tabdump",
+    };
+    with_catalog(&g.root, lock, &mut console, |_, catalog, console| {
         let mut out = std::io::stdout().lock();
         match catalog.tabdump(table, &mut out) {
             Ok(()) => EXIT_OK,
@@ -370,12 +388,20 @@ fn tabdump(g: &Globals, table: &str) -> i32 {
 /// `imgport tabrestore [-a] FILE`.
 fn tabrestore(g: &Globals, file: &Path, addrows: bool) -> i32 {
     let mut console = Console::new(false, false, g.quiet);
-    with_catalog(&g.root, &mut console, |_, catalog, console| {
-        match catalog.tabrestore(file, addrows) {
+    let lock = LockWanted {
+        access: Access::Exclusive,
+        no_wait: g.no_wait,
+        command: "tabrestore",
+    };
+    with_catalog(
+        &g.root,
+        lock,
+        &mut console,
+        |_, catalog, console| match catalog.tabrestore(file, addrows) {
             Ok(_) => EXIT_OK,
             Err(e) => console.fail(&e.to_string()),
-        }
-    })
+        },
+    )
 }
 
 impl Cli {

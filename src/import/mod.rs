@@ -31,6 +31,7 @@ use std::time::Instant;
 use crate::catalog::{Catalog, Upsert};
 use crate::error::{Failure, Result};
 use crate::image;
+use crate::journal::{self, Journal};
 use crate::placement::Placement;
 use crate::report::Reporter;
 use crate::root::Root;
@@ -169,6 +170,8 @@ struct Context<'a> {
     opts: &'a ImportOptions,
     /// `site.installdir` as an MN path.
     installdir: String,
+    /// Written ahead of every change (disabled for `--dry-run`).
+    journal: Journal,
 }
 
 /// Whether the image directories after one are still imported: xCAT stops the whole
@@ -182,6 +185,11 @@ enum Next {
 
 /// Imports every image of a bundle. Returns an error only when the bundle itself
 /// cannot be read; per-image failures are in the report (and were rolled back).
+///
+/// The caller holds the MN lock ([`crate::lock`]) exclusively (shared for
+/// `--dry-run`). What a dead import left is recovered first ([`journal::recover`]);
+/// then every change of this one is journaled, so that a crash at any point leaves
+/// the MN recoverable to its state before, or to the complete import.
 pub fn import(
     root: &Root,
     catalog: &Catalog,
@@ -192,25 +200,69 @@ pub fn import(
     let input = spool::open(&opts.bundle, &opts.progress, report)?;
     let bytes_read = input.counter();
     report.info("Unbundling image...");
+    let installdir = image::installdir(catalog)?;
+    let journal = if opts.dry_run {
+        Journal::disabled()
+    } else {
+        if let Some(done) = journal::recover(root, catalog)? {
+            report_recovery(&done, report);
+        }
+        Journal::begin(root)?
+    };
     let ctx = Context {
         root,
         catalog,
         opts,
-        installdir: image::installdir(catalog)?,
+        installdir,
+        journal: journal.clone(),
     };
-    // Kept until every image is placed: staged files are renamed out of it.
-    let (_spool, images) = ctx.read_bundle(input, report)?;
-    let mut out = ImportReport::default();
-    for (dir_name, dir) in images {
-        let (outcome, next) = ctx.import_image(&dir_name, dir, report);
-        out.images.push(outcome);
-        if next == Next::Stop {
-            break;
-        }
-    }
-    out.bytes_in = bytes_read.load(std::sync::atomic::Ordering::Relaxed);
-    out.seconds = started.elapsed().as_secs_f64();
+    let result = ctx.import_all(input, bytes_read, started, report);
+    drop(ctx);
+    // Kept when an image could not be put back: the next run retries.
+    let finished = journal.finish();
+    let out = result?;
+    finished?;
     Ok(out)
+}
+
+/// Reports what recovery did, one line per image and per change.
+pub fn report_recovery(done: &journal::Recovery, report: &mut dyn Reporter) {
+    let pid = done.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    report.info(&format!(
+        "Recovered the interrupted import{pid} journaled in {}:",
+        done.journal.display()
+    ));
+    for image in &done.images {
+        report.info(&format!("  {}: {}", image.image, image.outcome.as_str()));
+    }
+    for action in &done.actions {
+        report.verbose(&format!("  {action}"));
+    }
+}
+
+impl Context<'_> {
+    /// Reads the bundle, then places image after image.
+    fn import_all(
+        &self,
+        input: spool::Input,
+        bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        started: Instant,
+        report: &mut dyn Reporter,
+    ) -> Result<ImportReport> {
+        // Kept until every image is placed: staged files are renamed out of it.
+        let (_spool, images) = self.read_bundle(input, report)?;
+        let mut out = ImportReport::default();
+        for (dir_name, dir) in images {
+            let (outcome, next) = self.import_image(&dir_name, dir, report);
+            out.images.push(outcome);
+            if next == Next::Stop {
+                break;
+            }
+        }
+        out.bytes_in = bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+        out.seconds = started.elapsed().as_secs_f64();
+        Ok(out)
+    }
 }
 
 impl Context<'_> {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::MemberKind;
 use crate::catalog::Upsert;
 use crate::error::{Error, Result};
+use crate::journal::StagingDir;
 use crate::placement::Placement;
 use crate::report::Reporter;
 
@@ -59,7 +60,9 @@ impl Context<'_> {
                 }
             }
         }
-        self.write_rows(planned.accepted, planned.upserts, report)
+        // Everything the rows will name is on disk before they are written.
+        placement.sync()?;
+        self.write_rows(planned.accepted, planned.upserts, placement, report)
     }
 
     /// Restores the tree from its spool file, when its manifest came after it in the
@@ -99,6 +102,10 @@ impl Context<'_> {
         report: &mut dyn Reporter,
     ) -> Result<()> {
         outcome.tree_entries = t.entries;
+        // The restored tree is on disk before it replaces the old one.
+        let staging = fs::File::open(&t.staging).map_err(|e| Error::io(&t.staging, e))?;
+        rustix::fs::syncfs(&staging).map_err(|e| Error::io(&t.staging, e.into()))?;
+        crate::testhook::point("tree-synced");
         let shown = self.root.display(&t.dest);
         report.info(&shown);
         if placement.put(&t.staging, &t.dest)? {
@@ -113,6 +120,7 @@ impl Context<'_> {
         &self,
         accepted: &Accepted,
         upserts: &[Upsert],
+        placement: &Placement,
         report: &mut dyn Reporter,
     ) -> Result<()> {
         let litefile = accepted.manifest.litefile.is_some();
@@ -122,7 +130,9 @@ impl Context<'_> {
         if upserts.iter().any(|u| u.table == "postscripts") {
             report.info("Adding postscripts.");
         }
+        placement.intend_rows(upserts)?;
         let applied = self.catalog.apply(upserts)?;
+        crate::testhook::point("did-rows");
         for (table, column) in applied.dropped {
             report.warning(&format!(
                 "The {table} table of this MN has no column '{column}'; its value in manifest.xml was not imported."
@@ -184,14 +194,10 @@ impl Context<'_> {
         prefix: &str,
         placement: &mut Placement,
         dest: &str,
-    ) -> Result<(tempfile::TempDir, PathBuf)> {
+    ) -> Result<(StagingDir, PathBuf)> {
         let host = self.root.resolve_for_write(dest)?;
         let parent = host.parent().unwrap_or(self.root.dir()).to_path_buf();
-        placement.create_dirs(&parent)?;
-        let staging = tempfile::Builder::new()
-            .prefix(".imgport-stage-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
+        let staging = StagingDir::new(placement.staging_dir(&parent, ".imgport-stage-")?);
         let top = staging.path().join("t");
         let mut links: Vec<&str> = Vec::new();
         for (rel, sp) in members.range(prefix.to_string()..) {

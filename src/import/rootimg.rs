@@ -65,12 +65,7 @@ impl Context<'_> {
             .root
             .resolve_for_write(&format!("{rootimgdir}/rootimg"))?;
         let parent = dest.parent().unwrap_or(self.root.dir()).to_path_buf();
-        placement.create_dirs(&parent)?;
-        let staging = tempfile::Builder::new()
-            .prefix(".rootimg.imgport-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?
-            .keep();
+        let staging = placement.staging_dir(&parent, ".rootimg.imgport-")?;
         let opts = tree::RestoreOptions {
             threads: self.opts.threads,
             ..Default::default()

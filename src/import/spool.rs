@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::bundle::{BundleReader, Flow, Member, MemberKind, MANIFEST_NAME};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, StagingDir};
 use crate::placement::Placement;
 use crate::progress;
 use crate::remote::{self, Pull};
@@ -103,11 +104,16 @@ impl Context<'_> {
         &self,
         input: Input,
         report: &mut dyn Reporter,
-    ) -> Result<(Option<tempfile::TempDir>, BTreeMap<String, ImageDir>)> {
+    ) -> Result<(Option<StagingDir>, BTreeMap<String, ImageDir>)> {
         let spool = if self.opts.dry_run {
             None
         } else {
-            Some(spool_dir(self.root, self.catalog, &self.installdir)?)
+            Some(spool_dir(
+                self.root,
+                self.catalog,
+                &self.installdir,
+                &self.journal,
+            )?)
         };
         let Input { reader, pull } = input;
         let mut images: BTreeMap<String, ImageDir> = BTreeMap::new();
@@ -122,6 +128,14 @@ impl Context<'_> {
             })
             .and_then(|reader| {
                 reader.for_each(|member| {
+                    if !images.contains_key(&member.image_dir) {
+                        let tag = self.journal.image(&member.image_dir)?;
+                        let dir = ImageDir {
+                            placement: Placement::journaled(self.journal.clone(), tag),
+                            ..ImageDir::default()
+                        };
+                        images.insert(member.image_dir.clone(), dir);
+                    }
                     let dir = images.entry(member.image_dir.clone()).or_default();
                     self.take_member(member, dir, spool.as_ref(), &mut seq, report)
                 })
@@ -148,7 +162,7 @@ impl Context<'_> {
         &self,
         member: Member<'_>,
         dir: &mut ImageDir,
-        spool: Option<&tempfile::TempDir>,
+        spool: Option<&StagingDir>,
         seq: &mut u64,
         report: &mut dyn Reporter,
     ) -> Result<Flow> {
@@ -278,23 +292,26 @@ fn set_mtime(p: &Path, mtime: u64) -> Result<()> {
 
 /// The spool directory: `site.tmpdir` if set (like xCAT's work dir), else a hidden
 /// directory in the install dir so staged files are renamed, not copied, into place.
-fn spool_dir(root: &Root, catalog: &Catalog, installdir: &str) -> Result<tempfile::TempDir> {
+/// Journaled as staging: a dead run's spool is removed by recovery.
+fn spool_dir(
+    root: &Root,
+    catalog: &Catalog,
+    installdir: &str,
+    journal: &Journal,
+) -> Result<StagingDir> {
     let candidates = [catalog.site("tmpdir")?, Some(installdir.to_string())];
-    for mn in candidates.into_iter().flatten().filter(|d| !d.is_empty()) {
-        if let Ok(host) = root.resolve(&mn) {
-            if host.is_dir() {
-                return tempfile::Builder::new()
-                    .prefix(".imgport-import-")
-                    .tempdir_in(&host)
-                    .map_err(|e| Error::io(&host, e));
-            }
-        }
-    }
-    let tmp = std::env::temp_dir();
-    tempfile::Builder::new()
-        .prefix(".imgport-import-")
-        .tempdir_in(&tmp)
-        .map_err(|e| Error::io(&tmp, e))
+    let host = candidates
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.is_empty())
+        .filter_map(|mn| root.resolve(&mn).ok())
+        .find(|host| host.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    Ok(StagingDir::new(journal.staging_dir(
+        0,
+        &host,
+        ".imgport-import-",
+    )?))
 }
 
 /// Counts the bundle bytes read, for the report and the progress bar.

@@ -28,6 +28,7 @@ impl Mn {
             catalog: &self.catalog,
             opts,
             installdir: "/install".into(),
+            journal: crate::journal::Journal::disabled(),
         }
     }
 }
