@@ -49,6 +49,9 @@ pub struct MnLock {
     holder: PathBuf,
     /// What is held: `None` until the first [`MnLock::take`] succeeds.
     held: Option<Access>,
+    /// Directories the holder note needed that did not exist, deepest last: removed
+    /// again when empty, so a run leaves no empty `var/lib/imgport` behind.
+    created: Vec<PathBuf>,
 }
 
 /// The host path of [`STATE_DIR`] under `root`.
@@ -74,6 +77,7 @@ impl MnLock {
             path,
             holder: state_dir(root)?.join(HOLDER_NAME),
             held: None,
+            created: Vec::new(),
         };
         lock.take(access, no_wait, command, waiting)?;
         crate::testhook::point(match access {
@@ -141,34 +145,53 @@ impl MnLock {
             Err(e) => return Err(Error::io(&self.path, e.into())),
         }
         if access == Access::Shared && self.held == Some(Access::Exclusive) {
-            let _ = fs::remove_file(&self.holder);
+            self.remove_holder();
         }
         self.held = Some(access);
         if access == Access::Exclusive {
             // Only for the line of a run that waits: a failure here costs nothing else.
-            let _ = write_holder(&self.holder, command);
+            let _ = self.write_holder(command);
         }
         Ok(())
+    }
+
+    fn write_holder(&mut self, command: &str) -> std::io::Result<()> {
+        if let Some(dir) = self.holder.parent() {
+            let mut missing: Vec<PathBuf> = dir
+                .ancestors()
+                .take_while(|d| !d.exists())
+                .map(Path::to_path_buf)
+                .collect();
+            missing.reverse();
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
+            self.created.extend(missing);
+        }
+        let mut f = File::create(&self.holder)?;
+        writeln!(f, "{} {command}", std::process::id())
+    }
+
+    /// Removes the holder note, then the directories created for it if nothing else
+    /// (an import journal) is in them.
+    fn remove_holder(&mut self) {
+        let _ = fs::remove_file(&self.holder);
+        while let Some(dir) = self.created.pop() {
+            if fs::remove_dir(&dir).is_err() {
+                self.created.push(dir);
+                break;
+            }
+        }
     }
 }
 
 impl Drop for MnLock {
     fn drop(&mut self) {
         if self.held == Some(Access::Exclusive) {
-            let _ = fs::remove_file(&self.holder);
+            self.remove_holder();
         }
     }
-}
-
-fn write_holder(path: &Path, command: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)?;
-    }
-    let mut f = File::create(path)?;
-    writeln!(f, "{} {command}", std::process::id())
 }
 
 /// Who holds the lock: `pid N (command)` when the last writer's note names a live
@@ -192,6 +215,21 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = Root::new(t.path()).unwrap();
         (t, r)
+    }
+
+    #[test]
+    fn a_writer_leaves_no_directory_it_created_for_its_note() {
+        let (t, r) = root();
+        let mut never = |_: &str| panic!("nobody else holds it");
+        let l = MnLock::acquire(&r, Access::Exclusive, true, "import", &mut never).unwrap();
+        assert!(t.path().join("var/lib/imgport/holder").exists());
+        drop(l);
+        assert!(!t.path().join("var").exists(), "an empty var/ was left behind");
+        // A state directory that was there before is kept.
+        fs::create_dir_all(t.path().join("var/lib/imgport")).unwrap();
+        drop(MnLock::acquire(&r, Access::Exclusive, true, "import", &mut never).unwrap());
+        assert!(t.path().join("var/lib/imgport").is_dir());
+        assert!(!t.path().join("var/lib/imgport/holder").exists());
     }
 
     #[test]
