@@ -272,6 +272,27 @@ fn a_sidecar_from_another_tree_is_refused() {
         "{err}"
     );
     assert!(!target.path(&format!("{ROOTIMGDIR}/rootimg")).exists());
+    // A sidecar that comes after its tree (a bundle re-tarred in another order) is
+    // refused rather than silently ignored: the tree was restored without it.
+    let late = work.path().join("late.tgz");
+    python(
+        r"import tarfile,sys
+src=tarfile.open(sys.argv[1]); ms=src.getmembers()
+meta=[m for m in ms if m.name.endswith('/rootimgtree.meta')]
+dst=tarfile.open(sys.argv[2],'w:gz')
+for m in [m for m in ms if m not in meta] + meta:
+    dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+dst.close()",
+        &[second.to_str().unwrap(), late.to_str().unwrap()],
+    );
+    let out = target.run(&["import", late.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("must come before its tree"),
+        "{}",
+        text(&out)
+    );
+    assert!(!target.path(&format!("{ROOTIMGDIR}/rootimg")).exists());
     // The matching pair imports.
     let out = target.run(&["import", second.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

@@ -221,3 +221,92 @@ pub fn restore_newc_with_sidecar(
     drain(r.cpio.into_inner())?;
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::encode::newc::{prepare_newc, NewcOptions};
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// `<parent>/rootimg` with a file `f` of 1 MiB: data at both ends and, when
+    /// `holey`, a hole between them, else non-zero bytes there. Same size, mode and
+    /// mtime either way, so both trees have the same newc headers.
+    fn tree(parent: &Path, holey: bool) -> std::path::PathBuf {
+        let root = parent.join("rootimg");
+        fs::create_dir_all(&root).unwrap();
+        let f = root.join("f");
+        let mut data = vec![if holey { 0 } else { 7 }; 1 << 20];
+        data[..4096].fill(1);
+        data[(1 << 20) - 4096..].fill(2);
+        if holey {
+            let file = fs::File::create(&f).unwrap();
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&data[..4096], 0).unwrap();
+            file.write_all_at(&data[(1 << 20) - 4096..], (1 << 20) - 4096)
+                .unwrap();
+        } else {
+            fs::write(&f, &data).unwrap();
+        }
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        fs::File::open(&root).unwrap().set_modified(t).unwrap();
+        root
+    }
+
+    fn restore_with(tree_of: &Path, sidecar_of: &Path, dest: &Path) -> Result<(), TreeError> {
+        let meta = prepare_newc(sidecar_of, &NewcOptions::default())?.sidecar()?;
+        let mut gz = Vec::new();
+        prepare_newc(tree_of, &NewcOptions::default())?.write_gz(&mut gz)?;
+        fs::create_dir_all(dest).unwrap();
+        let opts = RestoreOptions {
+            threads: 1,
+            ..Default::default()
+        };
+        restore_newc_with_sidecar(gz.as_slice(), meta.as_slice(), dest, b"rootimg", &opts)
+            .map(|_| ())
+    }
+
+    #[test]
+    fn holes_and_nanoseconds_come_back() {
+        let t = tempfile::tempdir().unwrap();
+        let src = tree(&t.path().join("a"), true);
+        let dest = t.path().join("out");
+        restore_with(&src, &src, &dest).unwrap();
+        let (a, b) = (
+            fs::metadata(src.join("f")).unwrap(),
+            fs::metadata(dest.join("f")).unwrap(),
+        );
+        assert_eq!(
+            fs::read(src.join("f")).unwrap(),
+            fs::read(dest.join("f")).unwrap()
+        );
+        assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()));
+        assert!(
+            b.blocks() < a.size() / 512,
+            "restored dense: {} blocks",
+            b.blocks()
+        );
+    }
+
+    #[test]
+    fn data_where_the_sidecar_has_a_hole_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let holey = tree(&t.path().join("a"), true);
+        let dense = tree(&t.path().join("b"), false);
+        let err = restore_with(&dense, &holey, &t.path().join("out"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rootimgtree.meta") && err.contains("rootimgtree.gz"),
+            "{err}"
+        );
+        assert!(err.contains("data where the sidecar has a hole"), "{err}");
+    }
+}
