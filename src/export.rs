@@ -73,8 +73,10 @@ pub enum Compat {
     /// imgport's lossless pax tree (FORMAT.md): xattrs, ACLs, holes, nanoseconds kept.
     #[default]
     Imgport,
-    /// xCAT's gzip'd cpio newc, for MNs whose imgimport is real xCAT's; loses every
-    /// xattr (reported) and stores sparse files dense.
+    /// xCAT's gzip'd cpio newc, for MNs whose imgimport is real xCAT's, preceded by
+    /// the `rootimgtree.meta` sidecar holding what newc cannot (xattrs, holes,
+    /// nanosecond mtimes, owner names; FORMAT.md §7): xCAT ignores it and restores
+    /// sparse files dense, imgport restores losslessly.
     Xcat,
 }
 
@@ -339,7 +341,23 @@ fn write_bundle<W: TreeSink>(
         report.info("Packing root image. It will take a while");
         let host = root.resolve(tree_dir)?;
         let name = format!("{img}/{}", codec.tree_file_name());
-        let encode = tree_encoder(&host, opts);
+        // The newc form's sidecar goes before its tree, so a streaming import holds
+        // it when the tree arrives (FORMAT.md §7).
+        let newc = match opts.compat {
+            Compat::Imgport => None,
+            Compat::Xcat => {
+                let o = tree::NewcOptions {
+                    level: opts.level,
+                    ..Default::default()
+                };
+                let prepared = tree::prepare_newc(&host, &o)?;
+                let sidecar = prepared.sidecar()?;
+                bundle.add_bytes(&format!("{img}/{}", tree::SIDECAR_MEMBER), &sidecar, 0o644)?;
+                Some(prepared)
+            }
+        };
+        let newc = std::cell::RefCell::new(newc);
+        let encode = tree_encoder(&host, opts, &newc);
         let (stats, loc, deferred) = W::add_tree(&mut bundle, &name, &encode)?;
         bundle.set_tree(loc);
         patch = deferred;
@@ -456,13 +474,15 @@ fn tree_codec(opts: &ExportOptions) -> Codec {
     }
 }
 
-/// The encoder for the chosen tree format.
+/// The encoder for the chosen tree format; `newc` is the prepared newc tree of
+/// [`Compat::Xcat`], taken by the (single) call.
 fn tree_encoder<'a>(
     host: &'a Path,
     opts: &'a ExportOptions,
+    newc: &'a std::cell::RefCell<Option<tree::NewcTree>>,
 ) -> impl Fn(&mut dyn Write) -> Result<TreeSummary> + 'a {
-    move |w: &mut dyn Write| match opts.compat {
-        Compat::Imgport => {
+    move |w: &mut dyn Write| match newc.borrow_mut().take() {
+        None => {
             let o = tree::WriteOptions {
                 level: opts.level,
                 codec: opts.codec,
@@ -484,34 +504,14 @@ fn tree_encoder<'a>(
                 warnings: stats.warnings,
             })
         }
-        Compat::Xcat => {
-            let o = tree::NewcOptions {
-                level: opts.level,
-                ..Default::default()
-            };
-            let stats = tree::write_newc_gz(host, w, &o)?;
-            let mut warnings = stats.warnings;
-            if stats.dropped_xattrs > 0 {
-                let names: Vec<String> = stats
-                    .dropped_xattr_names
-                    .iter()
-                    .map(|(n, files)| format!("{n} ({files} files)"))
-                    .collect();
-                warnings.push(format!(
-                    "--compat xcat: cpio newc cannot carry extended attributes; dropped {}",
-                    names.join(", ")
-                ));
-            }
-            if stats.sparse_expanded > 0 {
-                warnings.push(format!(
-                    "--compat xcat: {} sparse files are stored dense (their holes are lost)",
-                    stats.sparse_expanded
-                ));
-            }
+        // What newc drops (xattrs, holes, nanoseconds, owner names) rides in the
+        // sidecar already written: nothing to warn about beyond the walk's warnings.
+        Some(prepared) => {
+            let stats = prepared.write_gz(w)?;
             Ok(TreeSummary {
                 entries: stats.entries,
                 archive_bytes: stats.bytes,
-                warnings,
+                warnings: stats.warnings,
             })
         }
     }

@@ -224,7 +224,10 @@ mod tests {
         let l = MnLock::acquire(&r, Access::Exclusive, true, "import", &mut never).unwrap();
         assert!(t.path().join("var/lib/imgport/holder").exists());
         drop(l);
-        assert!(!t.path().join("var").exists(), "an empty var/ was left behind");
+        assert!(
+            !t.path().join("var").exists(),
+            "an empty var/ was left behind"
+        );
         // A state directory that was there before is kept.
         fs::create_dir_all(t.path().join("var/lib/imgport")).unwrap();
         drop(MnLock::acquire(&r, Access::Exclusive, true, "import", &mut never).unwrap());

@@ -52,11 +52,19 @@ pub(crate) fn run(cmd: CatalogCommand, g: &Globals) -> i32 {
     let mut console = Console::new(false, g.json, g.quiet);
     // A copy writes a catalog, so it holds this MN's lock like any writer (README "Crash
     // safety and locking"); a dry run only reads.
-    let access = if dry_run { Access::Shared } else { Access::Exclusive };
+    let access = if dry_run {
+        Access::Shared
+    } else {
+        Access::Exclusive
+    };
     let held = Root::new(&g.root).and_then(|root| {
-        MnLock::acquire(&root, access, g.no_wait, "catalog copy", &mut |line: &str| {
-            eprintln!("imgport: {line}")
-        })
+        MnLock::acquire(
+            &root,
+            access,
+            g.no_wait,
+            "catalog copy",
+            &mut |line: &str| eprintln!("imgport: {line}"),
+        )
     });
     let _held = match held {
         Ok(l) => l,

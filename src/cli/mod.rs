@@ -168,7 +168,10 @@ struct ExportArgs {
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
     level: u32,
     /// Write the statelite tree as xCAT's cpio newc, for an MN running real xCAT's
-    /// imgimport (drops every xattr: capabilities, SELinux labels, ACLs; says which)
+    /// imgimport, plus a rootimgtree.meta sidecar with what newc cannot hold (xattrs,
+    /// capabilities, ACLs, holes, nanoseconds): real xCAT ignores it, imgport import
+    /// restores losslessly with it. `imgexport` writes this form unless
+    /// IMGPORT_TREE_FORMAT=pax
     #[arg(long, value_enum, default_value_t = CompatArg::Imgport)]
     compat: CompatArg,
     /// Compress the statelite tree with gzip (rootimgtree.gz, readable by xCAT and
@@ -213,7 +216,7 @@ struct ImportArgs {
 enum CompatArg {
     /// imgport's lossless pax tree
     Imgport,
-    /// xCAT's cpio newc (lossy)
+    /// xCAT's cpio newc with imgport's metadata sidecar
     Xcat,
 }
 

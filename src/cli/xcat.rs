@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use imgport::export::{Destination, ExportOptions};
+use imgport::export::{Compat, Destination, ExportOptions};
 use imgport::image::DiscoverOptions;
 use imgport::import::{BundleSource, ImportOptions};
 use imgport::naming;
@@ -70,6 +70,25 @@ struct ImportArgs {
     positional: Vec<String>,
 }
 
+/// Chooses the tree form of `imgexport` (xCAT's syntax has no flag for it).
+pub const TREE_FORMAT_ENV: &str = "IMGPORT_TREE_FORMAT";
+
+/// The tree form `imgexport` writes: cpio newc with its metadata sidecar unless
+/// `IMGPORT_TREE_FORMAT=pax`. newc is the default because a bundle made through
+/// xCAT's command name may be imported by real xCAT, whose `cpio -idum` mangles a pax
+/// tree silently; the sidecar keeps an imgport import lossless (FORMAT.md §7).
+fn tree_format_from_env() -> Result<Compat, String> {
+    match std::env::var_os(TREE_FORMAT_ENV) {
+        None => Ok(Compat::Xcat),
+        Some(v) if v.is_empty() || v == "newc" => Ok(Compat::Xcat),
+        Some(v) if v == "pax" => Ok(Compat::Imgport),
+        Some(v) => Err(format!(
+            "{TREE_FORMAT_ENV}={} is not a tree format (newc or pax)",
+            v.to_string_lossy()
+        )),
+    }
+}
+
 fn usage(text: &str, code: i32) -> i32 {
     println!("{text}");
     code
@@ -90,6 +109,13 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     if parsed.help {
         return usage(EXPORT_USAGE, EXIT_OK);
     }
+    let compat = match tree_format_from_env() {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("Error: {msg}");
+            return EXIT_FAILED;
+        }
+    };
     let mut console = Console::new(parsed.verbose, false, false);
     let mut pos = parsed.positional.into_iter();
     let image = pos.next().unwrap_or_default();
@@ -110,7 +136,7 @@ pub fn imgexport(args: &[OsString]) -> i32 {
             postscripts_node: parsed.postscripts,
         },
         level: 6,
-        compat: Default::default(),
+        compat,
         // imgexport is xCAT's command: its bundles stay gzip throughout.
         codec: Default::default(),
         threads: 0,

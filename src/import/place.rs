@@ -15,7 +15,7 @@ use crate::report::Reporter;
 
 use super::members::{set_mode, spooled_file, Members};
 use super::plan::{Accepted, Step};
-use super::rootimg::{default_tree_member, tree_codec, tree_member, StagedTree};
+use super::rootimg::{default_tree_member, tree_codec, tree_member, StagedTree, SIDECAR_MEMBER};
 use super::{Context, DryRun, FileAction, ImageOutcome};
 
 /// One image's plan, ready to be carried out.
@@ -89,6 +89,7 @@ impl Context<'_> {
             placement,
             &mut BufReader::new(f),
             tree_codec(name).unwrap_or_default(),
+            spooled_file(planned.members, SIDECAR_MEMBER),
             report,
         )
     }

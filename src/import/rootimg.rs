@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::placement::Placement;
@@ -25,6 +25,10 @@ pub(super) fn default_tree_member() -> &'static str {
 pub(super) fn tree_codec(rel: &str) -> Option<Codec> {
     Codec::from_tree_file_name(rel)
 }
+
+/// The sidecar of a newc tree (FORMAT.md §7), spooled like any member: real xCAT
+/// ignores it; imgport restores the tree with it.
+pub(super) const SIDECAR_MEMBER: &str = tree::SIDECAR_MEMBER;
 
 /// The tree member a bundle directory holds, if any (gzip first: xCAT's name).
 pub(super) fn tree_member(members: &Members) -> Option<&'static str> {
@@ -58,6 +62,7 @@ impl Context<'_> {
         placement: &mut Placement,
         data: &mut dyn Read,
         codec: Codec,
+        sidecar: Option<&Path>,
         report: &mut dyn Reporter,
     ) -> Result<StagedTree> {
         let rootimgdir = crate::root::dirname(tree_file);
@@ -70,17 +75,29 @@ impl Context<'_> {
             threads: self.opts.threads,
             ..Default::default()
         };
-        let restored = match codec {
+        let restored = match (codec, sidecar) {
+            // imgport's newc form: its metadata rides beside it (FORMAT.md §7).
+            (Codec::Gzip, Some(meta)) => fs::File::open(meta)
+                .map_err(|e| tree::TreeError::io(meta, e))
+                .and_then(|f| {
+                    tree::restore_newc_with_sidecar(
+                        data,
+                        BufReader::new(f),
+                        &staging,
+                        b"rootimg",
+                        &opts,
+                    )
+                }),
             // imgport members inflate on worker threads, xCAT's single gzip member on
             // this one (the bundle reader is not Send); files are written in parallel.
-            Codec::Gzip => tree::restore_stream(
+            (Codec::Gzip, None) => tree::restore_stream(
                 BufReader::with_capacity(1 << 20, data),
                 &staging,
                 b"rootimg",
                 &opts,
             ),
             // Frames are cut here and decompressed on `threads` helpers (FORMAT.md §6).
-            Codec::Zstd => tree::restore_zstd(data, &staging, b"rootimg", &opts),
+            (Codec::Zstd, _) => tree::restore_zstd(data, &staging, b"rootimg", &opts),
         };
         match restored {
             Ok(stats) => {

@@ -21,7 +21,7 @@ use crate::remote::{self, Pull};
 use crate::report::Reporter;
 use crate::root::Root;
 
-use super::members::{set_mode, Members, Spooled};
+use super::members::{set_mode, spooled_file, Members, Spooled};
 use super::plan::{Accepted, ManifestProblem};
 use super::rootimg::{self, tree_codec, StagedTree};
 use super::{BundleSource, Context};
@@ -190,6 +190,17 @@ impl Context<'_> {
             );
             return Ok(Flow::Continue);
         }
+        if member.rel == rootimg::SIDECAR_MEMBER && dir.tree.is_some() {
+            // The tree was restored without it; imgport writes the sidecar first.
+            return Err(Error::Tree(crate::tree::TreeError::Format {
+                entry: name,
+                reason: format!(
+                    "comes after {} in the bundle, whose tree was restored already; \
+                     the sidecar must come before its tree",
+                    rootimg::default_tree_member()
+                ),
+            }));
+        }
         if let Some(codec) = tree_codec(&member.rel).filter(|_| dir.tree.is_none()) {
             if let Some(Ok(accepted)) = &dir.manifest {
                 if accepted.manifest.rootimgtree.is_some() {
@@ -199,6 +210,7 @@ impl Context<'_> {
                         &mut dir.placement,
                         member.data,
                         codec,
+                        spooled_file(&dir.members, rootimg::SIDECAR_MEMBER),
                         report,
                     )?;
                     dir.tree = Some(staged);

@@ -36,7 +36,7 @@ pub(crate) mod threads;
 
 pub use archive::{verify_archive, TreeArchive, VerifyReport};
 pub use codec::{read_tree_index, zstd_level, Codec};
-pub use encode::newc::{write_newc, write_newc_gz, NewcOptions, NewcStats};
+pub use encode::newc::{prepare_newc, write_newc, write_newc_gz, NewcOptions, NewcStats, NewcTree};
 pub use encode::walk::{walk, Walk, WalkOptions, WalkStream};
 pub use encode::writer::{
     measure, write_tar, write_tree, EntryEncoder, TreeStats, WriteOptions, ROOTIMG_TOP,
@@ -48,9 +48,11 @@ pub use format::index::{
     DIGEST_CHUNK_BYTES,
 };
 pub use format::newc::CpioReader;
+pub use format::sidecar::{Record as SidecarRecord, SidecarReader, SIDECAR_MEMBER};
 pub use format::tar_decode::{DataReader, EntryReader, TarReader};
 pub use restore::{
-    restore, restore_entries, restore_stream, restore_zstd, RestoreOptions, RestoreStats,
+    restore, restore_entries, restore_newc_with_sidecar, restore_stream, restore_zstd,
+    RestoreOptions, RestoreStats,
 };
 
 /// Byte-level pieces of the formats, for the fuzz targets (`fuzz/`), the seed

@@ -16,11 +16,12 @@ use crate::tree::encode::walk::{walk, Walk, WalkOptions};
 use crate::tree::encode::writer::{DEFAULT_GZIP_LEVEL, MAX_GZIP_LEVEL, ROOTIMG_TOP};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::newc::pad4;
+use crate::tree::format::newc::{clamp_mtime, pad4, HEADER};
 use crate::tree::format::newc::{
     encode_newc_header, NewcHeader, NEWC_MAX_SIZE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK,
     S_IFREG, TRAILER,
 };
+use crate::tree::format::sidecar::{Record, SidecarBuilder};
 use crate::tree::format::{padding, BLOCK_BYTES};
 
 /// How to write a newc archive.
@@ -124,22 +125,7 @@ pub fn write_newc_gz(
     out: impl Write,
     opts: &NewcOptions,
 ) -> Result<NewcStats, TreeError> {
-    if opts.level > MAX_GZIP_LEVEL {
-        return Err(TreeError::Unsupported {
-            entry: dir.display().to_string(),
-            reason: format!("gzip level {} is above {MAX_GZIP_LEVEL}", opts.level),
-        });
-    }
-    let prepared = prepare(dir, opts)?;
-    let gz = GzEncoder::new(out, Compression::new(opts.level));
-    let mut buffered = BufWriter::with_capacity(IO_BUF_BYTES, gz);
-    let stats = write_newc_stream(prepared, &mut buffered)?;
-    let gz = buffered
-        .into_inner()
-        .map_err(|e| output_error(e.into_error()))?;
-    let mut out = gz.finish().map_err(output_error)?;
-    out.flush().map_err(output_error)?;
-    Ok(stats)
+    prepare_newc(dir, opts)?.write_gz(out)
 }
 
 /// Header facts that depend on other entries: link groups and subdirectory counts.
@@ -222,9 +208,10 @@ fn lay_out(entries: &[(Entry, PathBuf)]) -> Result<NewcLayout, TreeError> {
                     entry: display_path(&e.path),
                     reason: format!(
                         "file of {} bytes: cpio newc (xCAT's rootimgtree.gz) stores sizes in \
-                         32 bits, so files of 4 GiB or more cannot be exported with \
-                         --compat xcat (xCAT's own imgexport has the same limit); \
-                         use the native format",
+                         32 bits, so files of 4 GiB or more cannot be exported in it (xCAT's \
+                         own imgexport has the same limit); use the pax form \
+                         (IMGPORT_TREE_FORMAT=pax imgexport ..., or imgport export without \
+                         --compat xcat)",
                         e.size
                     ),
                 });
@@ -247,7 +234,7 @@ fn newc_mtime(e: &Entry, warnings: &mut Vec<String>) -> u32 {
     match u32::try_from(e.mtime.secs) {
         Ok(t) => t,
         Err(_) => {
-            let clamped = if e.mtime.secs < 0 { 0 } else { u32::MAX };
+            let clamped = clamp_mtime(e.mtime.secs);
             warnings.push(format!(
                 "{}: mtime {} is outside the 32-bit range of cpio newc; stored as {clamped}",
                 display_path(&e.path),
@@ -288,6 +275,170 @@ fn prepare(dir: &Path, opts: &NewcOptions) -> Result<Prepared, TreeError> {
     })
 }
 
+/// One entry's newc framing: its header (name and padding included) and what
+/// follows it.
+struct Framed<'a> {
+    header: Vec<u8>,
+    data_len: u64,
+    link_target: Option<&'a [u8]>,
+}
+
+/// The header of entry `i`, with the metadata of its link group's leader and the
+/// already clamped `mtime`. Pure, so the sidecar's digest pass and the writing pass
+/// produce the same bytes.
+fn frame<'a>(
+    i: usize,
+    entries: &'a [(Entry, PathBuf)],
+    layout: &NewcLayout,
+    mtime: u32,
+) -> Result<Framed<'a>, TreeError> {
+    let entry = &entries[i].0;
+    let meta = &entries[layout.leader[i]].0;
+    let (type_bits, rdev, link_target) = match &meta.kind {
+        Kind::File => (S_IFREG, (0, 0), None),
+        Kind::Dir => (S_IFDIR, (0, 0), None),
+        Kind::Symlink(t) => (S_IFLNK, (0, 0), Some(t.as_slice())),
+        Kind::CharDevice { major, minor } => (S_IFCHR, (*major, *minor), None),
+        Kind::BlockDevice { major, minor } => (S_IFBLK, (*major, *minor), None),
+        Kind::Fifo => (S_IFIFO, (0, 0), None),
+        // The plan resolved every link to its first path, which is never a link.
+        Kind::HardLink(t) => {
+            return Err(TreeError::Unsupported {
+                entry: display_path(&entry.path),
+                reason: format!("hard link to a hard link ({})", display_path(t)),
+            })
+        }
+    };
+    let data_len: u64 = match link_target {
+        Some(t) => t.len() as u64,
+        None if layout.carries_data[i] => meta.size,
+        None => 0,
+    };
+    let header = encode_newc_header(
+        &NewcHeader {
+            ino: layout.ino[i],
+            mode: type_bits | (meta.mode & 0o7777),
+            uid: meta.uid,
+            gid: meta.gid,
+            nlink: layout.nlink[i],
+            mtime,
+            // The plan refused files above NEWC_MAX_SIZE; symlink targets are
+            // at most PATH_MAX.
+            filesize: u32::try_from(data_len).unwrap_or(u32::MAX),
+            rdevmajor: rdev.0,
+            rdevminor: rdev.1,
+        },
+        &entry.path,
+    );
+    Ok(Framed {
+        header,
+        data_len,
+        link_target,
+    })
+}
+
+/// The header digest of the sidecar: a header's fixed part and its NUL-terminated name,
+/// padding left out (FORMAT.md §7).
+fn digest_header(hasher: &mut blake3::Hasher, header: &[u8], name_len: usize) {
+    let end = (HEADER + name_len + 1).min(header.len());
+    hasher.update(&header[..end]);
+}
+
+/// GNU cpio's trailer: everything 0 but nlink 1 and the name.
+fn trailer() -> Vec<u8> {
+    encode_newc_header(
+        &NewcHeader {
+            ino: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: 0,
+            filesize: 0,
+            rdevmajor: 0,
+            rdevminor: 0,
+        },
+        TRAILER,
+    )
+}
+
+/// A tree walked and checked for newc, ready to give its metadata sidecar and then
+/// its gzip'd newc stream (`export --compat xcat`, FORMAT.md §7). The sidecar comes
+/// first so a bundle can carry it before the tree, and a streaming import has it in
+/// hand when the tree arrives.
+pub struct NewcTree {
+    prepared: Prepared,
+    level: u32,
+}
+
+/// Walks `dir` and checks it for newc as [`write_newc`] does (files of 4 GiB or more
+/// are refused, naming the file), writing nothing.
+pub fn prepare_newc(dir: &Path, opts: &NewcOptions) -> Result<NewcTree, TreeError> {
+    check_level(dir, opts.level)?;
+    Ok(NewcTree {
+        prepared: prepare(dir, opts)?,
+        level: opts.level,
+    })
+}
+
+impl NewcTree {
+    /// The sidecar (FORMAT.md §7): one record per inode in the order the newc decoder
+    /// hands inodes out (a regular file's link group at its data-bearing, last path;
+    /// any other inode at its first path), then the BLAKE3 of the headers
+    /// [`NewcTree::write_gz`] will write.
+    pub fn sidecar(&self) -> Result<Vec<u8>, TreeError> {
+        let Prepared { walk, layout, .. } = &self.prepared;
+        let mut builder = SidecarBuilder::default();
+        let mut hasher = blake3::Hasher::new();
+        for (i, (entry, _)) in walk.entries.iter().enumerate() {
+            let l = layout.leader[i];
+            let meta = &walk.entries[l].0;
+            let mtime = clamp_mtime(meta.mtime.secs);
+            let framed = frame(i, &walk.entries, layout, mtime)?;
+            digest_header(&mut hasher, &framed.header, entry.path.len());
+            let owns_inode = match meta.kind {
+                Kind::File => layout.carries_data[i],
+                _ => l == i,
+            };
+            if owns_inode {
+                builder.push(&Record {
+                    path: entry.path.clone(),
+                    mtime: meta.mtime,
+                    uname: meta.uname.clone(),
+                    gname: meta.gname.clone(),
+                    xattrs: meta.xattrs.clone(),
+                    sparse: meta.sparse.clone(),
+                });
+            }
+        }
+        digest_header(&mut hasher, &trailer(), TRAILER.len());
+        Ok(builder.finish(*hasher.finalize().as_bytes()))
+    }
+
+    /// Writes the tree as [`write_newc_gz`] does.
+    pub fn write_gz(self, out: impl Write) -> Result<NewcStats, TreeError> {
+        let gz = GzEncoder::new(out, Compression::new(self.level));
+        let mut buffered = BufWriter::with_capacity(IO_BUF_BYTES, gz);
+        let stats = write_newc_stream(self.prepared, &mut buffered)?;
+        let gz = buffered
+            .into_inner()
+            .map_err(|e| output_error(e.into_error()))?;
+        let mut out = gz.finish().map_err(output_error)?;
+        out.flush().map_err(output_error)?;
+        Ok(stats)
+    }
+}
+
+fn check_level(dir: &Path, level: u32) -> Result<(), TreeError> {
+    if level > MAX_GZIP_LEVEL {
+        return Err(TreeError::Unsupported {
+            entry: dir.display().to_string(),
+            reason: format!("gzip level {level} is above {MAX_GZIP_LEVEL}"),
+        });
+    }
+    Ok(())
+}
+
 /// Every entry, trailer, final block padding.
 fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcStats, TreeError> {
     let Prepared {
@@ -315,42 +466,11 @@ fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcSt
         };
         mtimes.push(mtime);
 
-        let (type_bits, rdev, link_target) = match &meta.kind {
-            Kind::File => (S_IFREG, (0, 0), None),
-            Kind::Dir => (S_IFDIR, (0, 0), None),
-            Kind::Symlink(t) => (S_IFLNK, (0, 0), Some(t.as_slice())),
-            Kind::CharDevice { major, minor } => (S_IFCHR, (*major, *minor), None),
-            Kind::BlockDevice { major, minor } => (S_IFBLK, (*major, *minor), None),
-            Kind::Fifo => (S_IFIFO, (0, 0), None),
-            // The plan resolved every link to its first path, which is never a link.
-            Kind::HardLink(t) => {
-                return Err(TreeError::Unsupported {
-                    entry: display_path(&entry.path),
-                    reason: format!("hard link to a hard link ({})", display_path(t)),
-                })
-            }
-        };
-        let data_len: u64 = match link_target {
-            Some(t) => t.len() as u64,
-            None if layout.carries_data[i] => meta.size,
-            None => 0,
-        };
-        let header = encode_newc_header(
-            &NewcHeader {
-                ino: layout.ino[i],
-                mode: type_bits | (meta.mode & 0o7777),
-                uid: meta.uid,
-                gid: meta.gid,
-                nlink: layout.nlink[i],
-                mtime,
-                // The plan refused files above NEWC_MAX_SIZE; symlink targets are
-                // at most PATH_MAX.
-                filesize: u32::try_from(data_len).unwrap_or(u32::MAX),
-                rdevmajor: rdev.0,
-                rdevminor: rdev.1,
-            },
-            &entry.path,
-        );
+        let Framed {
+            header,
+            data_len,
+            link_target,
+        } = frame(i, &w.entries, &layout, mtime)?;
         out.write_all(&header).map_err(output_error)?;
         match link_target {
             Some(t) => out.write_all(t).map_err(output_error)?,
@@ -371,21 +491,7 @@ fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcSt
         stats.bytes += header.len() as u64 + data_len + pad;
     }
 
-    // GNU cpio's trailer: everything 0 but nlink 1 and the name.
-    let trailer = encode_newc_header(
-        &NewcHeader {
-            ino: 0,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            mtime: 0,
-            filesize: 0,
-            rdevmajor: 0,
-            rdevminor: 0,
-        },
-        TRAILER,
-    );
+    let trailer = trailer();
     out.write_all(&trailer).map_err(output_error)?;
     stats.bytes += trailer.len() as u64;
     // GNU cpio pads the whole archive to its 512-byte I/O block; we match its length.

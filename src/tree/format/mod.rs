@@ -6,6 +6,7 @@ pub mod acl;
 pub mod index;
 pub mod newc;
 pub mod pax;
+pub mod sidecar;
 pub mod tar_decode;
 pub mod tar_header;
 

@@ -62,6 +62,8 @@ pub struct CpioReader<R: Read> {
     leaders: HashMap<InodeKey, Vec<u8>>,
     done: bool,
     warnings: Vec<String>,
+    /// BLAKE3 of every header and name read (the sidecar's binding, FORMAT.md §7).
+    headers: Option<blake3::Hasher>,
 }
 
 impl<R: Read> CpioReader<R> {
@@ -79,7 +81,21 @@ impl<R: Read> CpioReader<R> {
             leaders: HashMap::new(),
             done: false,
             warnings: Vec::new(),
+            headers: None,
         }
+    }
+
+    /// Also hashes every header and NUL-terminated name read, trailer included (see
+    /// [`CpioReader::header_digest`]).
+    pub(crate) fn digesting_headers(mut self) -> CpioReader<R> {
+        self.headers = Some(blake3::Hasher::new());
+        self
+    }
+
+    /// The digest of the headers read so far, if asked for: complete once
+    /// `next_entry` has returned `None`.
+    pub(crate) fn header_digest(&self) -> Option<[u8; 32]> {
+        self.headers.as_ref().map(|h| *h.finalize().as_bytes())
     }
 
     /// Gives back the underlying stream, positioned after what was decoded.
@@ -223,6 +239,10 @@ impl<R: Read> CpioReader<R> {
         self.offset = self.offset.saturating_add(name.len() as u64);
         if name.len() < namesize as usize {
             return Err(self.format("archive truncated inside a name"));
+        }
+        if let Some(hasher) = &mut self.headers {
+            hasher.update(&h);
+            hasher.update(&name);
         }
         if name.pop() != Some(0) {
             return Err(self.format(format!(
@@ -411,6 +431,11 @@ impl<R: Read> EntryReader for CpioReader<R> {
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
+}
+
+/// An mtime as newc's unsigned 32-bit field holds it (clamped to its range).
+pub(crate) fn clamp_mtime(secs: i64) -> u32 {
+    u32::try_from(secs).unwrap_or(if secs < 0 { 0 } else { u32::MAX })
 }
 
 pub(crate) fn pad4(n: u64) -> u64 {

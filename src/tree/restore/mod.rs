@@ -41,6 +41,7 @@ mod at;
 mod dispatch;
 mod options;
 mod pool;
+mod sidecar;
 pub mod units;
 
 use std::io::{self, BufReader, Cursor, Read};
@@ -48,6 +49,7 @@ use std::path::Path;
 
 pub use dispatch::restore_entries;
 pub use options::{RestoreOptions, RestoreStats};
+pub use sidecar::restore_newc_with_sidecar;
 
 use crate::tree::codec::gzip_split::{is_member_stream, MemberSplitter};
 use crate::tree::codec::zstd_frames::FrameScanner;
