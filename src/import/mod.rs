@@ -259,7 +259,7 @@ impl Context<'_> {
         report: &mut dyn Reporter,
     ) -> Result<(Vec<Step>, Vec<Upsert>)> {
         let steps = self.plan_steps(accepted, members, tree_staged, report)?;
-        let upserts = self.rows(accepted, members, report)?;
+        let upserts = self.rows(accepted, members)?;
         Ok((steps, upserts))
     }
 
@@ -310,13 +310,23 @@ impl Context<'_> {
             self.apply_steps(&planned, &mut tree, &mut placement, &mut outcome, report)
         });
         match result {
-            Ok(()) => {
+            Ok(late) => {
                 placement.commit();
-                outcome.ok = true;
-                report.info(&format!(
-                    "Successfully imported the image {}.",
-                    accepted.imagename
-                ));
+                match late {
+                    None => {
+                        outcome.ok = true;
+                        report.info(&format!(
+                            "Successfully imported the image {}.",
+                            accepted.imagename
+                        ));
+                    }
+                    // Defined and in place, but xCAT counts it failed: no success line.
+                    Some(e) => {
+                        report.error(&e);
+                        outcome.errors.push(e);
+                        outcome.failure = Some(Failure::Failed);
+                    }
+                }
             }
             Err(e) => {
                 let stuck = placement.rollback();

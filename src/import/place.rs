@@ -27,7 +27,8 @@ pub(super) struct Planned<'a> {
 
 impl Context<'_> {
     /// Carries out planned steps and writes the rows. Every placement is journaled in
-    /// `placement`; the caller rolls back on error.
+    /// `placement`; the caller rolls back on error. Returns the `-p` error that leaves
+    /// the image defined but not reported as imported (XCAT.md §6.6).
     pub(super) fn apply_steps(
         &self,
         planned: &Planned<'_>,
@@ -35,7 +36,7 @@ impl Context<'_> {
         placement: &mut Placement,
         outcome: &mut ImageOutcome,
         report: &mut dyn Reporter,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let members = planned.members;
         for step in planned.steps {
             match step {
@@ -59,7 +60,8 @@ impl Context<'_> {
                 }
             }
         }
-        self.write_rows(planned.accepted, planned.upserts, report)
+        self.write_rows(planned.accepted, planned.upserts, report)?;
+        self.report_nodes(report)
     }
 
     /// Restores the tree from its spool file, when its manifest came after it in the
@@ -117,9 +119,6 @@ impl Context<'_> {
         let litefile = accepted.manifest.litefile.is_some();
         if litefile {
             report.info("Updating the litefile table.");
-        }
-        if upserts.iter().any(|u| u.table == "postscripts") {
-            report.info("Adding postscripts.");
         }
         let applied = self.catalog.apply(upserts)?;
         for (table, column) in applied.dropped {
