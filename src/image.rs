@@ -194,32 +194,34 @@ fn to_columns(row: Row) -> Columns {
     row.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
-/// xCAT's osimage checks (§2 step 2): required fields, then the provmethod.
+/// xCAT's osimage checks (XCAT.md §3.2): every failing rule reports its line (as
+/// xCAT does), then the export stops.
 fn check_osimage(name: &str, osimage: &Row) -> Result<()> {
-    let missing: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
+    let mut errors: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
         .iter()
         .filter(|f| osimage.get(**f).is_none_or(|v| v.is_empty()))
         .map(|f| format!("The '{f}' field is not set for '{name}' in the osimage table."))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::Xcat(missing.join("\n")));
-    }
     let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
     let osarch = osimage.get("osarch").map(String::as_str).unwrap_or("");
     let known = ["install", "netboot", "statelite", "raw", "sysclone"]
         .iter()
         .any(|p| provmethod.contains(p));
-    let sysclone_elsewhere = provmethod.contains("sysclone")
-        && !["install", "netboot", "statelite", "raw"]
-            .iter()
-            .any(|p| provmethod.contains(p))
-        && !osarch.contains("s390x");
-    if !known || sysclone_elsewhere {
-        return Err(Error::Xcat(format!(
+    if !known {
+        errors.push(format!(
             "Exporting images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, or raw"
-        )));
+        ));
     }
-    Ok(())
+    if provmethod.contains("sysclone") && !osarch.contains("s390x") {
+        errors.push(format!(
+            "Exporting images with 'provemethod' {provmethod} is not supported for osarch '{osarch}'"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Xcat(errors.join("\n")))
+    }
 }
 
 /// Discovery helpers bound to one image.

@@ -77,3 +77,59 @@ fn p_with_unknown_nodes_exits_1_and_still_defines_the_image() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stdout(&out).matches("Adding postscripts.").count(), 1);
 }
+
+/// Runs the `imgexport` name on `mn` in `cwd`.
+fn imgexport(mn: &Mn, cwd: &Path, args: &[&str]) -> Output {
+    let (_d, exp) = alias("imgexport");
+    Command::new(&exp)
+        .args(args)
+        .env("IMGPORT_ROOT", mn.root())
+        .current_dir(cwd)
+        .output()
+        .expect("run imgexport")
+}
+
+/// Changes the sample image's osimage row with SQL through python's sqlite3.
+fn set_osimage(mn: &Mn, assignments: &str) {
+    let db = mn.path("/etc/xcat/osimage.sqlite");
+    python(
+        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute(sys.argv[2])\nc.commit()",
+        &[
+            db.to_str().unwrap(),
+            &format!("update osimage set {assignments} where imagename='{IMG}'"),
+        ],
+    );
+}
+
+#[test]
+fn sysclone_export_off_s390x_is_refused_with_xcats_line() {
+    let src = Mn::sample();
+    set_osimage(&src, "provmethod='sysclone'");
+    let work = tempfile::tempdir().unwrap();
+    let out = imgexport(&src, work.path(), &[IMG]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains(
+            "Error: [",
+        ) && stderr(&out).contains(
+            "]: Exporting images with 'provemethod' sysclone is not supported for osarch 'x86_64'\n"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(!work.path().join(format!("{IMG}.tgz")).exists());
+    // Every failing rule has its line, as xCAT reports them all before stopping.
+    set_osimage(&src, "provmethod='sysclone', profile=''");
+    let out = imgexport(&src, work.path(), &[IMG]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "The 'profile' field is not set for '{IMG}' in the osimage table."
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("is not supported for osarch 'x86_64'"),
+        "{err}"
+    );
+}

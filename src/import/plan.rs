@@ -338,7 +338,7 @@ fn verify(m: &Manifest) -> Vec<String> {
     }
     if provmethod.contains("sysclone") && !s390x {
         return vec![format!(
-            "Importing images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, sysclone or raw"
+            "Importing images with 'provemethod' {provmethod} is not supported for osarch '{osarch}'"
         )];
     }
     if provmethod.contains("install") && m.linuximage.get("template").is_none_or(|t| t.is_empty()) {

@@ -413,7 +413,7 @@ fn manifests_are_refused_with_xcats_lines() {
     m.osimage.insert("provmethod".into(), "sysclone".into());
     assert_eq!(
         refused(&m),
-        ["Importing images with 'provemethod' sysclone is not supported. Hint: install, netboot, statelite, sysclone or raw"]
+        ["Importing images with 'provemethod' sysclone is not supported for osarch 'x86_64'"]
     );
     let mut m = statelite();
     m.rootimgtree = None;
