@@ -65,6 +65,17 @@ pub struct DiscoverOptions {
 }
 
 /// `site.installdir`, or `/install`.
+/// `$XCATROOT` as xcatd sees it: the environment's, else `/opt/xcat` (an MN path). Kit
+/// plugins go below it; export's search paths keep xCAT's hard-coded [`XCATROOT`].
+pub fn xcatroot() -> String {
+    std::env::var("XCATROOT")
+        .ok()
+        .filter(|v| v.starts_with('/'))
+        .map(|v| v.trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| XCATROOT.to_string())
+}
+
 pub fn installdir(catalog: &Catalog) -> Result<String> {
     Ok(catalog
         .site("installdir")?

@@ -133,3 +133,275 @@ fn sysclone_export_off_s390x_is_refused_with_xcats_line() {
         "{err}"
     );
 }
+
+/// Writes a bundle with python's tarfile: only the given members, in order, and no
+/// directory entries (as tools other than xCAT's `tar czf .` make them).
+fn py_bundle(path: &Path, members: &[(&str, &str, u32)]) {
+    let modes: Vec<String> = members.iter().map(|m| m.2.to_string()).collect();
+    let mut args = vec![path.to_str().unwrap()];
+    for ((name, content, _), mode) in members.iter().zip(&modes) {
+        args.extend([*name, mode.as_str(), *content]);
+    }
+    python(
+        "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\na=sys.argv[2:]\nfor k in range(0,len(a),3):\n data=a[k+2].encode()\n i=tarfile.TarInfo(a[k])\n i.size=len(data)\n i.mode=int(a[k+1])\n t.addfile(i,io.BytesIO(data))\nt.close()",
+        &args,
+    );
+}
+
+const KDIR: &str = "/install/netboot/rhels8/x86_64/compute";
+
+/// A netboot manifest with one kit (`mykit-1.0` in `/install/kits`) and `extra`.
+fn kit_manifest(extra: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<xcatimage>\n{extra}  <kernel>{KDIR}/kernel</kernel>\n  <kit>\n    <name>mykit-1.0</name>\n    <kitdir>/install/kits/mykit-1.0</kitdir>\n    <kitname>mykit-1.0</kitname>\n  </kit>\n  <linuximage>\n    <imagename>kimg</imagename>\n    <rootimgdir>{KDIR}</rootimgdir>\n  </linuximage>\n  <osimage>\n    <imagename>kimg</imagename>\n    <osarch>x86_64</osarch>\n    <osvers>rhels8</osvers>\n    <profile>compute</profile>\n    <provmethod>netboot</provmethod>\n  </osimage>\n  <ramdisk>{KDIR}/initrd-stateless.gz</ramdisk>\n  <rootimg>{KDIR}/rootimg.gz</rootimg>\n</xcatimage>\n"
+    )
+}
+
+fn kit_bundle(path: &Path) {
+    let manifest = kit_manifest("");
+    py_bundle(
+        path,
+        &[
+            ("kimg/manifest.xml", &manifest, 0o644),
+            ("kimg/kernel", "k", 0o644),
+            ("kimg/initrd-stateless.gz", "i", 0o644),
+            ("kimg/rootimg.gz", "r", 0o644),
+            ("kimg/mykit-1.0/other_files/kitpost.sh", "echo post", 0o644),
+            ("kimg/mykit-1.0/other_files/.hidden", "h", 0o644),
+            ("kimg/mykit-1.0/other_files/mykit.exlist", "x", 0o644),
+            ("kimg/mykit-1.0/other_files/mykit.ENV", "e", 0o644),
+            ("kimg/mykit-1.0/plugins/mykit_plugin.pm", "1;", 0o644),
+            ("kimg/mykit-1.0/repos/r/a.rpm", "rpm", 0o644),
+        ],
+    )
+}
+
+/// A stand-in restart command at `mn_path` in `mn` that appends its call to
+/// `<root>/restart.log`.
+fn stand_in(mn: &Mn, mn_path: &str) {
+    let p = mn.path(mn_path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let log = mn.path("/restart.log");
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\necho \"$0 $*\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    sh(&format!("chmod 755 {}", p.display()));
+}
+
+/// A process named `xcatd` (a copy of sleep) whose pid is in the root's pid file.
+struct FakeXcatd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeXcatd {
+    fn start(mn: &Mn) -> FakeXcatd {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("xcatd");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let child = Command::new(&exe).arg("120").spawn().unwrap();
+        let pidfile = mn.path("/var/run/xcatd.pid");
+        std::fs::create_dir_all(pidfile.parent().unwrap()).unwrap();
+        std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+        FakeXcatd { child, _dir: d }
+    }
+}
+
+impl Drop for FakeXcatd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn imgimport_plain_env(mn: &Mn, cwd: &Path, args: &[&str]) -> Output {
+    let (_d, imp) = alias("imgimport");
+    Command::new(&imp)
+        .args(args)
+        .env("IMGPORT_ROOT", mn.root())
+        .env_remove("XCATROOT")
+        .current_dir(cwd)
+        .output()
+        .expect("run imgimport")
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn kit_postscripts_and_plugins_are_placed_and_a_running_xcatd_restarted() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("kit.tgz");
+    kit_bundle(&bundle);
+    let mn = Mn::empty();
+    stand_in(&mn, "/opt/xcat/sbin/restartxcatd");
+    let xcatd = FakeXcatd::start(&mn);
+
+    let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let post = mn.path("/install/postscripts/kitpost.sh");
+    assert_eq!(std::fs::read_to_string(&post).unwrap(), "echo post");
+    assert_eq!(mode_of(&post), 0o755);
+    let names: Vec<String> = std::fs::read_dir(mn.path("/install/postscripts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["kitpost.sh"],
+        "dotfiles, *.exlist and *.env stay out"
+    );
+    let plugin = mn.path("/opt/xcat/lib/perl/xCAT_plugin/mykit_plugin.pm");
+    assert_eq!(std::fs::read_to_string(&plugin).unwrap(), "1;");
+    // The kit directory itself is complete, its other_files included.
+    for f in [
+        "other_files/kitpost.sh",
+        "other_files/.hidden",
+        "plugins/mykit_plugin.pm",
+        "repos/r/a.rpm",
+    ] {
+        assert!(
+            mn.path(&format!("/install/kits/mykit-1.0/{f}")).exists(),
+            "{f}"
+        );
+    }
+    let log = std::fs::read_to_string(mn.path("/restart.log")).unwrap();
+    assert_eq!(
+        log,
+        format!("{} \n", mn.path("/opt/xcat/sbin/restartxcatd").display())
+    );
+    let pid = xcatd.child.id();
+    assert!(
+        stdout(&out).contains(&format!(
+            "Restarted xcatd (pid {pid}) with /opt/xcat/sbin/restartxcatd to load the new kit plugins."
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // Again: what was there is kept as .ORIG, like every placed file.
+    std::fs::write(&post, "mine").unwrap();
+    let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/install/postscripts/kitpost.sh.ORIG")).unwrap(),
+        "mine"
+    );
+    assert!(mn
+        .path("/opt/xcat/lib/perl/xCAT_plugin/mykit_plugin.pm.ORIG")
+        .exists());
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/restart.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    drop(xcatd);
+
+    // No xcatd running: nothing restarted, and the output says so.
+    let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("xcatd is not running"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/restart.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn older_xcat_restarts_through_the_init_script() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("kit.tgz");
+    kit_bundle(&bundle);
+    let mn = Mn::empty();
+    stand_in(&mn, "/etc/init.d/xcatd");
+    let _xcatd = FakeXcatd::start(&mn);
+    let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/restart.log")).unwrap(),
+        format!("{} restart\n", mn.path("/etc/init.d/xcatd").display())
+    );
+    assert!(stdout(&out).contains("with /etc/init.d/xcatd restart to load"));
+}
+
+#[test]
+fn a_kit_file_that_cannot_be_placed_rolls_the_whole_image_back() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("kit.tgz");
+    kit_bundle(&bundle);
+    let mn = Mn::empty();
+    stand_in(&mn, "/opt/xcat/sbin/restartxcatd");
+    let _xcatd = FakeXcatd::start(&mn);
+    // The plugin directory's place is taken by a file.
+    std::fs::create_dir_all(mn.path("/opt/xcat/lib/perl")).unwrap();
+    std::fs::write(mn.path("/opt/xcat/lib/perl/xCAT_plugin"), "not a dir").unwrap();
+    let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        !mn.path("/install/postscripts/kitpost.sh").exists(),
+        "{}",
+        text(&out)
+    );
+    assert!(!mn.path("/install/kits/mykit-1.0").exists());
+    assert!(!mn.path("/restart.log").exists(), "nothing restarted");
+    assert!(!stdout(&out).contains("Successfully imported"));
+}
+
+#[test]
+fn extra_directories_without_directory_members_import() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("py.tgz");
+    let manifest = kit_manifest(
+        "  <extra>\n    <dest>/tmp/test1</dest>\n    <src>/tmp/test1</src>\n  </extra>\n",
+    )
+    .replace("  <kit>\n    <name>mykit-1.0</name>\n    <kitdir>/install/kits/mykit-1.0</kitdir>\n    <kitname>mykit-1.0</kitname>\n  </kit>\n", "");
+    py_bundle(
+        &bundle,
+        &[
+            ("kimg/manifest.xml", &manifest, 0o644),
+            ("kimg/kernel", "k", 0o644),
+            ("kimg/initrd-stateless.gz", "i", 0o644),
+            ("kimg/rootimg.gz", "r", 0o644),
+            ("kimg/extra/tmp/test1/a.txt", "a", 0o644),
+            // `sub-x` sorts between `sub` and `sub/b.txt`.
+            ("kimg/extra/tmp/test1/sub-x", "x", 0o600),
+            ("kimg/extra/tmp/test1/sub/b.txt", "b", 0o644),
+        ],
+    );
+    let mn = Mn::empty();
+    // --dry-run lists the same destinations.
+    let out = mn.run_in(work.path(), &["import", "py.tgz", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["/tmp/test1/a.txt", "/tmp/test1/sub-x", "/tmp/test1/sub"] {
+        assert!(
+            stdout(&out).contains(&format!("  create  {f}\n")),
+            "{f}: {}",
+            text(&out)
+        );
+    }
+    let out = imgimport(&mn, work.path(), &["py.tgz"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/tmp/test1/a.txt")).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mn.path("/tmp/test1/sub/b.txt")).unwrap(),
+        "b"
+    );
+    assert_eq!(mode_of(&mn.path("/tmp/test1/sub-x")), 0o600);
+    assert!(mn.path("/tmp/test1/sub").is_dir());
+}

@@ -24,6 +24,7 @@ mod rows;
 mod spool;
 #[cfg(test)]
 mod tests;
+mod xcatd;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -169,6 +170,8 @@ struct Context<'a> {
     opts: &'a ImportOptions,
     /// `site.installdir` as an MN path.
     installdir: String,
+    /// `$XCATROOT` as an MN path.
+    xcatroot: String,
 }
 
 /// Whether the image directories after one are still imported: xCAT stops the whole
@@ -197,6 +200,7 @@ pub fn import(
         catalog,
         opts,
         installdir: image::installdir(catalog)?,
+        xcatroot: image::xcatroot(),
     };
     // Kept until every image is placed: staged files are renamed out of it.
     let (_spool, images) = ctx.read_bundle(input, report)?;
@@ -300,6 +304,11 @@ impl Context<'_> {
             mut tree,
             mut placement,
         } = staged;
+        let plugins = planned.as_ref().is_ok_and(|(steps, _)| {
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Copy { plugin: true, .. }))
+        });
         let result = planned.and_then(|(steps, upserts)| {
             let planned = place::Planned {
                 accepted,
@@ -312,6 +321,9 @@ impl Context<'_> {
         match result {
             Ok(late) => {
                 placement.commit();
+                if plugins {
+                    xcatd::restart_for_plugins(self.root, &self.xcatroot, report);
+                }
                 match late {
                     None => {
                         outcome.ok = true;

@@ -47,7 +47,18 @@ impl Context<'_> {
                     self.place(spooled, dest, placement, outcome, report)?;
                 }
                 Step::Subtree { prefix, dest } => {
-                    let (_guard, staged) = self.materialize(members, prefix, placement, dest)?;
+                    let (_guard, staged) =
+                        self.materialize(members, prefix, placement, dest, false)?;
+                    self.place(&staged, dest, placement, outcome, report)?;
+                }
+                Step::Copy {
+                    prefix, dest, mode, ..
+                } => {
+                    let (_guard, staged) =
+                        self.materialize(members, prefix, placement, dest, true)?;
+                    if let Some(mode) = mode {
+                        set_mode(&staged, *mode)?;
+                    }
                     self.place(&staged, dest, placement, outcome, report)?;
                 }
                 Step::Tree { .. } => {
@@ -173,15 +184,18 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Builds the spooled subtree `prefix` (a member and everything below it) in a
-    /// staging directory beside `dest`. Returns the staging guard (dropping it removes
-    /// whatever was not moved out) and the staged top.
+    /// Builds the spooled subtree `prefix` (a member and everything below it; a
+    /// directory need not have a member of its own) in a staging directory beside
+    /// `dest`. Files are moved out of the spool, or copied with `copy` (a later step
+    /// needs them too). Returns the staging guard (dropping it removes whatever was not
+    /// moved out) and the staged top.
     fn materialize(
         &self,
         members: &Members,
         prefix: &str,
         placement: &mut Placement,
         dest: &str,
+        copy: bool,
     ) -> Result<(tempfile::TempDir, PathBuf)> {
         let host = self.root.resolve_for_write(dest)?;
         let parent = host.parent().unwrap_or(self.root.dir()).to_path_buf();
@@ -192,14 +206,16 @@ impl Context<'_> {
             .map_err(|e| Error::io(&parent, e))?;
         let top = staging.path().join("t");
         let mut links: Vec<&str> = Vec::new();
-        for (rel, sp) in members.range(prefix.to_string()..) {
-            let sub = if rel == prefix {
-                ""
-            } else if let Some(s) = rel.strip_prefix(prefix).and_then(|s| s.strip_prefix('/')) {
-                s
-            } else {
-                break;
-            };
+        let below = format!("{prefix}/");
+        // The top first, then what is below it (not `prefix..`: `a-b` sorts between
+        // `a` and `a/x`).
+        let subtree = members.get_key_value(prefix).into_iter().chain(
+            members
+                .range(below.clone()..)
+                .take_while(|(rel, _)| rel.starts_with(&below)),
+        );
+        for (rel, sp) in subtree {
+            let sub = rel.strip_prefix(&below).unwrap_or("");
             // A member below a symlink of the same bundle would be written through it.
             if links.iter().any(|l| sub.starts_with(&format!("{l}/"))) {
                 return Err(Error::UnsafePath {
@@ -225,8 +241,11 @@ impl Context<'_> {
                     links.push(sub);
                 }
                 // Spooling already gave the file its mode and mtime; rename keeps them.
-                (MemberKind::File, Some(p)) => {
+                (MemberKind::File, Some(p)) if !copy => {
                     fs::rename(p, &target).map_err(|e| Error::io(&target, e))?;
+                }
+                (MemberKind::File, Some(p)) => {
+                    fs::copy(p, &target).map_err(|e| Error::io(&target, e))?;
                 }
                 _ => {}
             }

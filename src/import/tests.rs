@@ -28,6 +28,7 @@ impl Mn {
             catalog: &self.catalog,
             opts,
             installdir: "/install".into(),
+            xcatroot: "/opt/xcat".into(),
         }
     }
 }
