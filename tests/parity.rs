@@ -405,3 +405,159 @@ fn extra_directories_without_directory_members_import() {
     assert_eq!(mode_of(&mn.path("/tmp/test1/sub-x")), 0o600);
     assert!(mn.path("/tmp/test1/sub").is_dir());
 }
+
+/// Drops the first five fields (mode, owner, size, date, time) of a `tar -tv` line.
+fn after_five_fields(line: &[u8]) -> Vec<u8> {
+    let mut rest = line;
+    for _ in 0..5 {
+        let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
+        rest = &rest[start..];
+        let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    rest.strip_prefix(b" ").unwrap_or(rest).to_vec()
+}
+
+fn odd_names_sample() -> Mn {
+    let mn = Mn::sample();
+    let rootimg = mn.path(&format!("{ROOTIMGDIR}/rootimg"));
+    python(
+        "import os,sys\nd=os.fsencode(sys.argv[1])+b'/etc/'\nfor n in [b'caf\\xe9-\\xff\\xfe', 'caf\\u00e9'.encode(), b'back\\\\slash', b'nl\\nx', b'tab\\tx', b'del\\x7fx', b'ctl\\x01x', b'a b']:\n open(d+n,'wb').write(b'data of '+n)\nos.symlink(b'\\xe9\\\\x', d+b'lnk\\xff')\nos.link(d+b'caf\\xe9-\\xff\\xfe', d+b'hard\\xfe')",
+        &[rootimg.to_str().unwrap()],
+    );
+    mn
+}
+
+#[test]
+fn names_that_are_not_utf8_list_like_gnu_tar_and_round_trip() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mn = odd_names_sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&mn, work.path(), &[]);
+    let b = bundle.to_str().unwrap();
+
+    // `imgport ls` and GNU tar's own listing of the tree agree byte for byte.
+    let ours = mn.run(&["ls", b]);
+    assert!(ours.status.success(), "{}", text(&ours));
+    let tree = work.path().join("tree.gz");
+    sh(&format!(
+        "tar xzf {b} -O ./{IMG}/rootimgtree.gz > {}",
+        tree.display()
+    ));
+    let gnu = Command::new("tar")
+        .args(["-tvzf", tree.to_str().unwrap()])
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(gnu.status.success(), "{}", text(&gnu));
+    let names = |out: &[u8]| -> Vec<Vec<u8>> {
+        out.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(after_five_fields)
+            .collect()
+    };
+    assert_eq!(
+        names(&ours.stdout),
+        names(&gnu.stdout),
+        "ours:\n{}\ngnu:\n{}",
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&gnu.stdout)
+    );
+    let listing = stdout(&ours);
+    assert!(
+        listing.contains(" rootimg/etc/caf\\351-\\377\\376\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(" rootimg/etc/lnk\\377 -> \\351\\\\x\n"),
+        "{listing}"
+    );
+
+    // --json: every name back to its bytes, checked against the tree on disk.
+    let json = mn.run(&["ls", b, "--json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let ls_json = work.path().join("ls.json");
+    std::fs::write(&ls_json, &json.stdout).unwrap();
+    let checked = python(
+        "import base64,json,os,sys\nd=json.load(open(sys.argv[1]))\nbase=os.fsencode(sys.argv[2])\nn=0\nfor e in d['entries']:\n  raw=base64.b64decode(e['path_b64']) if 'path_b64' in e else e['path'].encode()\n  assert os.path.lexists(base+b'/'+raw), raw\n  if 'path_b64' in e: n+=1\n  if e['type']=='symlink':\n    t=base64.b64decode(e['target_b64']) if 'target_b64' in e else e['target'].encode()\n    assert os.readlink(base+b'/'+raw)==t, (raw,t)\nprint(n)",
+        &[
+            ls_json.to_str().unwrap(),
+            mn.path(ROOTIMGDIR).to_str().unwrap(),
+        ],
+    );
+    assert_eq!(checked.trim(), "3", "three names are not UTF-8");
+
+    // `cat` takes the raw bytes as its path.
+    let name = OsStr::from_bytes(b"etc/caf\xe9-\xff\xfe");
+    let out = Command::new(bin())
+        .arg("cat")
+        .arg(&bundle)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.stdout, b"data of caf\xe9-\xff\xfe");
+    let out = Command::new(bin())
+        .arg("ls")
+        .arg(&bundle)
+        .arg(OsStr::from_bytes(b"rootimg/etc/lnk\xff"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", text(&out));
+}
+
+#[test]
+fn a_multi_bundle_import_names_the_bundle_that_failed() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let good = export_sample(&src, work.path(), &[]);
+    let bad = work.path().join("bad.tgz");
+    // A gzip stream cut short: the bundle itself is unreadable.
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let target = Mn::empty();
+    let out = target.run(&["import", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    let lines = stdout(&out);
+    assert!(
+        lines.contains("Summary: 1 of 2 images imported, 1 failed.\n"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("  failed: {}\n", bad.display())),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!("]: {}: ", bad.display())),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn every_subcommand_help_has_examples() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    let help = stdout(&out);
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.contains(&"tabdump") && commands.contains(&"tabrestore"));
+    for c in commands {
+        let out = Command::new(bin()).args([c, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{c}: {}", text(&out));
+        assert!(
+            stdout(&out).contains("\nExamples:\n  imgport "),
+            "{c}: {}",
+            stdout(&out)
+        );
+    }
+}

@@ -148,6 +148,7 @@ pub(super) fn run_exports(
             }
         };
         let mut results = Vec::new();
+        let mut labels = Vec::new();
         let mut docs = Vec::new();
         for (image, destination) in jobs {
             let (progress, bar) = bar::start(g.quiet);
@@ -174,6 +175,7 @@ pub(super) fn run_exports(
                 errors.push(e.to_string());
             }
             results.push(failure);
+            labels.push(image.clone());
             docs.push(json::export_image(
                 &image,
                 outcome.as_ref().ok(),
@@ -185,7 +187,7 @@ pub(super) fn run_exports(
         if g.json {
             json::print(&json::export_doc(docs, code));
         } else if results.len() > 1 {
-            summary("exported", &results, console);
+            summary("exported", &results, &labels, console);
         }
         code
     })
@@ -195,6 +197,7 @@ pub(super) fn run_exports(
 pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Console) -> i32 {
     with_catalog(&g.root, console, |root, catalog, console| {
         let mut results = Vec::new();
+        let mut labels = Vec::new();
         let mut docs = Vec::new();
         for opts in all {
             let name = match &opts.bundle {
@@ -232,6 +235,15 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                             }
                         })
                         .collect();
+                    if report.images.is_empty() {
+                        labels.push(name.clone());
+                    }
+                    labels.extend(
+                        report
+                            .images
+                            .iter()
+                            .map(|i| format!("{name} (image {})", i.image)),
+                    );
                     results.extend(if failures.is_empty() {
                         vec![Some(Failure::Corrupt)]
                     } else {
@@ -239,9 +251,15 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                     });
                 }
                 Err(e) => {
-                    console.fail(&e.to_string());
+                    // With several bundles, the line names the file it is about.
+                    if all.len() > 1 {
+                        console.fail(&format!("{name}: {e}"));
+                    } else {
+                        console.fail(&e.to_string());
+                    }
                     errors.push(e.to_string());
                     results.push(Some(e.failure()));
+                    labels.push(name.clone());
                 }
             }
             docs.push(json::import_bundle(
@@ -259,20 +277,26 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                 all.first().is_some_and(|o| o.dry_run),
             ));
         } else if all.len() > 1 {
-            summary("imported", &results, console);
+            summary("imported", &results, &labels, console);
         }
         code
     })
 }
 
-/// One line after a run over several items.
-fn summary(verb: &str, results: &[Option<Failure>], console: &mut Console) {
+/// The closing lines of a run over several items: the count, then each item that
+/// failed by name (`labels`, one per result: the image, or the bundle file and image).
+fn summary(verb: &str, results: &[Option<Failure>], labels: &[String], console: &mut Console) {
     let failed = results.iter().filter(|r| r.is_some()).count();
     console.note(&format!(
         "Summary: {} of {} images {verb}, {failed} failed.",
         results.len() - failed,
         results.len()
     ));
+    for (result, label) in results.iter().zip(labels) {
+        if result.is_some() {
+            console.note(&format!("  failed: {label}"));
+        }
+    }
 }
 
 pub(super) fn run_export(root_dir: &Path, opts: &ExportOptions, console: &mut Console) -> i32 {

@@ -10,6 +10,7 @@ mod console;
 mod docs;
 mod flows;
 mod json;
+mod quote;
 mod xcat;
 
 use std::ffi::OsString;
@@ -92,16 +93,23 @@ enum Command {
     Inspect { bundle: PathBuf },
     /// List the root tree of a bundle (or rootimgtree.gz) from its index, like `tar -tv`
     #[command(
-        after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc"
+        after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc\n  imgport ls myimage.tgz --json\n\nNames are printed with GNU tar's escapes (`caf\\351` for a byte that is not UTF-8);\n--json gives their raw bytes too (path_b64)."
     )]
     Ls {
         bundle: PathBuf,
         /// Only this path and what is below it
-        path: Option<String>,
+        #[arg(value_parser = clap::value_parser!(OsString))]
+        path: Option<OsString>,
     },
     /// Write one file of the root tree to stdout, reading only its members
-    #[command(after_help = "Examples:\n  imgport cat myimage.tgz etc/passwd")]
-    Cat { bundle: PathBuf, path: String },
+    #[command(
+        after_help = "Examples:\n  imgport cat myimage.tgz etc/passwd\n  imgport cat myimage.tgz rootimg/etc/hosts > hosts\n  imgport cat myimage.tgz \"$(printf 'etc/caf\\351')\"   # a name that is not UTF-8"
+    )]
+    Cat {
+        bundle: PathBuf,
+        #[arg(value_parser = clap::value_parser!(OsString))]
+        path: OsString,
+    },
     /// Check every CRC and file digest; with --against, compare a restored tree
     #[command(
         after_help = "Examples:\n  imgport verify myimage.tgz\n  imgport verify myimage.tgz --against /install/netboot/rhels8/x86_64/compute/rootimg"
@@ -113,8 +121,14 @@ enum Command {
         against: Option<PathBuf>,
     },
     /// Print a table as xCAT's tabdump CSV
+    #[command(
+        after_help = "Examples:\n  imgport tabdump osimage > osimage.csv\n  imgport --root /srv/mn2 tabdump postscripts\n  imgport tabdump nodelist | grep compute"
+    )]
     Tabdump { table: String },
     /// Load a tabdump CSV into its table (replacing its rows unless -a)
+    #[command(
+        after_help = "Examples:\n  imgport tabrestore osimage.csv            # the table is named by the file\n  imgport tabrestore -a postscripts.csv     # add rows, keep the others\n  imgport tabdump osimage | ssh mn2 'cat > /tmp/osimage.csv && imgport tabrestore /tmp/osimage.csv'"
+    )]
     Tabrestore {
         /// Add the rows instead of replacing the table's rows
         #[arg(short, long = "addrows")]
