@@ -561,3 +561,42 @@ fn every_subcommand_help_has_examples() {
         );
     }
 }
+
+#[test]
+fn bundle_paths_that_are_not_utf8_are_taken_as_given() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let name = OsStr::from_bytes(b"caf\xe9.tgz");
+    let out = Command::new(bin())
+        .arg("--root")
+        .arg(src.root())
+        .args(["export", IMG])
+        .arg(name)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(work.path().join(name).is_file());
+    let target = Mn::empty();
+    let out = Command::new(bin())
+        .arg("--root")
+        .arg(target.root())
+        .arg("import")
+        .arg(name)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_d, imp) = alias("imgimport");
+    let again = Mn::empty();
+    let out = Command::new(&imp)
+        .arg(name)
+        .env("IMGPORT_ROOT", again.root())
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains(&format!("Successfully imported the image {IMG}.")));
+}

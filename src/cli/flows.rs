@@ -2,6 +2,7 @@
 //! turn (one failure does not stop the others), xCAT's lines and the summary, or one
 //! JSON document; the exit code combined from every item's kind of failure.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use imgport::catalog::Catalog;
@@ -35,7 +36,8 @@ fn combine(results: &[Option<Failure>], console: &Console) -> i32 {
 
 /// Which images an export call names, and where their bundles go.
 pub(super) struct ExportPlan {
-    pub args: Vec<String>,
+    /// Image names, or an image and a bundle path (any bytes).
+    pub args: Vec<OsString>,
     pub all: bool,
     pub output_dir: Option<PathBuf>,
     /// `-R`: bundles go to this host through ssh.
@@ -54,11 +56,11 @@ impl ExportPlan {
             return Ok(local);
         };
         // The same names, on the remote host (xCAT's rule for the remote path).
-        Ok(local
+        local
             .into_iter()
             .map(|(image, dest)| {
                 let wanted = match &dest {
-                    Some(Destination::Path(p)) => Some(p.display().to_string()),
+                    Some(Destination::Path(p)) => Some(super::remote_path(p.as_os_str())?),
                     _ => None,
                 };
                 let path = naming::remote_bundle_path(wanted.as_deref(), &image);
@@ -66,17 +68,17 @@ impl ExportPlan {
                     host: host.clone(),
                     path,
                 };
-                (image, Some(dest))
+                Ok((image, Some(dest)))
             })
-            .collect())
+            .collect()
     }
 
     fn local_jobs(&self, catalog: &Catalog) -> Result<Vec<(String, Option<Destination>)>, String> {
         if !self.multi() {
             return match self.args.as_slice() {
-                [image] => Ok(vec![(image.clone(), None)]),
+                [image] => Ok(vec![(image_name(image)?, None)]),
                 [image, dest] => Ok(vec![(
-                    image.clone(),
+                    image_name(image)?,
                     Some(if dest == "-" {
                         Destination::Stdout
                     } else {
@@ -87,7 +89,7 @@ impl ExportPlan {
                 _ => Err("several images need -o DIR (or --all): with one image, the second argument is the bundle path".into()),
             };
         }
-        let images = if self.all {
+        let images: Vec<String> = if self.all {
             if !self.args.is_empty() {
                 return Err("--all takes no image names".into());
             }
@@ -98,7 +100,10 @@ impl ExportPlan {
                 .filter_map(|r| r.get("imagename").cloned())
                 .collect()
         } else {
-            self.args.clone()
+            self.args
+                .iter()
+                .map(|a| image_name(a))
+                .collect::<Result<_, _>>()?
         };
         let dir = self
             .output_dir
@@ -112,6 +117,13 @@ impl ExportPlan {
             })
             .collect())
     }
+}
+
+/// An image name from the command line: the catalog holds text, so UTF-8.
+fn image_name(arg: &std::ffi::OsStr) -> Result<String, String> {
+    arg.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("an image name must be UTF-8: {}", arg.to_string_lossy()))
 }
 
 /// Opens the root and its catalog, then runs `f`; setup failures are reported.

@@ -144,8 +144,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// IMAGE [DESTINATION], or several images with -o/--all
-    #[arg(value_name = "IMAGE")]
-    args: Vec<String>,
+    #[arg(value_name = "IMAGE", value_parser = clap::value_parser!(OsString))]
+    args: Vec<OsString>,
     /// Export every osimage of the catalog
     #[arg(long)]
     all: bool,
@@ -184,8 +184,8 @@ struct ExportArgs {
 #[derive(Debug, clap::Args)]
 struct ImportArgs {
     /// Bundles (`-` for stdin)
-    #[arg(value_name = "BUNDLE", required = true)]
-    bundles: Vec<String>,
+    #[arg(value_name = "BUNDLE", required = true, value_parser = clap::value_parser!(OsString))]
+    bundles: Vec<OsString>,
     /// Read the bundle(s) from this host through ssh (nothing is copied locally); a
     /// relative bundle path is relative to the remote login directory
     #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
@@ -307,24 +307,27 @@ impl ExportArgs {
 }
 
 impl ImportArgs {
-    /// The library's options, one per bundle.
-    fn options(&self, threads: usize) -> Vec<ImportOptions> {
+    /// The library's options, one per bundle; a usage error for a remote path that is
+    /// not UTF-8 (it becomes part of a shell command line).
+    fn options(&self, threads: usize) -> Result<Vec<ImportOptions>, String> {
         self.bundles
             .iter()
-            .map(|b| ImportOptions {
-                bundle: match &self.remotehost {
-                    Some(host) => BundleSource::Remote {
-                        host: host.clone(),
-                        path: b.clone(),
+            .map(|b| {
+                Ok(ImportOptions {
+                    bundle: match &self.remotehost {
+                        Some(host) => BundleSource::Remote {
+                            host: host.clone(),
+                            path: remote_path(b)?,
+                        },
+                        None if b == "-" => BundleSource::Stdin,
+                        None => BundleSource::Path(PathBuf::from(b)),
                     },
-                    None if b == "-" => BundleSource::Stdin,
-                    None => BundleSource::Path(PathBuf::from(b)),
-                },
-                postscripts: self.postscripts.clone(),
-                profile: self.profile.clone(),
-                dry_run: self.dry_run,
-                threads,
-                progress: Default::default(),
+                    postscripts: self.postscripts.clone(),
+                    profile: self.profile.clone(),
+                    dry_run: self.dry_run,
+                    threads,
+                    progress: Default::default(),
+                })
             })
             .collect()
     }
@@ -358,8 +361,15 @@ fn import_command(g: &Globals, a: ImportArgs) -> i32 {
     if a.remotehost.is_some() && a.bundles.iter().any(|b| b == "-") {
         return no_stdio_with_remote();
     }
+    let all = match a.options(g.threads) {
+        Ok(all) => all,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let mut console = Console::new(a.verbose, g.json, g.quiet);
-    run_imports(g, &a.options(g.threads), &mut console)
+    run_imports(g, &all, &mut console)
 }
 
 /// `imgport tabdump TABLE`: the table as xCAT's CSV on stdout.
@@ -389,6 +399,16 @@ impl Cli {
     fn command_for_docs() -> clap::Command {
         <Cli as clap::CommandFactory>::command()
     }
+}
+
+/// A path on the `-R` host, which ssh is given inside a command line: UTF-8 only.
+pub(super) fn remote_path(p: &std::ffi::OsStr) -> Result<String, String> {
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        format!(
+            "a path on the remote host must be UTF-8: {}",
+            p.to_string_lossy()
+        )
+    })
 }
 
 /// `-` with `-R`: the bundle cannot be both the local stdio stream and a remote file.
