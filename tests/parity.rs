@@ -135,7 +135,8 @@ fn sysclone_export_off_s390x_is_refused_with_xcats_line() {
 }
 
 /// Writes a bundle with python's tarfile: only the given members, in order, and no
-/// directory entries (as tools other than xCAT's `tar czf .` make them).
+/// directory entries (as tools other than xCAT's `tar czf .` make them). Content
+/// `symlink:T` makes a symlink to T.
 fn py_bundle(path: &Path, members: &[(&str, &str, u32)]) {
     let modes: Vec<String> = members.iter().map(|m| m.2.to_string()).collect();
     let mut args = vec![path.to_str().unwrap()];
@@ -143,7 +144,7 @@ fn py_bundle(path: &Path, members: &[(&str, &str, u32)]) {
         args.extend([*name, mode.as_str(), *content]);
     }
     python(
-        "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\na=sys.argv[2:]\nfor k in range(0,len(a),3):\n data=a[k+2].encode()\n i=tarfile.TarInfo(a[k])\n i.size=len(data)\n i.mode=int(a[k+1])\n t.addfile(i,io.BytesIO(data))\nt.close()",
+        "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w:gz')\na=sys.argv[2:]\nfor k in range(0,len(a),3):\n data=a[k+2].encode()\n i=tarfile.TarInfo(a[k])\n i.mode=int(a[k+1])\n if a[k+2].startswith('symlink:'):\n  i.type=tarfile.SYMTYPE\n  i.linkname=a[k+2][8:]\n  t.addfile(i)\n  continue\n i.size=len(data)\n t.addfile(i,io.BytesIO(data))\nt.close()",
         &args,
     );
 }
@@ -170,6 +171,11 @@ fn kit_bundle(path: &Path) {
             ("kimg/mykit-1.0/other_files/.hidden", "h", 0o644),
             ("kimg/mykit-1.0/other_files/mykit.exlist", "x", 0o644),
             ("kimg/mykit-1.0/other_files/mykit.ENV", "e", 0o644),
+            (
+                "kimg/mykit-1.0/other_files/link.sh",
+                "symlink:/nonexistent/x",
+                0o777,
+            ),
             ("kimg/mykit-1.0/plugins/mykit_plugin.pm", "1;", 0o644),
             ("kimg/mykit-1.0/repos/r/a.rpm", "rpm", 0o644),
         ],
@@ -246,14 +252,20 @@ fn kit_postscripts_and_plugins_are_placed_and_a_running_xcatd_restarted() {
     let post = mn.path("/install/postscripts/kitpost.sh");
     assert_eq!(std::fs::read_to_string(&post).unwrap(), "echo post");
     assert_eq!(mode_of(&post), 0o755);
-    let names: Vec<String> = std::fs::read_dir(mn.path("/install/postscripts"))
+    let mut names: Vec<String> = std::fs::read_dir(mn.path("/install/postscripts"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
+    names.sort();
     assert_eq!(
         names,
-        ["kitpost.sh"],
+        ["kitpost.sh", "link.sh"],
         "dotfiles, *.exlist and *.env stay out"
+    );
+    // A symlink is copied as one (`cp -r`), never chmod'ed through.
+    assert_eq!(
+        std::fs::read_link(mn.path("/install/postscripts/link.sh")).unwrap(),
+        Path::new("/nonexistent/x")
     );
     let plugin = mn.path("/opt/xcat/lib/perl/xCAT_plugin/mykit_plugin.pm");
     assert_eq!(std::fs::read_to_string(&plugin).unwrap(), "1;");

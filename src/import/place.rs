@@ -56,7 +56,9 @@ impl Context<'_> {
                 } => {
                     let (_guard, staged) =
                         self.materialize(members, prefix, placement, dest, true)?;
-                    if let Some(mode) = mode {
+                    // A symlink has no mode of its own; chmod would follow it.
+                    let link = fs::symlink_metadata(&staged).is_ok_and(|m| m.is_symlink());
+                    if let (Some(mode), false) = (mode, link) {
                         set_mode(&staged, *mode)?;
                     }
                     self.place(&staged, dest, placement, outcome, report)?;
