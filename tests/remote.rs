@@ -392,24 +392,24 @@ fn a_refused_login_fails_with_xcats_message_and_sshs_reason() {
     let local = tempfile::tempdir().unwrap();
     let wrong = sshd.ssh_with("wrong_key");
 
-    let out = run(
-        &bin(),
-        &src,
-        local.path(),
-        &wrong,
-        &["export", IMG, "b.tgz", "-R", HOST],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(
-            "Unable to copy the image bundle b.tgz to the remote host (Maybe passwordless ssh was not setup?)"
-        ),
-        "{err}"
-    );
-    assert!(err.contains("Permission denied"), "ssh's own line: {err}");
-    assert!(!stdout(&out).contains("Done!"));
-    assert_eq!(files_below(&sshd.home()), Vec::<PathBuf>::new());
+    let (_e, imgexport) = alias("imgexport");
+    for (program, args) in [
+        (bin(), &["export", IMG, "b.tgz", "-R", HOST][..]),
+        (imgexport, &[IMG, "b.tgz", "-R", HOST][..]),
+    ] {
+        let out = run(&program, &src, local.path(), &wrong, args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "]: Unable to copy the image bundle b.tgz to the remote host (Maybe passwordless ssh was not setup?)\n"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("Permission denied"), "ssh's own line: {err}");
+        assert!(!stdout(&out).contains("Done!"));
+        assert_eq!(files_below(&sshd.home()), Vec::<PathBuf>::new());
+    }
 
     // A bundle that does exist remotely, so only the login can be what fails.
     std::fs::write(sshd.home().join("b.tgz"), b"x").unwrap();
