@@ -247,6 +247,24 @@ fn kit_postscripts_and_plugins_are_placed_and_a_running_xcatd_restarted() {
     stand_in(&mn, "/opt/xcat/sbin/restartxcatd");
     let xcatd = FakeXcatd::start(&mn);
 
+    // --dry-run lists the copies and the restart, and does neither.
+    let out = mn.run_in(work.path(), &["import", "kit.tgz", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("  create  /install/postscripts/kitpost.sh\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  create  /opt/xcat/lib/perl/xCAT_plugin/mykit_plugin.pm\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  restart xcatd, if it runs (kit plugins)\n"),
+        "{plan}"
+    );
+    assert!(!mn.path("/restart.log").exists());
+
     let out = imgimport_plain_env(&mn, work.path(), &["kit.tgz"]);
     assert!(out.status.success(), "{}", text(&out));
     let post = mn.path("/install/postscripts/kitpost.sh");

@@ -376,4 +376,7 @@ fn print_dry_run(image: &str, plan: &imgport::import::DryRun) {
     for (table, column) in &plan.dropped {
         println!("  drop    {table}.{column} (not in this MN's schema)");
     }
+    if plan.restarts_xcatd {
+        println!("  restart xcatd, if it runs (kit plugins)");
+    }
 }

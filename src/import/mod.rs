@@ -161,6 +161,8 @@ pub struct DryRun {
     pub rows: Vec<crate::catalog::Change>,
     /// Manifest columns the target schema lacks (table, column).
     pub dropped: Vec<(String, String)>,
+    /// Kit plugins would be added: a running xcatd would be restarted.
+    pub restarts_xcatd: bool,
 }
 
 /// What every phase of one import call reads.

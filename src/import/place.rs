@@ -164,6 +164,9 @@ impl Context<'_> {
             files,
             rows: rows.changes,
             dropped: rows.dropped,
+            restarts_xcatd: steps
+                .iter()
+                .any(|s| matches!(s, Step::Copy { plugin: true, .. })),
         })
     }
 
