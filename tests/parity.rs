@@ -52,6 +52,14 @@ fn p_with_unknown_nodes_exits_1_and_still_defines_the_image() {
     let out = again.run(&["import", name, "-p", "cn2,nosuch"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
+    // --dry-run reports the nodes the same way and changes nothing.
+    let dry = Mn::empty();
+    let out = dry.run(&["import", name, "-p", "nosuch", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("The nodes nosuch are not defined in xCAT DB."));
+    assert!(!stdout(&out).contains("Adding postscripts."));
+    assert!(!dry.path(&format!("{ROOTIMGDIR}/kernel")).exists());
+
     // Only unknown nodes: the image is defined and placed, then the nodes reported.
     let only = Mn::empty();
     let out = imgimport(&only, work.path(), &[name, "-p", "nosuch"]);

@@ -277,11 +277,21 @@ impl Context<'_> {
         report: &mut dyn Reporter,
     ) -> ImageOutcome {
         let mut outcome = ImageOutcome::new(&accepted.imagename);
-        match planned.and_then(|(steps, upserts)| self.preview(&steps, &upserts)) {
-            Ok(preview) => {
-                outcome.ok = true;
+        let previewed = planned
+            .and_then(|(steps, upserts)| self.preview(&steps, &upserts))
+            .and_then(|preview| Ok((preview, self.report_nodes(report)?)));
+        match previewed {
+            Ok((preview, late)) => {
                 outcome.files = preview.files.iter().map(|(p, _)| p.clone()).collect();
                 outcome.dry_run = Some(preview);
+                match late {
+                    None => outcome.ok = true,
+                    Some(e) => {
+                        report.error(&e);
+                        outcome.errors.push(e);
+                        outcome.failure = Some(Failure::Failed);
+                    }
+                }
             }
             Err(e) => {
                 report.error(&e.to_string());

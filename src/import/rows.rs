@@ -140,14 +140,17 @@ impl Context<'_> {
 
 impl Context<'_> {
     /// xCAT's `-p` lines, once the image is in place: `Adding postscripts.` (whether
-    /// or not the bundle has postscripts), the skipped nodes (a warning that still
-    /// makes exit code 1), and the error when no node is left, returned so the caller
-    /// reports the image as not imported although it is defined.
+    /// or not the bundle has postscripts, and not for `--dry-run`, which changes
+    /// nothing), the skipped nodes (a warning that still makes exit code 1), and the
+    /// error when no node is left, returned so the caller reports the image as not
+    /// imported although it is defined.
     pub(super) fn report_nodes(&self, report: &mut dyn Reporter) -> Result<Option<String>> {
         let Some(noderange) = &self.opts.postscripts else {
             return Ok(None);
         };
-        report.info("Adding postscripts.");
+        if !self.opts.dry_run {
+            report.info("Adding postscripts.");
+        }
         let (nodes, missing) = self.check_nodes(noderange)?;
         if !missing.is_empty() {
             report.failing_warning(&format!(
