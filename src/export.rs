@@ -136,6 +136,10 @@ pub fn export(
     match &destination {
         Destination::Stdout => to_stdout(&job, &mut out, report)?,
         Destination::Remote { host, path } => {
+            // xCAT says this after compressing; the bundle is streamed here, so before.
+            report.info(&format!(
+                "Moving the image bundle to the remote system location {host}:{path}"
+            ));
             let push = Push::start(&remote::Ssh::from_env(), host, path)?;
             for line in send(&job, push, &mut out, report)? {
                 report.verbose(&line);

@@ -66,6 +66,17 @@ pub struct DiscoverOptions {
 }
 
 /// `site.installdir`, or `/install`.
+/// `$XCATROOT` as xcatd sees it: the environment's, else `/opt/xcat` (an MN path). Kit
+/// plugins go below it; export's search paths keep xCAT's hard-coded [`XCATROOT`].
+pub fn xcatroot() -> String {
+    std::env::var("XCATROOT")
+        .ok()
+        .filter(|v| v.starts_with('/'))
+        .map(|v| v.trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| XCATROOT.to_string())
+}
+
 pub fn installdir(catalog: &Catalog) -> Result<String> {
     Ok(catalog
         .site("installdir")?
@@ -195,32 +206,34 @@ fn to_columns(row: Row) -> Columns {
     row.into_iter().filter(|(_, v)| !v.is_empty()).collect()
 }
 
-/// xCAT's osimage checks (XCAT.md §3.2): required fields, then the provmethod.
+/// xCAT's osimage checks (XCAT.md §3.2): every failing rule reports its line (as
+/// xCAT does), then the export stops.
 fn check_osimage(name: &str, osimage: &Row) -> Result<()> {
-    let missing: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
+    let mut errors: Vec<String> = ["provmethod", "profile", "osvers", "osarch"]
         .iter()
         .filter(|f| osimage.get(**f).is_none_or(|v| v.is_empty()))
         .map(|f| format!("The '{f}' field is not set for '{name}' in the osimage table."))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::Xcat(missing.join("\n")));
-    }
     let provmethod = osimage.get("provmethod").map(String::as_str).unwrap_or("");
     let osarch = osimage.get("osarch").map(String::as_str).unwrap_or("");
     let known = ["install", "netboot", "statelite", "raw", "sysclone"]
         .iter()
         .any(|p| provmethod.contains(p));
-    let sysclone_elsewhere = provmethod.contains("sysclone")
-        && !["install", "netboot", "statelite", "raw"]
-            .iter()
-            .any(|p| provmethod.contains(p))
-        && !osarch.contains("s390x");
-    if !known || sysclone_elsewhere {
-        return Err(Error::Xcat(format!(
+    if !known {
+        errors.push(format!(
             "Exporting images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, or raw"
-        )));
+        ));
     }
-    Ok(())
+    if provmethod.contains("sysclone") && !osarch.contains("s390x") {
+        errors.push(format!(
+            "Exporting images with 'provemethod' {provmethod} is not supported for osarch '{osarch}'"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Xcat(errors.join("\n")))
+    }
 }
 
 /// Discovery helpers bound to one image.

@@ -11,6 +11,11 @@ pub trait Reporter {
     /// An error line. In xCAT every error sets exit code 1, fatal or not.
     fn error(&mut self, line: &str);
     fn warning(&mut self, line: &str);
+    /// A warning that still sets exit code 1: xCAT sends some warnings with an
+    /// `errorcode` (the nodes `-p` skips), and its client exits 1 for them.
+    fn failing_warning(&mut self, line: &str) {
+        self.warning(line);
+    }
 }
 
 /// Collects every line; for tests and for callers that print later.

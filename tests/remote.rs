@@ -333,6 +333,12 @@ fn xcat_aliases_use_the_remote_login_directory() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).lines().any(|l| l == "Done!"), "{}", text(&out));
+    assert!(
+        stdout(&out).lines().any(|l| l
+            == format!("Moving the image bundle to the remote system location {HOST}:./foo.tgz")),
+        "{}",
+        text(&out)
+    );
     let foo = sshd.home().join("foo.tgz");
     assert_gzip_ok(&foo);
     // No destination: `<image>.tgz` in the remote login directory.
@@ -366,6 +372,16 @@ fn xcat_aliases_use_the_remote_login_directory() {
         &["foo.tgz", "-R", HOST],
     );
     assert!(imports_ok(&out), "{}", text(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[..2],
+        [
+            format!("Obtaining the image bundle from the remote system {HOST}:foo.tgz"),
+            "Unbundling image...".to_string()
+        ],
+        "{}",
+        text(&out)
+    );
     assert_same_tree(&src, &target);
 }
 
@@ -376,24 +392,24 @@ fn a_refused_login_fails_with_xcats_message_and_sshs_reason() {
     let local = tempfile::tempdir().unwrap();
     let wrong = sshd.ssh_with("wrong_key");
 
-    let out = run(
-        &bin(),
-        &src,
-        local.path(),
-        &wrong,
-        &["export", IMG, "b.tgz", "-R", HOST],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "Unable to copy the image bundle to {HOST}:./b.tgz (Maybe passwordless ssh was not setup?)"
-        )),
-        "{err}"
-    );
-    assert!(err.contains("Permission denied"), "ssh's own line: {err}");
-    assert!(!stdout(&out).contains("Done!"));
-    assert_eq!(files_below(&sshd.home()), Vec::<PathBuf>::new());
+    let (_e, imgexport) = alias("imgexport");
+    for (program, args) in [
+        (bin(), &["export", IMG, "b.tgz", "-R", HOST][..]),
+        (imgexport, &[IMG, "b.tgz", "-R", HOST][..]),
+    ] {
+        let out = run(&program, &src, local.path(), &wrong, args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "]: Unable to copy the image bundle b.tgz to the remote host (Maybe passwordless ssh was not setup?)\n"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("Permission denied"), "ssh's own line: {err}");
+        assert!(!stdout(&out).contains("Done!"));
+        assert_eq!(files_below(&sshd.home()), Vec::<PathBuf>::new());
+    }
 
     // A bundle that does exist remotely, so only the login can be what fails.
     std::fs::write(sshd.home().join("b.tgz"), b"x").unwrap();
@@ -468,7 +484,7 @@ fn export_into_an_unwritable_remote_directory_fails_and_leaves_nothing() {
         assert_eq!(out.status.code(), Some(1), "{dest}: {}", text(&out));
         let err = stderr(&out);
         assert!(
-            err.contains(&format!("Unable to copy the image bundle to {HOST}:{dest}")),
+            err.contains("Unable to copy the image bundle b.tgz to the remote host (Maybe passwordless ssh was not setup?)"),
             "{err}"
         );
         assert!(

@@ -1,6 +1,8 @@
 //! `ls`, `cat`, `verify`: read a bundle's tree through its index.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -8,6 +10,7 @@ use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive
 
 use serde_json::json;
 
+use super::quote::{base64, tar_escape};
 use super::{
     json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_NOT_FOUND, EXIT_OK,
 };
@@ -35,9 +38,20 @@ fn kind_name(k: &Kind) -> &'static str {
     }
 }
 
+/// Sets `key` to a name: the name itself when it is UTF-8; else its `imgport ls` text
+/// and, in `<key>_b64`, its raw bytes (docs/JSON.md).
+fn set_name(v: &mut serde_json::Value, key: &str, name: &[u8]) {
+    match std::str::from_utf8(name) {
+        Ok(text) => v[key] = json!(text),
+        Err(_) => {
+            v[key] = json!(tar_escape(name));
+            v[format!("{key}_b64")] = json!(base64(name));
+        }
+    }
+}
+
 fn entry_json(e: &IndexEntry) -> serde_json::Value {
     let mut v = json!({
-        "path": String::from_utf8_lossy(&e.path),
         "type": kind_name(&e.kind),
         "mode": format!("{:04o}", e.mode),
         "uid": e.uid,
@@ -45,8 +59,9 @@ fn entry_json(e: &IndexEntry) -> serde_json::Value {
         "size": e.size,
         "mtime": e.mtime.secs,
     });
+    set_name(&mut v, "path", &e.path);
     match &e.kind {
-        Kind::Symlink(t) | Kind::HardLink(t) => v["target"] = json!(String::from_utf8_lossy(t)),
+        Kind::Symlink(t) | Kind::HardLink(t) => set_name(&mut v, "target", t),
         Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
             v["major"] = json!(major);
             v["minor"] = json!(minor);
@@ -152,17 +167,23 @@ pub fn inspect(bundle: &Path, g: &Globals) -> i32 {
     EXIT_OK
 }
 
-pub fn ls(bundle: &Path, filter: Option<&str>, g: &Globals) -> i32 {
+pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
     let archive = match open(bundle) {
         Ok(a) => a,
         Err(code) => return code,
     };
     let prefix = filter.map(|f| {
-        let f = f.trim_start_matches('/').trim_end_matches('/');
-        if f == "rootimg" || f.starts_with("rootimg/") {
-            f.to_string()
+        let mut f = f.as_bytes();
+        while let Some(rest) = f.strip_prefix(b"/") {
+            f = rest;
+        }
+        while let Some(rest) = f.strip_suffix(b"/") {
+            f = rest;
+        }
+        if f == b"rootimg" || f.starts_with(b"rootimg/") {
+            f.to_vec()
         } else {
-            format!("rootimg/{f}")
+            [b"rootimg/".as_slice(), f].concat()
         }
     });
     let mut out = std::io::stdout().lock();
@@ -176,7 +197,7 @@ pub fn ls(bundle: &Path, filter: Option<&str>, g: &Globals) -> i32 {
             }
         };
         if let Some(p) = &prefix {
-            let under = e.path.strip_prefix(p.as_bytes());
+            let under = e.path.strip_prefix(p.as_slice());
             if !under.is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/")) {
                 continue;
             }
@@ -198,21 +219,14 @@ pub fn ls(bundle: &Path, filter: Option<&str>, g: &Globals) -> i32 {
     EXIT_OK
 }
 
-/// One `tar -tv`-style line (numeric owners, UTC times).
+/// One `tar -tv`-style line (numeric owners, UTC times), names escaped as GNU tar
+/// escapes them.
 fn line(e: &IndexEntry) -> String {
     let (t, size, suffix) = match &e.kind {
         Kind::File => ('-', e.size.to_string(), String::new()),
         Kind::Dir => ('d', "0".into(), "/".into()),
-        Kind::Symlink(t) => (
-            'l',
-            "0".into(),
-            format!(" -> {}", String::from_utf8_lossy(t)),
-        ),
-        Kind::HardLink(t) => (
-            'h',
-            "0".into(),
-            format!(" link to {}", String::from_utf8_lossy(t)),
-        ),
+        Kind::Symlink(t) => ('l', "0".into(), format!(" -> {}", tar_escape(t))),
+        Kind::HardLink(t) => ('h', "0".into(), format!(" link to {}", tar_escape(t))),
         Kind::CharDevice { major, minor } => ('c', format!("{major},{minor}"), String::new()),
         Kind::BlockDevice { major, minor } => ('b', format!("{major},{minor}"), String::new()),
         Kind::Fifo => ('p', "0".into(), String::new()),
@@ -226,7 +240,7 @@ fn line(e: &IndexEntry) -> String {
         e.uid,
         e.gid,
         &stamp[..stamp.len().min(16)],
-        String::from_utf8_lossy(&e.path).escape_debug()
+        tar_escape(&e.path)
     )
 }
 
@@ -250,7 +264,7 @@ fn mode_string(mode: u32) -> String {
     s
 }
 
-pub fn cat(bundle: &Path, path: &str) -> i32 {
+pub fn cat(bundle: &Path, path: &OsStr) -> i32 {
     let mut archive = match open(bundle) {
         Ok(a) => a,
         Err(code) => return code,

@@ -112,6 +112,10 @@ impl Reporter for Console {
             let _ = writeln!(std::io::stderr().lock(), "Error: [{}]: {line}", self.host);
         });
     }
+    fn failing_warning(&mut self, line: &str) {
+        self.errors += 1;
+        self.warning(line);
+    }
     fn warning(&mut self, line: &str) {
         self.warnings_now.push(line.to_string());
         self.above_bar(|| {

@@ -2,6 +2,7 @@
 //! turn (one failure does not stop the others), xCAT's lines and the summary, or one
 //! JSON document; the exit code combined from every item's kind of failure.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use imgport::catalog::Catalog;
@@ -37,7 +38,8 @@ fn combine(results: &[Option<Failure>], console: &Console) -> i32 {
 
 /// Which images an export call names, and where their bundles go.
 pub(super) struct ExportPlan {
-    pub args: Vec<String>,
+    /// Image names, or an image and a bundle path (any bytes).
+    pub args: Vec<OsString>,
     pub all: bool,
     pub output_dir: Option<PathBuf>,
     /// `-R`: bundles go to this host through ssh.
@@ -56,11 +58,11 @@ impl ExportPlan {
             return Ok(local);
         };
         // The same names, on the remote host (xCAT's rule for the remote path).
-        Ok(local
+        local
             .into_iter()
             .map(|(image, dest)| {
                 let wanted = match &dest {
-                    Some(Destination::Path(p)) => Some(p.display().to_string()),
+                    Some(Destination::Path(p)) => Some(super::remote_path(p.as_os_str())?),
                     _ => None,
                 };
                 let path = naming::remote_bundle_path(wanted.as_deref(), &image);
@@ -68,17 +70,17 @@ impl ExportPlan {
                     host: host.clone(),
                     path,
                 };
-                (image, Some(dest))
+                Ok((image, Some(dest)))
             })
-            .collect())
+            .collect()
     }
 
     fn local_jobs(&self, catalog: &Catalog) -> Result<Vec<(String, Option<Destination>)>, String> {
         if !self.multi() {
             return match self.args.as_slice() {
-                [image] => Ok(vec![(image.clone(), None)]),
+                [image] => Ok(vec![(image_name(image)?, None)]),
                 [image, dest] => Ok(vec![(
-                    image.clone(),
+                    image_name(image)?,
                     Some(if dest == "-" {
                         Destination::Stdout
                     } else {
@@ -89,7 +91,7 @@ impl ExportPlan {
                 _ => Err("several images need -o DIR (or --all): with one image, the second argument is the bundle path".into()),
             };
         }
-        let images = if self.all {
+        let images: Vec<String> = if self.all {
             if !self.args.is_empty() {
                 return Err("--all takes no image names".into());
             }
@@ -100,7 +102,10 @@ impl ExportPlan {
                 .filter_map(|r| r.get("imagename").cloned())
                 .collect()
         } else {
-            self.args.clone()
+            self.args
+                .iter()
+                .map(|a| image_name(a))
+                .collect::<Result<_, _>>()?
         };
         let dir = self
             .output_dir
@@ -114,6 +119,13 @@ impl ExportPlan {
             })
             .collect())
     }
+}
+
+/// An image name from the command line: the catalog holds text, so UTF-8.
+fn image_name(arg: &std::ffi::OsStr) -> Result<String, String> {
+    arg.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("an image name must be UTF-8: {}", arg.to_string_lossy()))
 }
 
 /// How a command uses the MN lock ([`imgport::lock`]).
@@ -245,6 +257,7 @@ pub(super) fn run_exports(
             }
         };
         let mut results = Vec::new();
+        let mut labels = Vec::new();
         let mut docs = Vec::new();
         for (image, destination) in jobs {
             let (progress, bar) = bar::start(g.quiet);
@@ -271,6 +284,7 @@ pub(super) fn run_exports(
                 errors.push(e.to_string());
             }
             results.push(failure);
+            labels.push(image.clone());
             docs.push(json::export_image(
                 &image,
                 outcome.as_ref().ok(),
@@ -282,7 +296,7 @@ pub(super) fn run_exports(
         if g.json {
             json::print(&json::export_doc(docs, code));
         } else if results.len() > 1 {
-            summary("exported", &results, console);
+            summary("exported", &results, &labels, console);
         }
         code
     })
@@ -297,6 +311,7 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
     };
     with_catalog(&g.root, lock, console, |root, catalog, console| {
         let mut results = Vec::new();
+        let mut labels = Vec::new();
         let mut docs = Vec::new();
         for opts in all {
             let name = match &opts.bundle {
@@ -334,6 +349,15 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                             }
                         })
                         .collect();
+                    if report.images.is_empty() {
+                        labels.push(name.clone());
+                    }
+                    labels.extend(
+                        report
+                            .images
+                            .iter()
+                            .map(|i| format!("{name} (image {})", i.image)),
+                    );
                     results.extend(if failures.is_empty() {
                         vec![Some(Failure::Corrupt)]
                     } else {
@@ -341,9 +365,15 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                     });
                 }
                 Err(e) => {
-                    console.fail(&e.to_string());
+                    // With several bundles, the line names the file it is about.
+                    if all.len() > 1 {
+                        console.fail(&format!("{name}: {e}"));
+                    } else {
+                        console.fail(&e.to_string());
+                    }
                     errors.push(e.to_string());
                     results.push(Some(e.failure()));
+                    labels.push(name.clone());
                 }
             }
             docs.push(json::import_bundle(
@@ -361,20 +391,26 @@ pub(super) fn run_imports(g: &Globals, all: &[ImportOptions], console: &mut Cons
                 all.first().is_some_and(|o| o.dry_run),
             ));
         } else if all.len() > 1 {
-            summary("imported", &results, console);
+            summary("imported", &results, &labels, console);
         }
         code
     })
 }
 
-/// One line after a run over several items.
-fn summary(verb: &str, results: &[Option<Failure>], console: &mut Console) {
+/// The closing lines of a run over several items: the count, then each item that
+/// failed by name (`labels`, one per result: the image, or the bundle file and image).
+fn summary(verb: &str, results: &[Option<Failure>], labels: &[String], console: &mut Console) {
     let failed = results.iter().filter(|r| r.is_some()).count();
     console.note(&format!(
         "Summary: {} of {} images {verb}, {failed} failed.",
         results.len() - failed,
         results.len()
     ));
+    for (result, label) in results.iter().zip(labels) {
+        if result.is_some() {
+            console.note(&format!("  failed: {label}"));
+        }
+    }
 }
 
 /// The lock an import takes: `--dry-run` only reads.
@@ -462,5 +498,8 @@ fn print_dry_run(image: &str, plan: &imgport::import::DryRun) {
     }
     for (table, column) in &plan.dropped {
         println!("  drop    {table}.{column} (not in this MN's schema)");
+    }
+    if plan.restarts_xcatd {
+        println!("  restart xcatd, if it runs (kit plugins)");
     }
 }

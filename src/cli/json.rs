@@ -120,7 +120,7 @@ pub fn import_bundle(
                         })
                     })
                     .collect();
-                v["dry_run"] = json!({"files": files, "rows": rows});
+                v["dry_run"] = json!({"files": files, "rows": rows, "restarts_xcatd": plan.restarts_xcatd});
             }
             v
         })

@@ -11,6 +11,7 @@ mod console;
 mod docs;
 mod flows;
 mod json;
+mod quote;
 mod xcat;
 
 use std::ffi::OsString;
@@ -97,16 +98,23 @@ enum Command {
     Inspect { bundle: PathBuf },
     /// List the root tree of a bundle (or rootimgtree.gz) from its index, like `tar -tv`
     #[command(
-        after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc"
+        after_help = "Examples:\n  imgport ls myimage.tgz\n  imgport ls myimage.tgz rootimg/etc\n  imgport ls myimage.tgz --json\n\nNames are printed with GNU tar's escapes (`caf\\351` for a byte that is not UTF-8);\n--json gives their raw bytes too (path_b64)."
     )]
     Ls {
         bundle: PathBuf,
         /// Only this path and what is below it
-        path: Option<String>,
+        #[arg(value_parser = clap::value_parser!(OsString))]
+        path: Option<OsString>,
     },
     /// Write one file of the root tree to stdout, reading only its members
-    #[command(after_help = "Examples:\n  imgport cat myimage.tgz etc/passwd")]
-    Cat { bundle: PathBuf, path: String },
+    #[command(
+        after_help = "Examples:\n  imgport cat myimage.tgz etc/passwd\n  imgport cat myimage.tgz rootimg/etc/hosts > hosts\n  imgport cat myimage.tgz \"$(printf 'etc/caf\\351')\"   # a name that is not UTF-8"
+    )]
+    Cat {
+        bundle: PathBuf,
+        #[arg(value_parser = clap::value_parser!(OsString))]
+        path: OsString,
+    },
     /// Check every CRC and file digest; with --against, compare a restored tree
     #[command(
         after_help = "Examples:\n  imgport verify myimage.tgz\n  imgport verify myimage.tgz --against /install/netboot/rhels8/x86_64/compute/rootimg"
@@ -118,8 +126,14 @@ enum Command {
         against: Option<PathBuf>,
     },
     /// Print a table as xCAT's tabdump CSV
+    #[command(
+        after_help = "Examples:\n  imgport tabdump osimage > osimage.csv\n  imgport --root /srv/mn2 tabdump postscripts\n  imgport tabdump nodelist | grep compute"
+    )]
     Tabdump { table: String },
     /// Load a tabdump CSV into its table (replacing its rows unless -a)
+    #[command(
+        after_help = "Examples:\n  imgport tabrestore osimage.csv            # the table is named by the file\n  imgport tabrestore -a postscripts.csv     # add rows, keep the others\n  imgport tabdump osimage | ssh mn2 'cat > /tmp/osimage.csv && imgport tabrestore /tmp/osimage.csv'"
+    )]
     Tabrestore {
         /// Add the rows instead of replacing the table's rows
         #[arg(short, long = "addrows")]
@@ -145,8 +159,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// IMAGE [DESTINATION], or several images with -o/--all
-    #[arg(value_name = "IMAGE")]
-    args: Vec<String>,
+    #[arg(value_name = "IMAGE", value_parser = clap::value_parser!(OsString))]
+    args: Vec<OsString>,
     /// Export every osimage of the catalog
     #[arg(long)]
     all: bool,
@@ -188,8 +202,8 @@ struct ExportArgs {
 #[derive(Debug, clap::Args)]
 struct ImportArgs {
     /// Bundles (`-` for stdin)
-    #[arg(value_name = "BUNDLE", required = true)]
-    bundles: Vec<String>,
+    #[arg(value_name = "BUNDLE", required = true, value_parser = clap::value_parser!(OsString))]
+    bundles: Vec<OsString>,
     /// Read the bundle(s) from this host through ssh (nothing is copied locally); a
     /// relative bundle path is relative to the remote login directory
     #[arg(short = 'R', long = "remotehost", value_name = "USER@HOST")]
@@ -316,24 +330,27 @@ impl ExportArgs {
 }
 
 impl ImportArgs {
-    /// The library's options, one per bundle.
-    fn options(&self, threads: usize) -> Vec<ImportOptions> {
+    /// The library's options, one per bundle; a usage error for a remote path that is
+    /// not UTF-8 (it becomes part of a shell command line).
+    fn options(&self, threads: usize) -> Result<Vec<ImportOptions>, String> {
         self.bundles
             .iter()
-            .map(|b| ImportOptions {
-                bundle: match &self.remotehost {
-                    Some(host) => BundleSource::Remote {
-                        host: host.clone(),
-                        path: b.clone(),
+            .map(|b| {
+                Ok(ImportOptions {
+                    bundle: match &self.remotehost {
+                        Some(host) => BundleSource::Remote {
+                            host: host.clone(),
+                            path: remote_path(b)?,
+                        },
+                        None if b == "-" => BundleSource::Stdin,
+                        None => BundleSource::Path(PathBuf::from(b)),
                     },
-                    None if b == "-" => BundleSource::Stdin,
-                    None => BundleSource::Path(PathBuf::from(b)),
-                },
-                postscripts: self.postscripts.clone(),
-                profile: self.profile.clone(),
-                dry_run: self.dry_run,
-                threads,
-                progress: Default::default(),
+                    postscripts: self.postscripts.clone(),
+                    profile: self.profile.clone(),
+                    dry_run: self.dry_run,
+                    threads,
+                    progress: Default::default(),
+                })
             })
             .collect()
     }
@@ -367,8 +384,15 @@ fn import_command(g: &Globals, a: ImportArgs) -> i32 {
     if a.remotehost.is_some() && a.bundles.iter().any(|b| b == "-") {
         return no_stdio_with_remote();
     }
+    let all = match a.options(g.threads) {
+        Ok(all) => all,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let mut console = Console::new(a.verbose, g.json, g.quiet);
-    run_imports(g, &a.options(g.threads), &mut console)
+    run_imports(g, &all, &mut console)
 }
 
 /// `imgport tabdump TABLE`: the table as xCAT's CSV on stdout.
@@ -411,6 +435,16 @@ impl Cli {
     fn command_for_docs() -> clap::Command {
         <Cli as clap::CommandFactory>::command()
     }
+}
+
+/// A path on the `-R` host, which ssh is given inside a command line: UTF-8 only.
+pub(super) fn remote_path(p: &std::ffi::OsStr) -> Result<String, String> {
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        format!(
+            "a path on the remote host must be UTF-8: {}",
+            p.to_string_lossy()
+        )
+    })
 }
 
 /// `-` with `-R`: the bundle cannot be both the local stdio stream and a remote file.

@@ -43,7 +43,8 @@ struct ExportArgs {
     verbose: bool,
     #[arg(long, env = "IMGPORT_ROOT", hide = true)]
     root: Option<PathBuf>,
-    positional: Vec<String>,
+    #[arg(value_parser = clap::value_parser!(OsString))]
+    positional: Vec<OsString>,
 }
 
 #[derive(Debug, Parser)]
@@ -67,7 +68,8 @@ struct ImportArgs {
     verbose: bool,
     #[arg(long, env = "IMGPORT_ROOT", hide = true)]
     root: Option<PathBuf>,
-    positional: Vec<String>,
+    #[arg(value_parser = clap::value_parser!(OsString))]
+    positional: Vec<OsString>,
 }
 
 /// Chooses the tree form of `imgexport` (xCAT's syntax has no flag for it).
@@ -118,14 +120,24 @@ pub fn imgexport(args: &[OsString]) -> i32 {
     };
     let mut console = Console::new(parsed.verbose, false, false);
     let mut pos = parsed.positional.into_iter();
-    let image = pos.next().unwrap_or_default();
+    // Not UTF-8, it cannot be in the catalog: xCAT's "Cannot find image" says so.
+    let image = pos
+        .next()
+        .map(|i| i.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let destination = pos.next();
     // -R: xCAT's remote path, `<dirpart of destination><bundle name>`.
     let destination = match parsed.remotehost {
-        Some(host) => Some(Destination::Remote {
-            path: naming::remote_bundle_path(destination.as_deref(), &image),
-            host,
-        }),
+        Some(host) => {
+            let wanted = match destination.as_deref().map(super::remote_path).transpose() {
+                Ok(w) => w,
+                Err(e) => return console.fail(&e),
+            };
+            Some(Destination::Remote {
+                path: naming::remote_bundle_path(wanted.as_deref(), &image),
+                host,
+            })
+        }
         None => destination.map(|d| Destination::Path(PathBuf::from(d))),
     };
     let opts = ExportOptions {
@@ -170,7 +182,10 @@ pub fn imgimport(args: &[OsString]) -> i32 {
     let mut console = Console::new(parsed.verbose, false, false);
     let _ = parsed.nozip;
     let source = match parsed.remotehost {
-        Some(host) => BundleSource::Remote { host, path: bundle },
+        Some(host) => match super::remote_path(&bundle) {
+            Ok(path) => BundleSource::Remote { host, path },
+            Err(e) => return console.fail(&e),
+        },
         None => BundleSource::Path(PathBuf::from(bundle)),
     };
     let opts = ImportOptions {

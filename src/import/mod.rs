@@ -24,6 +24,7 @@ mod rows;
 mod spool;
 #[cfg(test)]
 mod tests;
+mod xcatd;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -161,6 +162,8 @@ pub struct DryRun {
     pub rows: Vec<crate::catalog::Change>,
     /// Manifest columns the target schema lacks (table, column).
     pub dropped: Vec<(String, String)>,
+    /// Kit plugins would be added: a running xcatd would be restarted.
+    pub restarts_xcatd: bool,
 }
 
 /// What every phase of one import call reads.
@@ -172,6 +175,8 @@ struct Context<'a> {
     installdir: String,
     /// Written ahead of every change (disabled for `--dry-run`).
     journal: Journal,
+    /// `$XCATROOT` as an MN path.
+    xcatroot: String,
 }
 
 /// Whether the image directories after one are still imported: xCAT stops the whole
@@ -215,6 +220,7 @@ pub fn import(
         opts,
         installdir,
         journal: journal.clone(),
+        xcatroot: image::xcatroot(),
     };
     let result = ctx.import_all(input, bytes_read, started, report);
     drop(ctx);
@@ -311,7 +317,7 @@ impl Context<'_> {
         report: &mut dyn Reporter,
     ) -> Result<(Vec<Step>, Vec<Upsert>)> {
         let steps = self.plan_steps(accepted, members, tree_staged, report)?;
-        let upserts = self.rows(accepted, members, report)?;
+        let upserts = self.rows(accepted, members)?;
         Ok((steps, upserts))
     }
 
@@ -323,11 +329,21 @@ impl Context<'_> {
         report: &mut dyn Reporter,
     ) -> ImageOutcome {
         let mut outcome = ImageOutcome::new(&accepted.imagename);
-        match planned.and_then(|(steps, upserts)| self.preview(&steps, &upserts)) {
-            Ok(preview) => {
-                outcome.ok = true;
+        let previewed = planned
+            .and_then(|(steps, upserts)| self.preview(&steps, &upserts))
+            .and_then(|preview| Ok((preview, self.report_nodes(report)?)));
+        match previewed {
+            Ok((preview, late)) => {
                 outcome.files = preview.files.iter().map(|(p, _)| p.clone()).collect();
                 outcome.dry_run = Some(preview);
+                match late {
+                    None => outcome.ok = true,
+                    Some(e) => {
+                        report.error(&e);
+                        outcome.errors.push(e);
+                        outcome.failure = Some(Failure::Failed);
+                    }
+                }
             }
             Err(e) => {
                 report.error(&e.to_string());
@@ -352,6 +368,11 @@ impl Context<'_> {
             mut tree,
             mut placement,
         } = staged;
+        let plugins = planned.as_ref().is_ok_and(|(steps, _)| {
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Copy { plugin: true, .. }))
+        });
         let result = planned.and_then(|(steps, upserts)| {
             let planned = place::Planned {
                 accepted,
@@ -362,13 +383,26 @@ impl Context<'_> {
             self.apply_steps(&planned, &mut tree, &mut placement, &mut outcome, report)
         });
         match result {
-            Ok(()) => {
+            Ok(late) => {
                 placement.commit();
-                outcome.ok = true;
-                report.info(&format!(
-                    "Successfully imported the image {}.",
-                    accepted.imagename
-                ));
+                if plugins {
+                    xcatd::restart_for_plugins(self.root, &self.xcatroot, report);
+                }
+                match late {
+                    None => {
+                        outcome.ok = true;
+                        report.info(&format!(
+                            "Successfully imported the image {}.",
+                            accepted.imagename
+                        ));
+                    }
+                    // Defined and in place, but xCAT counts it failed: no success line.
+                    Some(e) => {
+                        report.error(&e);
+                        outcome.errors.push(e);
+                        outcome.failure = Some(Failure::Failed);
+                    }
+                }
             }
             Err(e) => {
                 let stuck = placement.rollback();

@@ -28,7 +28,8 @@ pub(super) struct Planned<'a> {
 
 impl Context<'_> {
     /// Carries out planned steps and writes the rows. Every placement is journaled in
-    /// `placement`; the caller rolls back on error.
+    /// `placement`; the caller rolls back on error. Returns the `-p` error that leaves
+    /// the image defined but not reported as imported (XCAT.md §6.6).
     pub(super) fn apply_steps(
         &self,
         planned: &Planned<'_>,
@@ -36,7 +37,7 @@ impl Context<'_> {
         placement: &mut Placement,
         outcome: &mut ImageOutcome,
         report: &mut dyn Reporter,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let members = planned.members;
         for step in planned.steps {
             match step {
@@ -47,7 +48,20 @@ impl Context<'_> {
                     self.place(spooled, dest, placement, outcome, report)?;
                 }
                 Step::Subtree { prefix, dest } => {
-                    let (_guard, staged) = self.materialize(members, prefix, placement, dest)?;
+                    let (_guard, staged) =
+                        self.materialize(members, prefix, placement, dest, false)?;
+                    self.place(&staged, dest, placement, outcome, report)?;
+                }
+                Step::Copy {
+                    prefix, dest, mode, ..
+                } => {
+                    let (_guard, staged) =
+                        self.materialize(members, prefix, placement, dest, true)?;
+                    // A symlink has no mode of its own; chmod would follow it.
+                    let link = fs::symlink_metadata(&staged).is_ok_and(|m| m.is_symlink());
+                    if let (Some(mode), false) = (mode, link) {
+                        set_mode(&staged, *mode)?;
+                    }
                     self.place(&staged, dest, placement, outcome, report)?;
                 }
                 Step::Tree { .. } => {
@@ -62,7 +76,8 @@ impl Context<'_> {
         }
         // Everything the rows will name is on disk before they are written.
         placement.sync()?;
-        self.write_rows(planned.accepted, planned.upserts, placement, report)
+        self.write_rows(planned.accepted, planned.upserts, placement, report)?;
+        self.report_nodes(report)
     }
 
     /// Restores the tree from its spool file, when its manifest came after it in the
@@ -128,9 +143,6 @@ impl Context<'_> {
         if litefile {
             report.info("Updating the litefile table.");
         }
-        if upserts.iter().any(|u| u.table == "postscripts") {
-            report.info("Adding postscripts.");
-        }
         placement.intend_rows(upserts)?;
         let applied = self.catalog.apply(upserts)?;
         crate::testhook::point("did-rows");
@@ -164,6 +176,9 @@ impl Context<'_> {
             files,
             rows: rows.changes,
             dropped: rows.dropped,
+            restarts_xcatd: steps
+                .iter()
+                .any(|s| matches!(s, Step::Copy { plugin: true, .. })),
         })
     }
 
@@ -186,29 +201,34 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Builds the spooled subtree `prefix` (a member and everything below it) in a
-    /// staging directory beside `dest`. Returns the staging guard (dropping it removes
-    /// whatever was not moved out) and the staged top.
+    /// Builds the spooled subtree `prefix` (a member and everything below it; a
+    /// directory need not have a member of its own) in a staging directory beside
+    /// `dest`. Files are moved out of the spool, or copied with `copy` (a later step
+    /// needs them too). Returns the staging guard (dropping it removes whatever was not
+    /// moved out) and the staged top.
     fn materialize(
         &self,
         members: &Members,
         prefix: &str,
         placement: &mut Placement,
         dest: &str,
+        copy: bool,
     ) -> Result<(StagingDir, PathBuf)> {
         let host = self.root.resolve_for_write(dest)?;
         let parent = host.parent().unwrap_or(self.root.dir()).to_path_buf();
         let staging = StagingDir::new(placement.staging_dir(&parent, ".imgport-stage-")?);
         let top = staging.path().join("t");
         let mut links: Vec<&str> = Vec::new();
-        for (rel, sp) in members.range(prefix.to_string()..) {
-            let sub = if rel == prefix {
-                ""
-            } else if let Some(s) = rel.strip_prefix(prefix).and_then(|s| s.strip_prefix('/')) {
-                s
-            } else {
-                break;
-            };
+        let below = format!("{prefix}/");
+        // The top first, then what is below it (not `prefix..`: `a-b` sorts between
+        // `a` and `a/x`).
+        let subtree = members.get_key_value(prefix).into_iter().chain(
+            members
+                .range(below.clone()..)
+                .take_while(|(rel, _)| rel.starts_with(&below)),
+        );
+        for (rel, sp) in subtree {
+            let sub = rel.strip_prefix(&below).unwrap_or("");
             // A member below a symlink of the same bundle would be written through it.
             if links.iter().any(|l| sub.starts_with(&format!("{l}/"))) {
                 return Err(Error::UnsafePath {
@@ -234,8 +254,11 @@ impl Context<'_> {
                     links.push(sub);
                 }
                 // Spooling already gave the file its mode and mtime; rename keeps them.
-                (MemberKind::File, Some(p)) => {
+                (MemberKind::File, Some(p)) if !copy => {
                     fs::rename(p, &target).map_err(|e| Error::io(&target, e))?;
+                }
+                (MemberKind::File, Some(p)) => {
+                    fs::copy(p, &target).map_err(|e| Error::io(&target, e))?;
                 }
                 _ => {}
             }

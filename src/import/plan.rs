@@ -44,12 +44,24 @@ pub(super) enum Step {
     Subtree { prefix: String, dest: String },
     /// The statelite tree to `dest` (`<rootimgdir>/rootimg`).
     Tree { dest: String },
+    /// A bundle file or directory copied, not moved (a later step places it too), to
+    /// `dest`, its top given `mode` when set: a kit's postscripts and plugins.
+    Copy {
+        prefix: String,
+        dest: String,
+        mode: Option<u32>,
+        /// A kit plugin: xcatd must be restarted to load it.
+        plugin: bool,
+    },
 }
 
 impl Step {
     pub fn dest(&self) -> &str {
         match self {
-            Step::File { dest, .. } | Step::Subtree { dest, .. } | Step::Tree { dest } => dest,
+            Step::File { dest, .. }
+            | Step::Subtree { dest, .. }
+            | Step::Tree { dest }
+            | Step::Copy { dest, .. } => dest,
         }
     }
 }
@@ -134,7 +146,7 @@ impl Context<'_> {
         payload_steps(accepted, members, &mut steps)?;
         config_steps(accepted, members, &mut steps, report)?;
         self.raw_image_steps(&accepted.manifest, members, &mut steps)?;
-        kit_steps(&accepted.manifest, members, &mut steps)?;
+        self.kit_steps(&accepted.manifest, members, &mut steps)?;
         tree_step(accepted, members, tree_staged, &mut steps)?;
         extra_steps(&accepted.manifest, members, &mut steps)?;
         Ok(steps.list)
@@ -168,6 +180,51 @@ impl Context<'_> {
                 format!("{base}.img")
             };
             steps.file(base, &format!("{dir}/{target}"))?;
+        }
+        Ok(())
+    }
+
+    /// Kits (XCAT.md §6.5 step 3): the kit directory the bundle carries goes beside its
+    /// `kitdir`, under the kit name; its `other_files/*` are copied to
+    /// `<installdir>/postscripts` (mode 0755, without dotfiles, `*.exlist` and `*.env`)
+    /// and its `plugins/*` to `$XCATROOT/lib/perl/xCAT_plugin`. The copies come first:
+    /// placing the kit directory moves the spooled files they are made from. A kit
+    /// directory the export could not find is not in the bundle: skipped.
+    fn kit_steps(&self, m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
+        for (kitname, row) in &m.kit {
+            let Some(kitdir) = row.get("kitdir") else {
+                continue;
+            };
+            let prefix = basename(kitdir);
+            if !is_present(members, prefix) {
+                continue;
+            }
+            let postscripts = format!("{}/postscripts", self.installdir);
+            for name in children(members, &format!("{prefix}/other_files")) {
+                let lower = name.to_ascii_lowercase();
+                if lower.ends_with(".exlist") || lower.ends_with(".env") {
+                    continue;
+                }
+                steps.push(Step::Copy {
+                    prefix: format!("{prefix}/other_files/{name}"),
+                    dest: format!("{postscripts}/{name}"),
+                    mode: Some(0o755),
+                    plugin: false,
+                })?;
+            }
+            let plugins = format!("{}/lib/perl/xCAT_plugin", self.xcatroot);
+            for name in children(members, &format!("{prefix}/plugins")) {
+                steps.push(Step::Copy {
+                    prefix: format!("{prefix}/plugins/{name}"),
+                    dest: format!("{plugins}/{name}"),
+                    mode: None,
+                    plugin: true,
+                })?;
+            }
+            steps.push(Step::Subtree {
+                prefix: prefix.to_string(),
+                dest: format!("{}/{kitname}", dirname(kitdir)),
+            })?;
         }
         Ok(())
     }
@@ -228,24 +285,6 @@ fn config_steps(
     Ok(())
 }
 
-/// Kits: the kit directory the bundle carries goes beside its `kitdir`, under the kit
-/// name. A kit directory the export could not find is not in the bundle: skipped.
-fn kit_steps(m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
-    for (kitname, row) in &m.kit {
-        let Some(kitdir) = row.get("kitdir") else {
-            continue;
-        };
-        let prefix = basename(kitdir);
-        if members.contains_key(prefix) {
-            steps.push(Step::Subtree {
-                prefix: prefix.to_string(),
-                dest: format!("{}/{kitname}", dirname(kitdir)),
-            })?;
-        }
-    }
-    Ok(())
-}
-
 /// The statelite tree, to `<rootimgdir>/rootimg`; fatal when the bundle has none.
 fn tree_step(
     accepted: &Accepted,
@@ -269,29 +308,25 @@ fn tree_step(
 }
 
 /// `-e` extras: a directory's entries each to `<dest>/<name>` (xCAT's `cp -a src/*`),
-/// a file to `<dest>/<basename>`; fatal when absent or empty.
+/// a file to `<dest>/<basename>`; fatal when absent or empty. A directory may have no
+/// member of its own (bundles from tools that write no directory entries): members
+/// below it make it one, as `tar` creates their parents.
 fn extra_steps(m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()> {
     for extra in &m.extra {
         let dir_member = format!("{EXTRA_DIR}/{}", extra.src.trim_matches('/'));
         let dest_dir = extra.dest.trim_end_matches('/');
-        if matches!(
-            members.get(&dir_member).map(|s| &s.kind),
-            Some(MemberKind::Dir)
-        ) {
-            let children: Vec<&String> = members
-                .keys()
-                .filter(|k| is_direct_child(k, &dir_member))
-                .collect();
-            if children.is_empty() {
+        if is_dir(members, &dir_member) {
+            let names = children(members, &dir_member);
+            if names.is_empty() {
                 return Err(Error::Incomplete(format!(
                     "Failed to cp -a {dir_member}/* to {}",
                     extra.dest
                 )));
             }
-            for child in children {
+            for name in names {
                 steps.push(Step::Subtree {
-                    prefix: child.clone(),
-                    dest: format!("{dest_dir}/{}", basename(child)),
+                    prefix: format!("{dir_member}/{name}"),
+                    dest: format!("{dest_dir}/{name}"),
                 })?;
             }
         } else {
@@ -309,10 +344,35 @@ fn extra_steps(m: &Manifest, members: &Members, steps: &mut Steps) -> Result<()>
     Ok(())
 }
 
-fn is_direct_child(rel: &str, dir: &str) -> bool {
-    rel.strip_prefix(dir)
-        .and_then(|s| s.strip_prefix('/'))
-        .is_some_and(|s| !s.is_empty() && !s.contains('/'))
+/// The members strictly below `dir`, in order.
+fn below<'a>(members: &'a Members, dir: &str) -> impl Iterator<Item = &'a str> {
+    let start = format!("{dir}/");
+    members
+        .range(start.clone()..)
+        .map(|(k, _)| k.as_str())
+        .take_while(move |k| k.starts_with(&start))
+}
+
+/// Whether `rel` is a directory: a directory member, or any member below it.
+pub(super) fn is_dir(members: &Members, rel: &str) -> bool {
+    matches!(members.get(rel).map(|s| &s.kind), Some(MemberKind::Dir))
+        || below(members, rel).next().is_some()
+}
+
+/// Whether the bundle has `rel`, as a member or as the directory of members below it.
+fn is_present(members: &Members, rel: &str) -> bool {
+    members.contains_key(rel) || below(members, rel).next().is_some()
+}
+
+/// The names directly below `dir` (from its members and from the paths of deeper
+/// ones), dotfiles left out as a shell's `*` leaves them out.
+fn children(members: &Members, dir: &str) -> Vec<String> {
+    // A set: `a-b` sorts between `a` and `a/x`.
+    let names: std::collections::BTreeSet<&str> = below(members, dir)
+        .filter_map(|k| k.get(dir.len() + 1..)?.split('/').next())
+        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
 }
 
 /// xCAT's `verify_manifest` (XCAT.md §6.2, C14): the error lines, empty when valid.
@@ -339,7 +399,7 @@ fn verify(m: &Manifest) -> Vec<String> {
     }
     if provmethod.contains("sysclone") && !s390x {
         return vec![format!(
-            "Importing images with 'provemethod' {provmethod} is not supported. Hint: install, netboot, statelite, sysclone or raw"
+            "Importing images with 'provemethod' {provmethod} is not supported for osarch '{osarch}'"
         )];
     }
     if provmethod.contains("install") && m.linuximage.get("template").is_none_or(|t| t.is_empty()) {

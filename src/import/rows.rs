@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Upsert;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::Manifest;
 use crate::report::Reporter;
 use crate::root::basename;
@@ -17,12 +17,7 @@ use super::Context;
 impl Context<'_> {
     /// Every row of an image, in the order they are written (osimage and linuximage
     /// first).
-    pub(super) fn rows(
-        &self,
-        accepted: &Accepted,
-        members: &Members,
-        report: &mut dyn Reporter,
-    ) -> Result<Vec<Upsert>> {
+    pub(super) fn rows(&self, accepted: &Accepted, members: &Members) -> Result<Vec<Upsert>> {
         let m = &accepted.manifest;
         let name = accepted.imagename.as_str();
         let mut upserts = vec![
@@ -46,7 +41,7 @@ impl Context<'_> {
             upserts.extend(self.litefile_rows(name, &csv.unwrap_or_default())?);
         }
         if let Some(nodes) = &self.opts.postscripts {
-            upserts.extend(self.postscript_rows(m, nodes, report)?);
+            upserts.extend(self.postscript_rows(m, nodes)?);
         }
         Ok(upserts)
     }
@@ -86,13 +81,8 @@ impl Context<'_> {
         Ok(out)
     }
 
-    /// `-p NODERANGE` rows (XCAT.md §6.6, C19).
-    fn postscript_rows(
-        &self,
-        m: &Manifest,
-        noderange: &str,
-        report: &mut dyn Reporter,
-    ) -> Result<Vec<Upsert>> {
+    /// The nodes of `-p NODERANGE`: (in nodelist, not in nodelist).
+    pub(super) fn check_nodes(&self, noderange: &str) -> Result<(Vec<String>, Vec<String>)> {
         let mut nodes = Vec::new();
         let mut missing = Vec::new();
         for n in self.catalog.expand_noderange(noderange)? {
@@ -102,16 +92,15 @@ impl Context<'_> {
                 missing.push(n);
             }
         }
-        if !missing.is_empty() {
-            report.warning(
-                "The following nodes will be skipped because they are not in the nodelist table.",
-            );
-            report.warning(&missing.join(","));
-        }
+        Ok((nodes, missing))
+    }
+
+    /// `-p NODERANGE` rows (XCAT.md §6.6, C19); none when no node is known (reported
+    /// after placement, as xCAT does, by [`Context::report_nodes`]).
+    fn postscript_rows(&self, m: &Manifest, noderange: &str) -> Result<Vec<Upsert>> {
+        let (nodes, _) = self.check_nodes(noderange)?;
         if nodes.is_empty() {
-            return Err(Error::Xcat(format!(
-                "The nodes {noderange} are not defined in xCAT DB."
-            )));
+            return Ok(Vec::new());
         }
         let defaults = self
             .catalog
@@ -135,7 +124,6 @@ impl Context<'_> {
         if ps.is_none() && pbs.is_none() {
             return Ok(Vec::new());
         }
-        report.info("Adding postscripts.");
         Ok(nodes
             .into_iter()
             .map(|n| Upsert {
@@ -147,6 +135,32 @@ impl Context<'_> {
                 ],
             })
             .collect())
+    }
+}
+
+impl Context<'_> {
+    /// xCAT's `-p` lines, once the image is in place: `Adding postscripts.` (whether
+    /// or not the bundle has postscripts, and not for `--dry-run`, which changes
+    /// nothing), the skipped nodes (a warning that still makes exit code 1), and the
+    /// error when no node is left, returned so the caller reports the image as not
+    /// imported although it is defined.
+    pub(super) fn report_nodes(&self, report: &mut dyn Reporter) -> Result<Option<String>> {
+        let Some(noderange) = &self.opts.postscripts else {
+            return Ok(None);
+        };
+        if !self.opts.dry_run {
+            report.info("Adding postscripts.");
+        }
+        let (nodes, missing) = self.check_nodes(noderange)?;
+        if !missing.is_empty() {
+            report.failing_warning(&format!(
+                "The following nodes will be skipped because they are not in the nodelist table.\n  {}",
+                missing.join(",")
+            ));
+        }
+        Ok(nodes
+            .is_empty()
+            .then(|| format!("The nodes {noderange} are not defined in xCAT DB.")))
     }
 }
 

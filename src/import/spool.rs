@@ -65,6 +65,9 @@ pub(super) fn open(
     let input: Box<dyn Read + Send> = match source {
         BundleSource::Stdin => Box::new(io::stdin()),
         BundleSource::Remote { host, path } => {
+            report.info(&format!(
+                "Obtaining the image bundle from the remote system {host}:{path}"
+            ));
             let (transfer, reader) = Pull::start(&remote::Ssh::from_env(), host, path)?;
             report.verbose(&format!("Bundle file is located at {host}:{path}"));
             pull = Some(transfer);

@@ -29,6 +29,7 @@ impl Mn {
             opts,
             installdir: "/install".into(),
             journal: crate::journal::Journal::disabled(),
+            xcatroot: "/opt/xcat".into(),
         }
     }
 }
@@ -249,10 +250,7 @@ fn profile_rewrite_moves_the_image_and_renames_config_files() {
             },
         ]
     );
-    let rows = mn
-        .ctx(&o)
-        .rows(&a, &statelite_members(), &mut Collect::default())
-        .unwrap();
+    let rows = mn.ctx(&o).rows(&a, &statelite_members()).unwrap();
     assert_eq!(
         rows[0].key,
         [(
@@ -417,7 +415,7 @@ fn manifests_are_refused_with_xcats_lines() {
     m.osimage.insert("provmethod".into(), "sysclone".into());
     assert_eq!(
         refused(&m),
-        ["Importing images with 'provemethod' sysclone is not supported. Hint: install, netboot, statelite, sysclone or raw"]
+        ["Importing images with 'provemethod' sysclone is not supported for osarch 'x86_64'"]
     );
     let mut m = statelite();
     m.rootimgtree = None;
@@ -475,7 +473,7 @@ fn litefile_rows_skip_what_an_enabled_all_row_covers() {
     m.insert("litefile.csv".into(), file(csv));
     let o = opts();
     let a = accepted(statelite());
-    let rows = mn.ctx(&o).rows(&a, &m, &mut Collect::default()).unwrap();
+    let rows = mn.ctx(&o).rows(&a, &m).unwrap();
     let lite: Vec<(String, Option<String>)> = rows
         .iter()
         .filter(|u| u.table == "litefile")
@@ -525,11 +523,7 @@ fn p_gives_defined_enabled_nodes_the_non_default_scripts() {
     let a = accepted(manifest.clone());
     let mut o = opts();
     o.postscripts = Some("n1,n2,n3".into());
-    let mut report = Collect::default();
-    let rows = mn
-        .ctx(&o)
-        .rows(&a, &statelite_members(), &mut report)
-        .unwrap();
+    let rows = mn.ctx(&o).rows(&a, &statelite_members()).unwrap();
     let ps: Vec<&Upsert> = rows.iter().filter(|u| u.table == "postscripts").collect();
     assert_eq!(ps.len(), 1, "{rows:?}");
     assert_eq!(ps[0].key, [("node".to_string(), "n1".to_string())]);
@@ -540,31 +534,28 @@ fn p_gives_defined_enabled_nodes_the_non_default_scripts() {
             ("postbootscripts".to_string(), None),
         ]
     );
+    let mut report = Collect::default();
+    assert_eq!(mn.ctx(&o).report_nodes(&mut report).unwrap(), None);
+    assert_eq!(report.info, ["Adding postscripts."]);
     assert_eq!(
         report.warnings,
-        [
-            "The following nodes will be skipped because they are not in the nodelist table.",
-            "n2,n3"
-        ]
+        ["The following nodes will be skipped because they are not in the nodelist table.\n  n2,n3"]
     );
-    // No defined node at all: xCAT's error.
+    // No defined node at all: no row, and xCAT's error once the image is placed.
     o.postscripts = Some("n3".into());
-    let err = mn
-        .ctx(&o)
-        .rows(&a, &statelite_members(), &mut Collect::default())
-        .unwrap_err();
-    assert_eq!(err.to_string(), "The nodes n3 are not defined in xCAT DB.");
+    let rows = mn.ctx(&o).rows(&a, &statelite_members()).unwrap();
+    assert!(!rows.iter().any(|u| u.table == "postscripts"));
+    assert_eq!(
+        mn.ctx(&o).report_nodes(&mut Collect::default()).unwrap(),
+        Some("The nodes n3 are not defined in xCAT DB.".to_string())
+    );
     // Only default scripts: no row.
     let mut only_defaults = manifest;
     only_defaults.postscripts = Some("syslog".into());
     o.postscripts = Some("n1".into());
     let rows = mn
         .ctx(&o)
-        .rows(
-            &accepted(only_defaults),
-            &statelite_members(),
-            &mut Collect::default(),
-        )
+        .rows(&accepted(only_defaults), &statelite_members())
         .unwrap();
     assert!(!rows.iter().any(|u| u.table == "postscripts"));
 }
@@ -585,7 +576,7 @@ fn dry_run_preview_says_create_or_replace_and_row_changes() {
     let steps = ctx
         .plan_steps(&a, &m, false, &mut Collect::default())
         .unwrap();
-    let rows = ctx.rows(&a, &m, &mut Collect::default()).unwrap();
+    let rows = ctx.rows(&a, &m).unwrap();
     let preview = ctx.preview(&steps, &rows).unwrap();
     assert_eq!(
         preview.files[0],
@@ -629,7 +620,7 @@ fn placing_keeps_what_was_there_as_orig_and_writes_rows_last() {
         ..Manifest::default()
     });
     let steps = [file_step("extra/hello", "/install/postscripts/hello")];
-    let rows = ctx.rows(&a, &m, &mut Collect::default()).unwrap();
+    let rows = ctx.rows(&a, &m).unwrap();
     let planned = Planned {
         accepted: &a,
         steps: &steps,
