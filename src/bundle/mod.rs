@@ -6,6 +6,7 @@
 //! second time; the reader walks members in order and hands each to the caller with its
 //! name split into image directory and path inside it, after refusing unsafe names.
 
+pub mod check;
 pub mod footer;
 pub mod layout;
 pub mod reader;

@@ -269,53 +269,137 @@ pub fn cat(bundle: &Path, path: &str) -> i32 {
     }
 }
 
+/// `verify`: a bundle's container (every gzip member's CRC, every tar member read to
+/// its end, the manifests parsed) and its tree through the index; a bare tree through
+/// its index only. Every defect found is printed; any one exits 4.
 pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
-    let mut archive = match open(bundle) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    match verify_tree(&mut archive, against) {
-        Ok(report) if g.json => {
-            doc::print(&json!({
-                "schema": doc::SCHEMA,
-                "command": "verify",
-                "bundle": bundle.display().to_string(),
-                "against": against.map(|a| a.display().to_string()),
-                "ok": report.ok(),
-                "members": report.members,
-                "entries": report.entries,
-                "files": report.files,
-                "differences": report.differences,
-            }));
-            if report.ok() {
-                EXIT_OK
-            } else {
-                EXIT_MISMATCH
-            }
-        }
-        Ok(report) => {
-            for d in &report.differences {
-                println!("{d}");
-            }
-            let verdict = if report.ok() { "OK" } else { "MISMATCH" };
-            println!(
-                "{verdict}: {} members, {} entries, {} files checked, {} differences",
-                report.members,
-                report.entries,
-                report.files,
-                report.differences.len()
-            );
-            if report.ok() {
-                EXIT_OK
-            } else {
-                EXIT_MISMATCH
-            }
-        }
-        Err(e) => {
-            eprintln!("imgport: {e}");
-            EXIT_CORRUPT
-        }
+    if !bundle.exists() {
+        eprintln!("imgport: Cannot find {}", bundle.display());
+        return EXIT_NOT_FOUND;
     }
+    let indexed = has_footer(bundle);
+    let tree = if indexed || against.is_some() {
+        Some(imgport::bundle::open_tree(bundle))
+    } else {
+        None
+    };
+    // A file with no bundle footer whose index opens is a bare rootimgtree.gz / .zst.
+    let bare = !indexed && matches!(tree, Some(Ok(_)));
+    let container = (!bare).then(|| imgport::bundle::check::check(bundle));
+    let mut failed = false;
+    let container = match container {
+        Some(Err(e)) => {
+            eprintln!("imgport: {}: {e}", bundle.display());
+            failed = true;
+            None
+        }
+        Some(Ok(c)) if c.manifests == 0 && !indexed => {
+            // Not a bundle: say what the tree reader says of it.
+            if let Some(Err(e)) = &tree {
+                eprintln!("imgport: {e}");
+            } else {
+                eprintln!(
+                    "imgport: {}: no manifest.xml: not a bundle",
+                    bundle.display()
+                );
+            }
+            return EXIT_CORRUPT;
+        }
+        Some(Ok(c)) if c.footer && !indexed => {
+            eprintln!(
+                "imgport: {}: the bundle footer (its last gzip member) is damaged or cut off",
+                bundle.display()
+            );
+            return EXIT_CORRUPT;
+        }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
+    let report = match tree {
+        Some(Ok(mut archive)) => match verify_tree(&mut archive, against) {
+            Ok(report) => Some(report),
+            Err(e) => {
+                eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
+                failed = true;
+                None
+            }
+        },
+        Some(Err(e)) => {
+            if !failed {
+                eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
+            }
+            failed = true;
+            None
+        }
+        None => Some(imgport::tree::VerifyReport::default()),
+    };
+    match report {
+        Some(report) if !failed => print_verify(bundle, against, &report, container.as_ref(), g),
+        _ => EXIT_CORRUPT,
+    }
+}
+
+/// Whether the file ends with a bundle footer (an imgport bundle with an indexed tree).
+fn has_footer(bundle: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(bundle) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    matches!(
+        imgport::bundle::footer::read_location(&mut f, len),
+        Ok(Some(_))
+    )
+}
+
+/// A tree error, naming the bundle member that holds the tree.
+fn in_tree(
+    e: &dyn std::fmt::Display,
+    container: Option<&imgport::bundle::check::Checked>,
+) -> String {
+    match container.and_then(|c| c.trees.first()) {
+        Some(name) => format!("{name}: {e}"),
+        None => e.to_string(),
+    }
+}
+
+fn print_verify(
+    bundle: &Path,
+    against: Option<&Path>,
+    report: &imgport::tree::VerifyReport,
+    container: Option<&imgport::bundle::check::Checked>,
+    g: &Globals,
+) -> i32 {
+    let code = if report.ok() { EXIT_OK } else { EXIT_MISMATCH };
+    if g.json {
+        doc::print(&json!({
+            "schema": doc::SCHEMA,
+            "command": "verify",
+            "bundle": bundle.display().to_string(),
+            "against": against.map(|a| a.display().to_string()),
+            "ok": report.ok(),
+            "bundle_members": container.map(|c| c.members),
+            "members": report.members,
+            "entries": report.entries,
+            "files": report.files,
+            "differences": report.differences,
+        }));
+        return code;
+    }
+    for d in &report.differences {
+        println!("{d}");
+    }
+    let verdict = if report.ok() { "OK" } else { "MISMATCH" };
+    let bundle_part = container
+        .map(|c| format!(" in a bundle of {} members", c.members))
+        .unwrap_or_default();
+    println!(
+        "{verdict}: {} members, {} entries, {} files checked, {} differences{bundle_part}",
+        report.members,
+        report.entries,
+        report.files,
+        report.differences.len()
+    );
+    code
 }
 
 #[cfg(test)]

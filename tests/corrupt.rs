@@ -1,0 +1,167 @@
+//! Every corrupt input caught, with the right code (issue #11): damage in any bundle
+//! member fails `verify` and `import` with exit 4 naming it, and an import of a
+//! damaged bundle leaves the MN as it was. Runs the real binary on bundles the
+//! exporter wrote and then broke by hand.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// For each non-empty payload file of `bundle`: its name, a bundle offset inside the
+/// gzip member carrying it where inflating has reached the middle of its data (so a
+/// flipped byte there damages it, and a cut there stops inside it).
+fn payload_offsets(bundle: &Path) -> Vec<(String, usize)> {
+    let code = r#"
+import sys, tarfile, zlib
+path = sys.argv[1]
+f = open(path, 'rb').read()
+members, off, u = [], 0, 0
+while off < len(f):
+    d = zlib.decompressobj(31)
+    out = d.decompress(f[off:])
+    used = len(f) - off - len(d.unused_data)
+    members.append((off, used, u, len(out)))
+    off += used
+    u += len(out)
+for m in tarfile.open(path):
+    if not m.isfile() or m.size == 0:
+        continue
+    target = m.offset_data + m.size // 2
+    off, used, u0, ulen = next(x for x in members if x[2] <= target < x[2] + x[3])
+    d = zlib.decompressobj(31)
+    got, c = 0, off
+    while got <= target - u0:
+        got += len(d.decompress(f[c:c + 1]))
+        c += 1
+    print(m.name + '\t' + str(c - 1))
+"#;
+    python(code, &[bundle.to_str().unwrap()])
+        .lines()
+        .map(|l| {
+            let (name, at) = l.split_once('\t').unwrap();
+            (name.to_string(), at.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Every path under `root` with its size, to show an import changed nothing.
+fn listing(root: &Path) -> String {
+    sh(&format!(
+        "cd {} && find . -printf '%p %s %m\\n' | sort",
+        root.display()
+    ))
+}
+
+#[test]
+fn damage_in_every_member_fails_verify_and_import_naming_it() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    let bytes = fs::read(&bundle).unwrap();
+    let offsets = payload_offsets(&bundle);
+    let names: Vec<&str> = offsets.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "manifest.xml",
+        "kernel",
+        "initrd-statelite.gz",
+        "litefile.csv",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(want)),
+            "sample has {want}: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n.ends_with("rootimgtree.gz")));
+    let target = Mn::empty();
+    let before = listing(target.root());
+    for (name, at) in &offsets {
+        let base = name.rsplit('/').next().unwrap();
+        let mut flipped = bytes.clone();
+        flipped[*at] ^= 0x55;
+        for (how, damaged) in [("flip", flipped), ("cut", bytes[..*at].to_vec())] {
+            let bad = work.path().join("bad.tgz");
+            fs::write(&bad, &damaged).unwrap();
+            let out = imgport_verify(&bad);
+            assert_eq!(out.status.code(), Some(4), "{how} {name}: {}", text(&out));
+            assert!(
+                stderr(&out).contains(base),
+                "{how} {name}: verify names it: {}",
+                text(&out)
+            );
+            let out = target.run(&["import", bad.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(4), "{how} {name}: {}", text(&out));
+            assert_eq!(listing(target.root()), before, "{how} {name}: MN touched");
+        }
+    }
+}
+
+fn imgport_verify(bundle: &Path) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(["verify", bundle.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+/// A bundle made the way xCAT makes one (one gzip stream over the whole tar) is
+/// checked whole: intact it verifies, and a cut or a flipped byte anywhere in it
+/// exits 4.
+#[test]
+fn an_xcat_bundle_is_verified_whole() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    let stage = work.path().join("s");
+    fs::create_dir(&stage).unwrap();
+    let xcat = work.path().join("xcat.tgz");
+    sh(&format!(
+        "cd {} && tar -xzf {} && tar -cf - . | gzip -6 > {}",
+        stage.display(),
+        bundle.display(),
+        xcat.display()
+    ));
+    let out = imgport_verify(&xcat);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).starts_with("OK:"), "{}", text(&out));
+    let bytes = fs::read(&xcat).unwrap();
+    for at in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 6] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x55;
+        for damaged in [flipped, bytes[..at].to_vec()] {
+            let bad = work.path().join("bad.tgz");
+            fs::write(&bad, &damaged).unwrap();
+            let out = imgport_verify(&bad);
+            assert_eq!(out.status.code(), Some(4), "at {at}: {}", text(&out));
+            assert!(stderr(&out).contains("gzip member 0"), "{}", text(&out));
+        }
+    }
+}
+
+/// Cut at the start of the end-of-archive member (the tar ends without its marker)
+/// or inside it: cut short, exit 4. (Cut after that member, the bundle is a valid tar.gz
+/// without a footer, as one repacked with tar is: verify checks it as such.)
+#[test]
+fn a_bundle_cut_between_members_fails_verify() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    let bytes = fs::read(&bundle).unwrap();
+    // The footer is the last 62 bytes, the end marker's member the 30 before it.
+    for cut in [bytes.len() - 62 - 30, bytes.len() - 62 - 15] {
+        let bad = work.path().join("bad.tgz");
+        fs::write(&bad, &bytes[..cut]).unwrap();
+        let out = imgport_verify(&bad);
+        assert_eq!(out.status.code(), Some(4), "cut at {cut}: {}", text(&out));
+    }
+    // A damaged footer is not taken for an xCAT bundle without one.
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n - 40] ^= 0x41;
+    let bad = work.path().join("bad.tgz");
+    fs::write(&bad, &flipped).unwrap();
+    let out = imgport_verify(&bad);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(stderr(&out).contains("footer"), "{}", text(&out));
+}
