@@ -72,7 +72,11 @@ impl Error {
             | Error::Incomplete(_)
             | Error::Manifest(_)
             | Error::UnsafePath { .. } => Failure::Corrupt,
-            Error::Tree(TreeError::Format { .. } | TreeError::Unsafe { .. }) => Failure::Corrupt,
+            Error::Tree(
+                TreeError::Format { .. }
+                | TreeError::Unsafe { .. }
+                | TreeError::UnsupportedInput { .. },
+            ) => Failure::Corrupt,
             _ => Failure::Failed,
         }
     }

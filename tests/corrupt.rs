@@ -165,3 +165,98 @@ fn a_bundle_cut_between_members_fails_verify() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(stderr(&out).contains("footer"), "{}", text(&out));
 }
+
+/// Python building a tree archive of kind `argv[1]` into `argv[2]` (gzip'd): cpio
+/// holding only a trailer (newc, crc), an empty tar, and the cpio dialects imgport
+/// does not read (odc, old binary in both byte orders), each with one directory.
+const HOSTILE_TREE: &str = r#"
+import gzip, io, struct, sys, tarfile
+def newc(magic, entries=()):
+    out = b''
+    for name, mode, data in list(entries) + [('TRAILER!!!', 0, b'')]:
+        n = name.encode() + b'\0'
+        h = magic + b''.join(b'%08X' % v for v in [0, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(n), 0])
+        b = h + n
+        b += b'\0' * ((4 - len(b) % 4) % 4)
+        out += b + data + b'\0' * ((4 - len(data) % 4) % 4)
+    return out
+def odc(entries=()):
+    out = b''
+    for name, mode, data in list(entries) + [('TRAILER!!!', 0, b'')]:
+        n = name.encode() + b'\0'
+        out += b'070707' + b''.join(b'%06o' % v for v in [0, 0, mode, 0, 0, 1, 0])
+        out += b'%011o' % 0 + b'%06o' % len(n) + b'%011o' % len(data) + n + data
+    return out
+def binary(endian, entries=()):
+    out = b''
+    for name, mode, data in list(entries) + [('TRAILER!!!', 0, b'')]:
+        n = name.encode() + b'\0'
+        h = struct.pack(endian + '13H', 0o070707, 0, 0, mode, 0, 0, 1, 0, 0, 0, len(n), len(data) >> 16, len(data) & 0xffff)
+        b = h + n
+        b += b'\0' * (len(b) % 2)
+        out += b + data + b'\0' * (len(data) % 2)
+    return out
+def empty_tar():
+    b = io.BytesIO()
+    tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT).close()
+    return b.getvalue()
+top = [('rootimg', 0o40755, b'')]
+kinds = {
+    'newc-trailer': lambda: newc(b'070701'),
+    'crc-trailer': lambda: newc(b'070702'),
+    'empty-tar': empty_tar,
+    'odc': lambda: odc(top),
+    'bin-le': lambda: binary('<', top),
+    'bin-be': lambda: binary('>', top),
+}
+open(sys.argv[2], 'wb').write(gzip.compress(kinds[sys.argv[1]]()))
+"#;
+
+/// The sample bundle with its tree replaced by a hostile one of `kind`, repacked
+/// with tar (so, as an xCAT bundle, without an index).
+fn with_tree(bundle: &Path, work: &Path, kind: &str) -> std::path::PathBuf {
+    let stage = work.join(format!("stage-{kind}"));
+    fs::create_dir(&stage).unwrap();
+    sh(&format!(
+        "cd {} && tar -xzf {}",
+        stage.display(),
+        bundle.display()
+    ));
+    let tree = stage.join(IMG).join("rootimgtree.gz");
+    python(HOSTILE_TREE, &[kind, tree.to_str().unwrap()]);
+    let out = work.join(format!("{kind}.tgz"));
+    sh(&format!(
+        "cd {} && tar czf {} .",
+        stage.display(),
+        out.display()
+    ));
+    out
+}
+
+/// A tree with no entries never replaces a rootimg, and cpio dialects imgport does
+/// not read are refused by name: exit 4, the MN (which already has the image) as it
+/// was.
+#[test]
+fn empty_trees_and_other_cpio_dialects_are_refused() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    let target = Mn::empty();
+    let out = target.run(&["import", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = listing(target.root());
+    for (kind, needle) in [
+        ("newc-trailer", "holds no entries"),
+        ("crc-trailer", "holds no entries"),
+        ("empty-tar", "holds no entries"),
+        ("odc", "old portable (odc, 070707) cpio"),
+        ("bin-le", "old binary (little-endian) cpio"),
+        ("bin-be", "old binary (big-endian) cpio"),
+    ] {
+        let bad = with_tree(&bundle, work.path(), kind);
+        let out = target.run(&["import", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(4), "{kind}: {}", text(&out));
+        assert!(stderr(&out).contains(needle), "{kind}: {}", text(&out));
+        assert_eq!(listing(target.root()), before, "{kind}: MN changed");
+    }
+}
