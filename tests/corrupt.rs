@@ -200,8 +200,30 @@ def empty_tar():
     b = io.BytesIO()
     tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT).close()
     return b.getvalue()
+def header(name, typeflag, size):
+    h = bytearray(512)
+    h[0:len(name)] = name
+    for at, field in [(100, b'0000644'), (108, b'0000000'), (116, b'0000000'), (136, b'00000000000')]:
+        h[at:at + len(field)] = field
+    h[124:136] = b'%011o\0' % size
+    h[148:156] = b' ' * 8
+    h[156] = ord(typeflag)
+    h[257:265] = b'ustar\x0000'
+    h[148:156] = b'%06o\0 ' % sum(h)
+    return bytes(h)
+def huge_pax(typeflag):
+    # A pax header claiming 4 GiB, holding one short record, before a valid tar.
+    b = io.BytesIO()
+    t = tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT)
+    d = tarfile.TarInfo('rootimg')
+    d.type = tarfile.DIRTYPE
+    t.addfile(d)
+    t.close()
+    return header(b'pax_header', typeflag, 4 << 30) + b'9 a=bcd\n'.ljust(512, b'\0') + b.getvalue()
 top = [('rootimg', 0o40755, b'')]
 kinds = {
+    'pax-global-4g': lambda: huge_pax('g'),
+    'pax-4g': lambda: huge_pax('x'),
     'newc-trailer': lambda: newc(b'070701'),
     'crc-trailer': lambda: newc(b'070702'),
     'empty-tar': empty_tar,
@@ -233,9 +255,10 @@ fn with_tree(bundle: &Path, work: &Path, kind: &str) -> std::path::PathBuf {
     out
 }
 
-/// A tree with no entries never replaces a rootimg, and cpio dialects imgport does
-/// not read are refused by name: exit 4, the MN (which already has the image) as it
-/// was.
+/// A tree with no entries never replaces a rootimg, cpio dialects imgport does not
+/// read are refused by name, and a pax header (global or not) claiming 4 GiB is
+/// refused before anything is allocated for it: exit 4, the MN (which already has
+/// the image) as it was.
 #[test]
 fn empty_trees_and_other_cpio_dialects_are_refused() {
     let src = Mn::sample();
@@ -252,6 +275,8 @@ fn empty_trees_and_other_cpio_dialects_are_refused() {
         ("odc", "old portable (odc, 070707) cpio"),
         ("bin-le", "old binary (little-endian) cpio"),
         ("bin-be", "old binary (big-endian) cpio"),
+        ("pax-global-4g", "pax header of 4294967296 bytes exceeds"),
+        ("pax-4g", "pax header of 4294967296 bytes exceeds"),
     ] {
         let bad = with_tree(&bundle, work.path(), kind);
         let out = target.run(&["import", bad.to_str().unwrap()]);
@@ -259,4 +284,49 @@ fn empty_trees_and_other_cpio_dialects_are_refused() {
         assert!(stderr(&out).contains(needle), "{kind}: {}", text(&out));
         assert_eq!(listing(target.root()), before, "{kind}: MN changed");
     }
+}
+
+/// The bundle's own tar starting with a pax header (global or per-file) that claims
+/// 4 GiB: refused with exit 4 by import and verify, not read into memory.
+#[test]
+fn a_bundle_whose_pax_header_claims_4_gib_is_refused() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    for typeflag in ["g", "x"] {
+        let bad = work.path().join(format!("pax-{typeflag}.tgz"));
+        let code = HOSTILE_TREE.split("top = [").next().unwrap().to_string()
+            + "raw = gzip.decompress(open(sys.argv[1], 'rb').read())\n"
+            + "pax = header(b'pax_header', sys.argv[2], 4 << 30) + b'9 a=bcd\\n'.ljust(512, b'\\0')\n"
+            + "open(sys.argv[3], 'wb').write(gzip.compress(pax + raw))\n";
+        python(
+            &code,
+            &[bundle.to_str().unwrap(), typeflag, bad.to_str().unwrap()],
+        );
+        let target = Mn::empty();
+        let before = listing(target.root());
+        let out = sh_out(&format!(
+            "ulimit -v 2000000; {} --root {} import {}",
+            bin().display(),
+            target.root().display(),
+            bad.display()
+        ));
+        assert_eq!(out.status.code(), Some(4), "{typeflag}: {}", text(&out));
+        assert_eq!(listing(target.root()), before, "{typeflag}: MN changed");
+        let out = sh_out(&format!(
+            "ulimit -v 2000000; {} verify {}",
+            bin().display(),
+            bad.display()
+        ));
+        assert_eq!(out.status.code(), Some(4), "{typeflag}: {}", text(&out));
+    }
+}
+
+/// Runs a shell command line; returns its output whatever its status.
+fn sh_out(cmd: &str) -> std::process::Output {
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap()
 }
