@@ -4,19 +4,25 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive};
+use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive, TreeError};
 
 use serde_json::json;
 
-use super::{
-    json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_NOT_FOUND, EXIT_OK,
-};
+use super::{json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_OK};
+
+/// Checks that the bundle can be opened: exit 3 when it is not there, 1 when it
+/// cannot be read (permissions), so neither is taken for a corrupt bundle.
+fn readable(bundle: &Path) -> Result<(), i32> {
+    imgport::bundle::open_file(bundle, bundle)
+        .map(drop)
+        .map_err(|e| {
+            eprintln!("imgport: {e}");
+            super::exit_for(e.failure())
+        })
+}
 
 fn open(bundle: &Path) -> Result<TreeArchive, i32> {
-    if !bundle.exists() {
-        eprintln!("imgport: Cannot find {}", bundle.display());
-        return Err(EXIT_NOT_FOUND);
-    }
+    readable(bundle)?;
     imgport::bundle::open_tree(bundle).map_err(|e| {
         eprintln!("imgport: {e}");
         EXIT_CORRUPT
@@ -273,9 +279,8 @@ pub fn cat(bundle: &Path, path: &str) -> i32 {
 /// its end, the manifests parsed) and its tree through the index; a bare tree through
 /// its index only. Every defect found is printed; any one exits 4.
 pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
-    if !bundle.exists() {
-        eprintln!("imgport: Cannot find {}", bundle.display());
-        return EXIT_NOT_FOUND;
+    if let Err(code) = readable(bundle) {
+        return code;
     }
     let indexed = has_footer(bundle);
     let tree = if indexed || against.is_some() {
@@ -286,12 +291,16 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
     // A file with no bundle footer whose index opens is a bare rootimgtree.gz / .zst.
     let bare = !indexed && matches!(tree, Some(Ok(_)));
     let container = (!bare).then(|| imgport::bundle::check::check(bundle));
-    let mut failed = false;
     let container = match container {
         Some(Err(e)) => {
             eprintln!("imgport: {}: {e}", bundle.display());
-            failed = true;
-            None
+            // The tree's index can say which of its members the damage is in.
+            if let Some(Ok(mut archive)) = tree {
+                if let Err(e) = verify_tree(&mut archive, against) {
+                    eprintln!("imgport: {e}");
+                }
+            }
+            return super::exit_for(e.failure());
         }
         Some(Ok(c)) if c.manifests == 0 && !indexed => {
             // Not a bundle: say what the tree reader says of it.
@@ -316,25 +325,26 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
         None => None,
     };
     let report = match tree {
-        Some(Ok(mut archive)) => match verify_tree(&mut archive, against) {
-            Ok(report) => Some(report),
-            Err(e) => {
-                eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
-                failed = true;
-                None
-            }
-        },
-        Some(Err(e)) => {
-            if !failed {
-                eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
-            }
-            failed = true;
-            None
-        }
-        None => Some(imgport::tree::VerifyReport::default()),
+        Some(Ok(mut archive)) => verify_tree(&mut archive, against),
+        Some(Err(e)) => Err(e),
+        None => Ok(imgport::tree::VerifyReport::default()),
     };
     match report {
-        Some(report) if !failed => print_verify(bundle, against, &report, container.as_ref(), g),
+        Ok(report) => print_verify(bundle, against, &report, container.as_ref(), g),
+        Err(e) => {
+            eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
+            tree_exit(&e, against)
+        }
+    }
+}
+
+/// The exit code of a tree error met by `verify`: a failing read of the restored
+/// tree (`--against`) or of the output is an I/O failure (1), not a defect of the
+/// bundle (4); differences are not errors (5, from the report).
+fn tree_exit(e: &TreeError, against: Option<&Path>) -> i32 {
+    match e {
+        TreeError::Io { path, .. } if against.is_some_and(|a| path.starts_with(a)) => EXIT_FAILED,
+        TreeError::Unsupported { .. } => EXIT_FAILED,
         _ => EXIT_CORRUPT,
     }
 }
