@@ -66,7 +66,7 @@ impl Error {
     pub fn failure(&self) -> Failure {
         use crate::tree::TreeError;
         match self {
-            Error::NotFound(_) => Failure::NotFound,
+            Error::NotFound(_) | Error::Tree(TreeError::NotInArchive { .. }) => Failure::NotFound,
             Error::Bundle(_)
             | Error::BundleRead { .. }
             | Error::Incomplete(_)

@@ -330,3 +330,81 @@ fn sh_out(cmd: &str) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// `ls`, `cat` and `verify` exit by the kind of failure (README's table): a damaged
+/// index or member is a corrupt bundle (4), a path not in the tree does not exist
+/// (3), a directory has no bytes to show and the restored tree of `verify --against`
+/// failing to read is an I/O failure (1), differences are 5.
+#[test]
+fn browse_commands_exit_by_kind() {
+    let src = Mn::sample();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&src, work.path(), &[]);
+    let b = bundle.to_str().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let code = |args: &[&str]| run(args).status.code();
+    assert_eq!(code(&["cat", b, "etc/nope"]), Some(3));
+    assert_eq!(code(&["cat", b, "etc"]), Some(1));
+    assert_eq!(code(&["ls", b]), Some(0));
+
+    // The tree's first index member starts with the index magic: break it.
+    let bytes = fs::read(&bundle).unwrap();
+    let ix = bytes
+        .windows(14)
+        .position(|w| w[..4] == [0x1f, 0x8b, 8, 4] && &w[12..14] == b"IX")
+        .expect("index member");
+    let mut bad_index = bytes.clone();
+    bad_index[ix + 16] ^= 0xff;
+    let bad = work.path().join("bad-index.tgz");
+    fs::write(&bad, &bad_index).unwrap();
+    let bad_s = bad.to_str().unwrap();
+    for args in [vec!["ls", bad_s], vec!["cat", bad_s, "etc/passwd"]] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", text(&out));
+        assert!(stderr(&out).contains("index"), "{}", text(&out));
+    }
+
+    // A damaged data member: cat of a file in it is 4.
+    let data = bytes
+        .windows(14)
+        .position(|w| w[..4] == [0x1f, 0x8b, 8, 4] && &w[12..14] == b"IG")
+        .expect("tree data member");
+    let mut bad_member = bytes.clone();
+    bad_member[data + 200] ^= 0xff;
+    fs::write(&bad, &bad_member).unwrap();
+    assert_eq!(code(&["cat", bad_s, "etc/passwd"]), Some(4));
+
+    // verify --against: an unreadable restored tree is 1 (run as nobody, who may
+    // read the bundle but not a 0700 directory of the tree), a missing one too.
+    let target = Mn::empty();
+    let out = target.run(&["import", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target.path(&format!("{ROOTIMGDIR}/rootimg"));
+    let r = restored.to_str().unwrap();
+    let missing = work.path().join("nowhere");
+    assert_eq!(
+        code(&["verify", b, "--against", missing.to_str().unwrap()]),
+        Some(1)
+    );
+    sh(&format!(
+        "chmod 755 {} {} && chmod 644 {b} && chmod 700 {r}/etc",
+        work.path().display(),
+        target.root().display()
+    ));
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bin())
+        .args(["verify", b, "--against", r])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("Permission denied"), "{}", text(&out));
+    sh(&format!("chmod 755 {r}/etc"));
+    fs::write(restored.join("etc/extra"), "x").unwrap();
+    assert_eq!(code(&["verify", b, "--against", r]), Some(5));
+}

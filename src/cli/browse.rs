@@ -8,7 +8,9 @@ use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive
 
 use serde_json::json;
 
-use super::{json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_OK};
+use super::{
+    json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_NOT_FOUND, EXIT_OK,
+};
 
 /// Checks that the bundle can be opened: exit 3 when it is not there, 1 when it
 /// cannot be read (permissions), so neither is taken for a corrupt bundle.
@@ -28,6 +30,9 @@ fn open(bundle: &Path) -> Result<TreeArchive, i32> {
         EXIT_CORRUPT
     })
 }
+
+/// What the tree engine calls standard output in its errors.
+const OUTPUT: &str = "standard output";
 
 fn kind_name(k: &Kind) -> &'static str {
     match k {
@@ -177,8 +182,9 @@ pub fn ls(bundle: &Path, filter: Option<&str>, g: &Globals) -> i32 {
         let e = match e {
             Ok(e) => e,
             Err(err) => {
+                // The index is part of the bundle: a bad one is a corrupt bundle.
                 eprintln!("imgport: {}: {err}", bundle.display());
-                return EXIT_FAILED;
+                return EXIT_CORRUPT;
             }
         };
         if let Some(p) = &prefix {
@@ -263,14 +269,11 @@ pub fn cat(bundle: &Path, path: &str) -> i32 {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = archive.cat(path.as_bytes(), &mut out);
-    match result.and_then(|_| {
-        out.flush()
-            .map_err(|e| imgport::tree::TreeError::io("standard output", e))
-    }) {
+    match result.and_then(|_| out.flush().map_err(|e| TreeError::io(OUTPUT, e))) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("imgport: {e}");
-            EXIT_FAILED
+            cat_exit(&e)
         }
     }
 }
@@ -335,6 +338,19 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
             eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
             tree_exit(&e, against)
         }
+    }
+}
+
+/// The exit code of `cat`'s errors: a path not in the tree does not exist (3), a
+/// directory or device has no bytes to show and a failing write of the output is
+/// an I/O failure (1); a damaged member or index, or a failing read of the bundle,
+/// is a corrupt bundle (4).
+fn cat_exit(e: &TreeError) -> i32 {
+    match e {
+        TreeError::NotInArchive { .. } => EXIT_NOT_FOUND,
+        TreeError::Unsupported { .. } => EXIT_FAILED,
+        TreeError::Io { path, .. } if path == Path::new(OUTPUT) => EXIT_FAILED,
+        _ => EXIT_CORRUPT,
     }
 }
 

@@ -171,9 +171,9 @@ impl TreeArchive {
     /// Writes the content of the file `path` to `out` (holes of sparse files as
     /// zeros; hard links are followed to their target). Returns the bytes written.
     pub fn cat(&mut self, path: &[u8], out: &mut dyn Write) -> Result<u64, TreeError> {
-        let mut entry = self.find(path)?.ok_or_else(|| TreeError::Format {
+        let mut entry = self.find(path)?.ok_or_else(|| TreeError::NotInArchive {
             entry: display_path(path),
-            reason: format!("not in {}", self.path.display()),
+            archive: self.path.display().to_string(),
         })?;
         if let Kind::HardLink(target) = &entry.kind {
             let target = target.clone();

@@ -22,6 +22,9 @@ pub enum TreeError {
     /// of the archive (exit 1).
     #[error("{entry}: {reason}")]
     Unsupported { entry: String, reason: String },
+    /// The entry asked for (`cat`) is not in the archive.
+    #[error("{entry}: not in {archive}")]
+    NotInArchive { entry: String, archive: String },
     /// The archive holds something imgport does not read or will not restore (another
     /// cpio dialect, an oversized meta header, a GNU multi-volume entry, an entry
     /// replacing a non-empty directory, an owner id chown cannot set): bundle content,
