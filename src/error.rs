@@ -73,13 +73,17 @@ impl Error {
     pub fn failure(&self) -> Failure {
         use crate::tree::TreeError;
         match self {
-            Error::NotFound(_) => Failure::NotFound,
+            Error::NotFound(_) | Error::Tree(TreeError::NotInArchive { .. }) => Failure::NotFound,
             Error::Bundle(_)
             | Error::BundleRead { .. }
             | Error::Incomplete(_)
             | Error::Manifest(_)
             | Error::UnsafePath { .. } => Failure::Corrupt,
-            Error::Tree(TreeError::Format { .. } | TreeError::Unsafe { .. }) => Failure::Corrupt,
+            Error::Tree(
+                TreeError::Format { .. }
+                | TreeError::Unsafe { .. }
+                | TreeError::UnsupportedInput { .. },
+            ) => Failure::Corrupt,
             _ => Failure::Failed,
         }
     }

@@ -196,11 +196,12 @@ fn to_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io(tmp.path(), e))?;
-    let (w, _) = write_bundle(job, BufWriter::new(file), out, report)?;
+    let (w, _) =
+        write_bundle(job, BufWriter::new(file), out, report).map_err(|e| full(e, &path))?;
     let file = w
         .into_inner()
-        .map_err(|e| Error::io(tmp.path(), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        .map_err(|e| Error::io(&path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(&path, e))?;
     // Bundles are readable like any tar xCAT writes under the default umask.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
@@ -239,6 +240,21 @@ fn remove_dead_temps(dir: &Path, report: &mut dyn Reporter) {
                 path.display()
             ));
         }
+    }
+}
+
+/// A full destination (no space, quota, file size limit) is reported on the bundle's
+/// path: the writer tags its errors with the member being written, which for a
+/// payload file is the source path, and an admin would look for space there.
+fn full(e: Error, dest: &Path) -> Error {
+    use io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    match e {
+        Error::Io { source, .. } | Error::BundleRead { source, .. }
+            if matches!(source.kind(), StorageFull | QuotaExceeded | FileTooLarge) =>
+        {
+            Error::io(dest, source)
+        }
+        other => other,
     }
 }
 

@@ -95,8 +95,9 @@ fn cat_gives_the_files_bytes() {
             want.len()
         );
     }
+    // Not in the tree: does not exist (3), like a missing bundle.
     let out = imgport(&["cat", bundle.to_str().unwrap(), "etc/nope"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("etc/nope"), "{}", text(&out));
     let out = imgport(&["cat", bundle.to_str().unwrap(), "etc"]);
     assert_eq!(out.status.code(), Some(1));

@@ -659,7 +659,7 @@ fn refuses_replacing_a_directory_that_files_were_written_into() {
         ));
         let err = h.run(&a);
         let msg = err.to_string();
-        assert!(matches!(err, TreeError::Unsupported { .. }), "{msg}");
+        assert!(matches!(err, TreeError::UnsupportedInput { .. }), "{msg}");
         assert!(msg.contains("would replace a non-empty directory"), "{msg}");
     }
 }

@@ -6,6 +6,7 @@
 //! second time; the reader walks members in order and hands each to the caller with its
 //! name split into image directory and path inside it, after refusing unsafe names.
 
+pub mod check;
 pub mod footer;
 pub mod layout;
 pub mod reader;
@@ -19,6 +20,22 @@ pub use reader::{BundleReader, Flow, Member, MemberKind};
 pub use tree::open_tree;
 pub use view::StoredView;
 pub use writer::{BundleWriter, HeaderPatch};
+
+/// Opens a bundle file for reading. A bundle that is not there is xCAT's
+/// `Cannot find <shown>` ([`Error::NotFound`]); any other failure, such as a bundle
+/// the user may not read, is an I/O error naming the path ([`Error::Io`]), never
+/// "not found".
+pub fn open_file(
+    path: &std::path::Path,
+    shown: &std::path::Path,
+) -> crate::error::Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+            crate::error::Error::NotFound(format!("Cannot find {}", shown.display()))
+        }
+        _ => crate::error::Error::io(path, e),
+    })
+}
 
 /// Name of the manifest inside an image directory.
 pub const MANIFEST_NAME: &str = "manifest.xml";

@@ -49,8 +49,7 @@ pub struct Summary {
 
 /// Reads the summary of the bundle at `path`.
 pub fn summarize(path: &Path) -> Result<Summary> {
-    let mut file =
-        File::open(path).map_err(|_| Error::NotFound(format!("Cannot find {}", path.display())))?;
+    let mut file = super::open_file(path, path)?;
     let bundle_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let loc = footer::read_location(&mut file, bundle_bytes).map_err(|e| Error::io(path, e))?;
     let tree = match loc {

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive};
+use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive, TreeError};
 
 use serde_json::json;
 
@@ -15,16 +15,27 @@ use super::{
     json as doc, Globals, EXIT_CORRUPT, EXIT_FAILED, EXIT_MISMATCH, EXIT_NOT_FOUND, EXIT_OK,
 };
 
+/// Checks that the bundle can be opened: exit 3 when it is not there, 1 when it
+/// cannot be read (permissions), so neither is taken for a corrupt bundle.
+fn readable(bundle: &Path) -> Result<(), i32> {
+    imgport::bundle::open_file(bundle, bundle)
+        .map(drop)
+        .map_err(|e| {
+            eprintln!("imgport: {e}");
+            super::exit_for(e.failure())
+        })
+}
+
 fn open(bundle: &Path) -> Result<TreeArchive, i32> {
-    if !bundle.exists() {
-        eprintln!("imgport: Cannot find {}", bundle.display());
-        return Err(EXIT_NOT_FOUND);
-    }
+    readable(bundle)?;
     imgport::bundle::open_tree(bundle).map_err(|e| {
         eprintln!("imgport: {e}");
         EXIT_CORRUPT
     })
 }
+
+/// What the tree engine calls standard output in its errors.
+const OUTPUT: &str = "standard output";
 
 fn kind_name(k: &Kind) -> &'static str {
     match k {
@@ -192,8 +203,9 @@ pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
         let e = match e {
             Ok(e) => e,
             Err(err) => {
+                // The index is part of the bundle: a bad one is a corrupt bundle.
                 eprintln!("imgport: {}: {err}", bundle.display());
-                return EXIT_FAILED;
+                return EXIT_CORRUPT;
             }
         };
         if let Some(p) = &prefix {
@@ -271,65 +283,163 @@ pub fn cat(bundle: &Path, path: &OsStr) -> i32 {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = archive.cat(path.as_bytes(), &mut out);
-    match result.and_then(|_| {
-        out.flush()
-            .map_err(|e| imgport::tree::TreeError::io("standard output", e))
-    }) {
+    match result.and_then(|_| out.flush().map_err(|e| TreeError::io(OUTPUT, e))) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("imgport: {e}");
-            EXIT_FAILED
+            cat_exit(&e)
         }
     }
 }
 
+/// `verify`: a bundle's container (every gzip member's CRC, every tar member read to
+/// its end, the manifests parsed) and its tree through the index; a bare tree through
+/// its index only. Every defect found is printed; any one exits 4.
 pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
-    let mut archive = match open(bundle) {
-        Ok(a) => a,
-        Err(code) => return code,
+    if let Err(code) = readable(bundle) {
+        return code;
+    }
+    let indexed = has_footer(bundle);
+    let tree = if indexed || against.is_some() {
+        Some(imgport::bundle::open_tree(bundle))
+    } else {
+        None
     };
-    match verify_tree(&mut archive, against) {
-        Ok(report) if g.json => {
-            doc::print(&json!({
-                "schema": doc::SCHEMA,
-                "command": "verify",
-                "bundle": bundle.display().to_string(),
-                "against": against.map(|a| a.display().to_string()),
-                "ok": report.ok(),
-                "members": report.members,
-                "entries": report.entries,
-                "files": report.files,
-                "differences": report.differences,
-            }));
-            if report.ok() {
-                EXIT_OK
-            } else {
-                EXIT_MISMATCH
+    // A file with no bundle footer whose index opens is a bare rootimgtree.gz / .zst.
+    let bare = !indexed && matches!(tree, Some(Ok(_)));
+    let container = (!bare).then(|| imgport::bundle::check::check(bundle));
+    let container = match container {
+        Some(Err(e)) => {
+            eprintln!("imgport: {}: {e}", bundle.display());
+            // The tree's index can say which of its members the damage is in.
+            if let Some(Ok(mut archive)) = tree {
+                if let Err(e) = verify_tree(&mut archive, against) {
+                    eprintln!("imgport: {e}");
+                }
             }
+            return super::exit_for(e.failure());
         }
-        Ok(report) => {
-            for d in &report.differences {
-                println!("{d}");
+        Some(Ok(c)) if c.manifests == 0 && !indexed => {
+            // Not a bundle: say what the tree reader says of it.
+            if let Some(Err(e)) = &tree {
+                eprintln!("imgport: {e}");
+            } else {
+                eprintln!(
+                    "imgport: {}: no manifest.xml: not a bundle",
+                    bundle.display()
+                );
             }
-            let verdict = if report.ok() { "OK" } else { "MISMATCH" };
-            println!(
-                "{verdict}: {} members, {} entries, {} files checked, {} differences",
-                report.members,
-                report.entries,
-                report.files,
-                report.differences.len()
+            return EXIT_CORRUPT;
+        }
+        Some(Ok(c)) if c.footer && !indexed => {
+            eprintln!(
+                "imgport: {}: the bundle footer (its last gzip member) is damaged or cut off",
+                bundle.display()
             );
-            if report.ok() {
-                EXIT_OK
-            } else {
-                EXIT_MISMATCH
-            }
+            return EXIT_CORRUPT;
         }
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
+    let report = match tree {
+        Some(Ok(mut archive)) => verify_tree(&mut archive, against),
+        Some(Err(e)) => Err(e),
+        None => Ok(imgport::tree::VerifyReport::default()),
+    };
+    match report {
+        Ok(report) => print_verify(bundle, against, &report, container.as_ref(), g),
         Err(e) => {
-            eprintln!("imgport: {e}");
-            EXIT_CORRUPT
+            eprintln!("imgport: {}", in_tree(&e, container.as_ref()));
+            tree_exit(&e, against)
         }
     }
+}
+
+/// The exit code of `cat`'s errors: a path not in the tree does not exist (3), a
+/// directory or device has no bytes to show and a failing write of the output is
+/// an I/O failure (1); a damaged member or index, or a failing read of the bundle,
+/// is a corrupt bundle (4).
+fn cat_exit(e: &TreeError) -> i32 {
+    match e {
+        TreeError::NotInArchive { .. } => EXIT_NOT_FOUND,
+        TreeError::Unsupported { .. } => EXIT_FAILED,
+        TreeError::Io { path, .. } if path == Path::new(OUTPUT) => EXIT_FAILED,
+        _ => EXIT_CORRUPT,
+    }
+}
+
+/// The exit code of a tree error met by `verify`: a failing read of the restored
+/// tree (`--against`) or of the output is an I/O failure (1), not a defect of the
+/// bundle (4); differences are not errors (5, from the report).
+fn tree_exit(e: &TreeError, against: Option<&Path>) -> i32 {
+    match e {
+        TreeError::Io { path, .. } if against.is_some_and(|a| path.starts_with(a)) => EXIT_FAILED,
+        TreeError::Unsupported { .. } => EXIT_FAILED,
+        _ => EXIT_CORRUPT,
+    }
+}
+
+/// Whether the file ends with a bundle footer (an imgport bundle with an indexed tree).
+fn has_footer(bundle: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(bundle) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    matches!(
+        imgport::bundle::footer::read_location(&mut f, len),
+        Ok(Some(_))
+    )
+}
+
+/// A tree error, naming the bundle member that holds the tree.
+fn in_tree(
+    e: &dyn std::fmt::Display,
+    container: Option<&imgport::bundle::check::Checked>,
+) -> String {
+    match container.and_then(|c| c.trees.first()) {
+        Some(name) => format!("{name}: {e}"),
+        None => e.to_string(),
+    }
+}
+
+fn print_verify(
+    bundle: &Path,
+    against: Option<&Path>,
+    report: &imgport::tree::VerifyReport,
+    container: Option<&imgport::bundle::check::Checked>,
+    g: &Globals,
+) -> i32 {
+    let code = if report.ok() { EXIT_OK } else { EXIT_MISMATCH };
+    if g.json {
+        doc::print(&json!({
+            "schema": doc::SCHEMA,
+            "command": "verify",
+            "bundle": bundle.display().to_string(),
+            "against": against.map(|a| a.display().to_string()),
+            "ok": report.ok(),
+            "bundle_members": container.map(|c| c.members),
+            "members": report.members,
+            "entries": report.entries,
+            "files": report.files,
+            "differences": report.differences,
+        }));
+        return code;
+    }
+    for d in &report.differences {
+        println!("{d}");
+    }
+    let verdict = if report.ok() { "OK" } else { "MISMATCH" };
+    let bundle_part = container
+        .map(|c| format!(" in a bundle of {} members", c.members))
+        .unwrap_or_default();
+    println!(
+        "{verdict}: {} members, {} entries, {} files checked, {} differences{bundle_part}",
+        report.members,
+        report.entries,
+        report.files,
+        report.differences.len()
+    );
+    code
 }
 
 #[cfg(test)]

@@ -100,6 +100,15 @@ impl Context<'_> {
             (Codec::Zstd, _) => tree::restore_zstd(data, &staging, b"rootimg", &opts),
         };
         match restored {
+            // A trailer-only cpio or an empty tar restores nothing; it must not
+            // replace an image's rootimg with an empty directory.
+            Ok(stats) if stats.entries == 0 => {
+                let _ = fs::remove_dir_all(&staging);
+                Err(Error::Tree(tree::TreeError::Format {
+                    entry: tree_file.to_string(),
+                    reason: "the tree holds no entries; refusing to replace rootimg with it".into(),
+                }))
+            }
             Ok(stats) => {
                 for w in &stats.warnings {
                     report.warning(w);

@@ -54,8 +54,8 @@ impl Input {
     }
 }
 
-/// Opens the bundle and starts the "read" progress phase. A bundle file that cannot
-/// be opened is xCAT's "Cannot find" (not found).
+/// Opens the bundle and starts the "read" progress phase. A bundle file that is not
+/// there is xCAT's "Cannot find" (not found); one that cannot be read is an I/O error.
 pub(super) fn open(
     source: &BundleSource,
     progress: &progress::Handle,
@@ -74,12 +74,10 @@ pub(super) fn open(
             Box::new(reader)
         }
         BundleSource::Path(p) => {
-            let f = File::open(p).map_err(|_| {
-                let shown = std::env::current_dir()
-                    .map(|c| c.join(p))
-                    .unwrap_or_else(|_| p.clone());
-                Error::NotFound(format!("Cannot find {}", shown.display()))
-            })?;
+            let shown = std::env::current_dir()
+                .map(|c| c.join(p))
+                .unwrap_or_else(|_| p.clone());
+            let f = crate::bundle::open_file(p, &shown)?;
             report.verbose(&format!("Bundle file is located at {}", p.display()));
             let size = f.metadata().map(|m| m.len()).unwrap_or(0);
             progress.start("read", size);

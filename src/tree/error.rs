@@ -17,9 +17,20 @@ pub enum TreeError {
     /// An entry would write outside the restore directory, or through a symlink.
     #[error("refusing unsafe entry {entry}: {reason}")]
     Unsafe { entry: String, reason: String },
-    /// Something the format cannot represent or imgport does not support.
+    /// Something the format cannot represent or imgport cannot do on this side: a
+    /// file export cannot encode, a restore stopped by a failing writer. Not a defect
+    /// of the archive (exit 1).
     #[error("{entry}: {reason}")]
     Unsupported { entry: String, reason: String },
+    /// The entry asked for (`cat`) is not in the archive.
+    #[error("{entry}: not in {archive}")]
+    NotInArchive { entry: String, archive: String },
+    /// The archive holds something imgport does not read or will not restore (another
+    /// cpio dialect, an oversized meta header, a GNU multi-volume entry, an entry
+    /// replacing a non-empty directory, an owner id chown cannot set): bundle content,
+    /// so the bundle is refused like a malformed one (exit 4).
+    #[error("{entry}: {reason}")]
+    UnsupportedInput { entry: String, reason: String },
 }
 
 impl TreeError {

@@ -256,7 +256,7 @@ impl<R: Read> TarReader<R> {
     /// Reads the data of a meta entry (pax header, long name), capped at `cap`.
     fn read_meta(&mut self, size: u64, cap: u64, what: &str) -> Result<Vec<u8>, TreeError> {
         if size > cap {
-            return Err(TreeError::Unsupported {
+            return Err(TreeError::UnsupportedInput {
                 entry: self.current.clone(),
                 reason: format!("{what} of {size} bytes exceeds the {cap}-byte limit"),
             });
@@ -468,7 +468,7 @@ impl<R: Read> TarReader<R> {
             b'5' | b'D' => Kind::Dir,
             b'6' => Kind::Fifo,
             b'M' | b'N' => {
-                return Err(TreeError::Unsupported {
+                return Err(TreeError::UnsupportedInput {
                     entry: self.current.clone(),
                     reason: format!("GNU tar type '{}' is not supported", typeflag as char),
                 })

@@ -90,7 +90,7 @@ pub(super) fn remove(pfd: BorrowedFd<'_>, name: &[u8], entry: &[u8]) -> Result<(
     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
         rfs::unlinkat(pfd, name, AtFlags::REMOVEDIR).map_err(|e| {
             if e == Errno::NOTEMPTY {
-                TreeError::Unsupported {
+                TreeError::UnsupportedInput {
                     entry: display_path(entry),
                     reason: "would replace a non-empty directory".into(),
                 }

@@ -344,7 +344,7 @@ impl Restorer {
             .as_ref()
             .is_some_and(|pool| pool.busy.contains(&rel))
         {
-            return Err(TreeError::Unsupported {
+            return Err(TreeError::UnsupportedInput {
                 entry: display_path(&e.path),
                 reason: "would replace a non-empty directory".into(),
             });
@@ -627,7 +627,7 @@ impl Restorer {
         }
         // -1 means "leave unchanged" to chown, so it cannot be restored.
         if uid == u32::MAX || gid == u32::MAX {
-            return Err(TreeError::Unsupported {
+            return Err(TreeError::UnsupportedInput {
                 entry: display_path(&e.path),
                 reason: "owner id 4294967295 cannot be set".into(),
             });

@@ -116,20 +116,42 @@ fn restore_detect(
         };
     }
     if head.is_empty() {
-        Err(TreeError::Format {
+        return Err(TreeError::Format {
             entry: "<start of archive>".into(),
             reason: "empty archive".into(),
-        })
-    } else if head.starts_with(b"070707") {
-        Err(TreeError::Unsupported {
+        });
+    }
+    if head.len() == 512 && head.iter().all(|&b| b == 0) {
+        // A tar end marker first: a tar of no entries.
+        return Err(TreeError::Format {
             entry: "<start of archive>".into(),
-            reason: "old portable (odc) cpio; only newc is supported".into(),
-        })
-    } else {
-        Err(TreeError::Format {
+            reason: "empty tar: the tree holds no entries".into(),
+        });
+    }
+    match cpio_dialect(&head) {
+        Some(dialect) => Err(TreeError::UnsupportedInput {
+            entry: "<start of archive>".into(),
+            reason: format!("{dialect} cpio; only newc (070701) and crc (070702) are supported"),
+        }),
+        None => Err(TreeError::Format {
             entry: "<start of archive>".into(),
             reason: "neither a tar nor a cpio newc archive".into(),
-        })
+        }),
+    }
+}
+
+/// The name of a cpio dialect other than newc/crc that `head` starts with.
+fn cpio_dialect(head: &[u8]) -> Option<&'static str> {
+    // The binary format's magic is the 16-bit word 0o070707 in the writer's byte order.
+    const BINARY: u16 = 0o070707;
+    if head.starts_with(b"070707") {
+        Some("old portable (odc, 070707)")
+    } else if head.starts_with(&BINARY.to_le_bytes()) {
+        Some("old binary (little-endian)")
+    } else if head.starts_with(&BINARY.to_be_bytes()) {
+        Some("old binary (big-endian)")
+    } else {
+        None
     }
 }
 
@@ -403,7 +425,18 @@ mod tests {
         let err = run(b"").unwrap_err().to_string();
         assert!(err.contains("empty archive"), "{err}");
         let err = run(b"070707 old portable cpio").unwrap_err();
-        assert!(matches!(err, TreeError::Unsupported { .. }), "{err}");
+        assert!(matches!(err, TreeError::UnsupportedInput { .. }), "{err}");
+        assert!(err.to_string().contains("odc"), "{err}");
+        for (bytes, name) in [
+            (b"\xc7\x71rest", "little-endian"),
+            (b"\x71\xc7rest", "big-endian"),
+        ] {
+            let err = run(bytes).unwrap_err();
+            assert!(matches!(err, TreeError::UnsupportedInput { .. }), "{err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = run(&[0u8; 1024]).unwrap_err().to_string();
+        assert!(err.contains("no entries"), "{err}");
         let err = run(&[b'x'; 600]).unwrap_err().to_string();
         assert!(err.contains("neither a tar nor a cpio"), "{err}");
         let err = restore(&small_tree()[..], dir.path(), b"../up", &opts(1)).unwrap_err();
