@@ -141,6 +141,9 @@ enum Command {
         file: PathBuf,
     },
     /// Work on whole catalogs: copy tables between SQLite, PostgreSQL and MySQL/MariaDB
+    #[command(
+        after_help = "Examples:\n  imgport catalog copy --to /root/pg.cfgloc --dry-run\n  imgport catalog copy --from /etc/xcat --to /root/pg.cfgloc osimage linuximage litefile\n\n`imgport catalog copy --help` says what CFGLOC may be."
+    )]
     Catalog {
         #[command(subcommand)]
         action: catalog::CatalogCommand,
