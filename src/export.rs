@@ -368,6 +368,7 @@ fn write_bundle<W: TreeSink>(
             Compat::Xcat => {
                 let o = tree::NewcOptions {
                     level: opts.level,
+                    threads: opts.threads,
                     ..Default::default()
                 };
                 let prepared = tree::prepare_newc(&host, &o)?;

@@ -123,7 +123,7 @@ fn parse(a: &[u8]) -> Vec<Hdr> {
 
 fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(gz)
+    flate2::read::MultiGzDecoder::new(gz)
         .read_to_end(&mut out)
         .unwrap();
     out
@@ -481,4 +481,67 @@ fn sockets_are_counted_and_left_out() {
     assert_eq!(stats.entries, 1);
     assert!(stats.warnings.iter().any(|w| w.contains("rootimg/sock")));
     assert_eq!(parse(&out).len(), 1);
+}
+
+/// The gzip members of `gz`, walked by their `IG` length subfield (FORMAT.md §2.1).
+fn member_lengths(gz: &[u8]) -> Vec<usize> {
+    let mut lens = Vec::new();
+    let mut pos = 0;
+    while pos < gz.len() {
+        assert_eq!(
+            &gz[pos + 12..pos + 14],
+            b"IG",
+            "member at {pos} has no length"
+        );
+        let len = u32::from_le_bytes(gz[pos + 16..pos + 20].try_into().unwrap()) as usize;
+        lens.push(len);
+        pos += len;
+    }
+    assert_eq!(
+        pos,
+        gz.len(),
+        "members end exactly at the end of the stream"
+    );
+    lens
+}
+
+#[test]
+fn members_are_the_same_for_any_thread_count() {
+    need_tools();
+    let t = tempfile::tempdir().unwrap();
+    let src = build_tree(t.path());
+    // Many small files: members are cut at entry boundaries past 1 MiB.
+    let many = src.join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..600 {
+        let body: Vec<u8> = (0..4000u32).map(|j| (j * 31 + i * 7) as u8).collect();
+        fs::write(many.join(format!("f{i:04}")), body).unwrap();
+    }
+    let mut plain = Vec::new();
+    write_newc(&src, &mut plain, &NewcOptions::default()).unwrap();
+    let gz_with = |threads| {
+        let mut gz = Vec::new();
+        let opts = NewcOptions {
+            threads,
+            ..NewcOptions::default()
+        };
+        write_newc_gz(&src, &mut gz, &opts).unwrap();
+        gz
+    };
+    let one = gz_with(1);
+    assert_eq!(one, gz_with(3), "output depends on the thread count");
+    assert_eq!(gunzip(&one), plain);
+    // The 10 MiB sparse file is cut inside its data, the small files between entries.
+    let lens = member_lengths(&one);
+    assert!(lens.len() >= 4, "{} members", lens.len());
+    let (tgz, tcpio) = (t.path().join("t.gz"), t.path().join("t.cpio"));
+    fs::write(&tgz, &one).unwrap();
+    fs::write(&tcpio, &plain).unwrap();
+    let (tgz, tcpio) = (tgz.display(), tcpio.display());
+    assert_eq!(sh(&format!("gzip -t '{tgz}' && echo ok")), "ok\n");
+    // zcat reads the members as one stream, the plain archive.
+    assert_eq!(
+        sh(&format!("zcat '{tgz}' | cmp - '{tcpio}' && echo same")),
+        "same\n"
+    );
 }

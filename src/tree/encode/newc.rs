@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use libdeflater::Compressor;
 
+use crate::tree::codec::gzip::{compressor, encode_data};
 use crate::tree::encode::entry::{output_error, EntryEncoder, IO_BUF_BYTES};
 use crate::tree::encode::walk::{walk, Walk, WalkOptions};
 use crate::tree::encode::writer::{DEFAULT_GZIP_LEVEL, MAX_GZIP_LEVEL, ROOTIMG_TOP};
@@ -23,6 +23,7 @@ use crate::tree::format::newc::{
 };
 use crate::tree::format::sidecar::{Record, SidecarBuilder};
 use crate::tree::format::{padding, BLOCK_BYTES};
+use crate::tree::threads;
 
 /// How to write a newc archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct NewcOptions {
     /// `find rootimg` would descend, but a root image being built often has /proc or
     /// a bind mount inside it, and archiving those is never wanted.
     pub one_file_system: bool,
+    /// Compression threads for [`write_newc_gz`] (0: one per core). The output is
+    /// the same bytes whatever the count: members are cut by stream position only.
+    pub threads: usize,
 }
 
 impl Default for NewcOptions {
@@ -41,6 +45,7 @@ impl Default for NewcOptions {
         NewcOptions {
             level: DEFAULT_GZIP_LEVEL,
             one_file_system: true,
+            threads: 0,
         }
     }
 }
@@ -116,8 +121,9 @@ pub fn write_newc(dir: &Path, out: impl Write, opts: &NewcOptions) -> Result<New
     Ok(stats)
 }
 
-/// Like [`write_newc`], compressed as one gzip member (flate2, level `opts.level`),
-/// which is what xCAT's `| gzip -c` produces and its `zcat` reads.
+/// Like [`write_newc`], compressed at `opts.level` on `opts.threads` threads as a
+/// sequence of gzip members (FORMAT.md §7.1), which xCAT's `zcat` reads as one
+/// stream, as it reads `| gzip -c`'s single member.
 ///
 /// Errors: those of [`write_newc`], or a level above 9 ([`TreeError::Unsupported`]).
 pub fn write_newc_gz(
@@ -369,6 +375,7 @@ fn trailer() -> Vec<u8> {
 pub struct NewcTree {
     prepared: Prepared,
     level: u32,
+    threads: usize,
 }
 
 /// Walks `dir` and checks it for newc as [`write_newc`] does (files of 4 GiB or more
@@ -378,6 +385,7 @@ pub fn prepare_newc(dir: &Path, opts: &NewcOptions) -> Result<NewcTree, TreeErro
     Ok(NewcTree {
         prepared: prepare(dir, opts)?,
         level: opts.level,
+        threads: threads::resolve(opts.threads),
     })
 }
 
@@ -417,14 +425,9 @@ impl NewcTree {
 
     /// Writes the tree as [`write_newc_gz`] does.
     pub fn write_gz(self, out: impl Write) -> Result<NewcStats, TreeError> {
-        let gz = GzEncoder::new(out, Compression::new(self.level));
-        let mut buffered = BufWriter::with_capacity(IO_BUF_BYTES, gz);
-        let stats = write_newc_stream(self.prepared, &mut buffered)?;
-        let gz = buffered
-            .into_inner()
-            .map_err(|e| output_error(e.into_error()))?;
-        let mut out = gz.finish().map_err(output_error)?;
-        out.flush().map_err(output_error)?;
+        let mut members = Members::new(out, self.level, self.threads);
+        let stats = write_newc_stream(self.prepared, &mut members)?;
+        members.finish().map_err(output_error)?;
         Ok(stats)
     }
 }
@@ -439,8 +442,131 @@ fn check_level(dir: &Path, level: u32) -> Result<(), TreeError> {
     Ok(())
 }
 
+/// Where the newc stream goes: a writer told where each entry ends, so a compressing
+/// sink can cut its members there.
+trait NewcSink: Write {
+    /// The stream is at an entry boundary.
+    fn boundary(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> NewcSink for BufWriter<W> {}
+
+/// A member is cut at the first entry boundary once it holds this much, as the pax
+/// form's units are (FORMAT.md §2.1).
+const MEMBER_TARGET: usize = 1 << 20;
+/// A member is cut here even inside a file's data, so one big file is compressed in
+/// parallel too and memory stays bounded (`zcat` does not care where members end).
+const MEMBER_MAX: usize = 4 << 20;
+
+/// Cuts the newc stream into gzip members (FORMAT.md §7.1) and compresses them on
+/// `threads` threads, a batch of `2 × threads` members at a time, written in stream
+/// order. Cut points depend on stream positions alone, so the output is the same
+/// for any thread count.
+struct Members<W: Write> {
+    out: W,
+    level: u32,
+    threads: usize,
+    current: Vec<u8>,
+    batch: Vec<Vec<u8>>,
+    /// One compressor per thread, reused across batches.
+    compressors: Vec<Compressor>,
+}
+
+impl<W: Write> Members<W> {
+    fn new(out: W, level: u32, threads: usize) -> Self {
+        Members {
+            out,
+            level,
+            threads: threads.max(1),
+            current: Vec::with_capacity(MEMBER_TARGET),
+            batch: Vec::new(),
+            compressors: Vec::new(),
+        }
+    }
+
+    fn cut(&mut self) -> std::io::Result<()> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let unit = std::mem::replace(&mut self.current, Vec::with_capacity(MEMBER_TARGET));
+        self.batch.push(unit);
+        if self.batch.len() >= 2 * self.threads {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> std::io::Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let level = self.level;
+        while self.compressors.len() < self.threads {
+            self.compressors.push(compressor(level));
+        }
+        let per = batch.len().div_ceil(self.threads);
+        let encoded: Vec<Vec<Vec<u8>>> = if self.threads == 1 {
+            let c = &mut self.compressors[0];
+            vec![batch.iter().map(|u| encode_data(c, u)).collect()]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .chunks(per)
+                    .zip(self.compressors.iter_mut())
+                    .map(|(units, c)| {
+                        s.spawn(move || units.iter().map(|u| encode_data(c, u)).collect())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        for member in encoded.iter().flatten() {
+            self.out.write_all(member)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left and flushes `out`.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.cut()?;
+        self.flush_batch()?;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for Members<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MEMBER_MAX - self.current.len();
+        let n = buf.len().min(room);
+        self.current.extend_from_slice(&buf[..n]);
+        if self.current.len() >= MEMBER_MAX {
+            self.cut()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> NewcSink for Members<W> {
+    fn boundary(&mut self) -> std::io::Result<()> {
+        if self.current.len() >= MEMBER_TARGET {
+            self.cut()?;
+        }
+        Ok(())
+    }
+}
+
 /// Every entry, trailer, final block padding.
-fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcStats, TreeError> {
+fn write_newc_stream<W: NewcSink>(prepared: Prepared, out: &mut W) -> Result<NewcStats, TreeError> {
     let Prepared {
         walk: w,
         layout,
@@ -489,6 +615,7 @@ fn write_newc_stream<W: Write>(prepared: Prepared, out: &mut W) -> Result<NewcSt
         out.write_all(&[0u8; 4][..pad as usize])
             .map_err(output_error)?;
         stats.bytes += header.len() as u64 + data_len + pad;
+        out.boundary().map_err(output_error)?;
     }
 
     let trailer = trailer();
@@ -606,7 +733,7 @@ mod tests {
         let mut gz = Vec::new();
         write_newc_gz(t.path(), &mut gz, &NewcOptions::default()).unwrap();
         let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(gz.as_slice())
+        flate2::read::MultiGzDecoder::new(gz.as_slice())
             .read_to_end(&mut unzipped)
             .unwrap();
         assert_eq!(unzipped, plain);
