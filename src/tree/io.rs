@@ -16,6 +16,24 @@ pub fn fill<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
+/// One `read` of at most `remaining` bytes into `buf`, retried on EINTR: the data step
+/// of the tar and newc decoders, which must never read past an entry's data.
+pub fn read_bounded<R: Read + ?Sized>(
+    r: &mut R,
+    buf: &mut [u8],
+    remaining: u64,
+) -> io::Result<usize> {
+    let want = usize::try_from(remaining)
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    loop {
+        match r.read(&mut buf[..want]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// Reads exactly `len` bytes (`len` already capped by the caller) into a vector that
 /// grows only as bytes arrive. Returns fewer bytes if the stream ends.
 pub fn read_capped<R: Read + ?Sized>(r: &mut R, len: u64) -> io::Result<Vec<u8>> {

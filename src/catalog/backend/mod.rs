@@ -239,3 +239,18 @@ pub(super) fn ensure_table(conn: &mut dyn Conn, spec: &TableSpec) -> Result<(), 
     }
     Ok(())
 }
+
+/// The answer of an `information_schema.columns` query (one name per row): the
+/// table's columns in lower case, or `None` when the table does not exist.
+pub(super) fn column_names(rows: Rows) -> Option<Vec<String>> {
+    if rows.rows.is_empty() {
+        return None;
+    }
+    Some(
+        rows.rows
+            .into_iter()
+            .filter_map(|mut r| r.pop().flatten())
+            .map(|n| String::from_utf8_lossy(&n).to_ascii_lowercase())
+            .collect(),
+    )
+}

@@ -6,7 +6,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn as MyConn, OptsBuilder, Params, Value as MyValue};
 
 use super::server::{Session, LOCK_NAME};
-use super::{Conn, DbError, Dialect, Rows, Value};
+use super::{column_names, Conn, DbError, Dialect, Rows, Value};
 use crate::catalog::cfgloc::ServerConfig;
 
 /// How long GET_LOCK waits for another imgport's write to finish, in seconds: an
@@ -84,16 +84,7 @@ impl Conn for My {
              ORDER BY ordinal_position",
             &[Some(table.as_bytes())],
         )?;
-        if rows.rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.rows
-                .into_iter()
-                .filter_map(|mut r| r.pop().flatten())
-                .map(|n| String::from_utf8_lossy(&n).to_ascii_lowercase())
-                .collect(),
-        ))
+        Ok(column_names(rows))
     }
 
     fn query(&mut self, sql: &str, values: &[Option<&[u8]>]) -> Result<Rows, DbError> {

@@ -7,7 +7,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::server::{Session, LOCK_KEY};
-use super::{Conn, DbError, Dialect, Rows};
+use super::{column_names, Conn, DbError, Dialect, Rows};
 use crate::catalog::cfgloc::ServerConfig;
 
 /// A PostgreSQL connection.
@@ -92,16 +92,7 @@ impl Conn for Pg {
              ORDER BY ordinal_position",
             &[Some(table.as_bytes())],
         )?;
-        if rows.rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.rows
-                .into_iter()
-                .filter_map(|mut r| r.pop().flatten())
-                .map(|n| String::from_utf8_lossy(&n).to_ascii_lowercase())
-                .collect(),
-        ))
+        Ok(column_names(rows))
     }
 
     fn query(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<Rows, DbError> {

@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::tar_decode::{clean_name, EntryReader, MAX_NAME};
-use crate::tree::io::{fill, read_capped};
+use crate::tree::io::{fill, read_bounded, read_capped};
 
 pub(crate) const HEADER: usize = 110;
 /// Longest symlink target we accept (Linux caps targets at PATH_MAX = 4096).
@@ -402,15 +402,9 @@ impl<R: Read> EntryReader for CpioReader<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = loop {
-            match self.inner.read(&mut buf[..want]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.read_err(e)),
-            }
+        let n = match read_bounded(&mut self.inner, buf, self.remaining) {
+            Ok(n) => n,
+            Err(e) => return Err(self.read_err(e)),
         };
         if n == 0 {
             return Err(self.truncated());

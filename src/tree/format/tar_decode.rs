@@ -15,7 +15,7 @@ use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::acl::acl_text_to_xattr;
 use crate::tree::format::pax::{parse_pax_records, Pax};
 use crate::tree::format::{padding, BLOCK_BYTES as BLOCK};
-use crate::tree::io::{fill, read_capped};
+use crate::tree::io::{fill, read_bounded, read_capped};
 
 /// Largest pax extended header we buffer. Real ones are a few KiB (xattrs are capped
 /// at 64 KiB each by Linux); anything bigger is an attack or a broken archive.
@@ -647,15 +647,9 @@ impl<R: Read> EntryReader for TarReader<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = loop {
-            match self.inner.read(&mut buf[..want]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.read_err(e)),
-            }
+        let n = match read_bounded(&mut self.inner, buf, self.remaining) {
+            Ok(n) => n,
+            Err(e) => return Err(self.read_err(e)),
         };
         if n == 0 {
             return Err(self.format(format!(
