@@ -56,8 +56,12 @@ pub enum Record<'a> {
         dest: &'a Path,
         backup: Option<&'a Path>,
     },
-    /// These rows are about to be written.
-    Rows(&'a [Upsert]),
+    /// These rows are about to be written, creating the SQLite files of `new_tables`
+    /// (tables whose file does not exist yet).
+    Rows {
+        upserts: &'a [Upsert],
+        new_tables: &'a [String],
+    },
     /// The rows are written: the image is imported.
     Commit,
     /// The import undid this image itself.
@@ -277,12 +281,18 @@ fn encode(root: &Path, rec: Record<'_>) -> (&'static str, Value) {
             "place",
             json!({"op": "place", "dest": p(dest), "backup": backup.map(p)}),
         ),
-        Record::Rows(upserts) => {
+        Record::Rows {
+            upserts,
+            new_tables,
+        } => {
             let rows: Vec<Value> = upserts
                 .iter()
                 .map(|u| json!({"table": u.table, "key": u.key, "values": u.values}))
                 .collect();
-            ("rows", json!({"op": "rows", "rows": rows}))
+            (
+                "rows",
+                json!({"op": "rows", "rows": rows, "new_tables": new_tables}),
+            )
         }
         Record::Commit => ("commit", json!({"op": "commit"})),
         Record::RolledBack => ("rolledback", json!({"op": "rolledback"})),
@@ -349,6 +359,15 @@ pub fn recover(root: &Root, catalog: &Catalog) -> Result<Option<Recovery>> {
         journal: path.clone(),
         ..Recovery::default()
     };
+    // The table files first: a write killed inside its COMMIT is rolled back or
+    // completed by SQLite itself here, so the catalog read below sees old or new
+    // rows, never a half.
+    for p in catalog.settle() {
+        rec.actions.push(format!(
+            "removed orphaned SQLite super-journal {}",
+            root.display(&p)
+        ));
+    }
     let mut lines = Vec::new();
     for l in BufReader::new(file).lines() {
         let l = l.map_err(|e| Error::io(&path, e))?;
@@ -365,7 +384,7 @@ pub fn recover(root: &Root, catalog: &Catalog) -> Result<Option<Recovery>> {
         lines.push(Line { tag, op, v });
     }
     let decisions = decide(&lines, catalog, &mut rec)?;
-    let r = Recoverer { root };
+    let r = Recoverer { root, catalog };
     for line in lines.iter().rev() {
         let outcome = decisions.get(&line.tag).copied();
         r.apply(line, outcome, &mut rec.actions);
@@ -460,6 +479,7 @@ fn upserts(v: &Value) -> Vec<Upsert> {
 /// Applies journal lines, newest first, under one root.
 struct Recoverer<'a> {
     root: &'a Root,
+    catalog: &'a Catalog,
 }
 
 impl Recoverer<'_> {
@@ -560,6 +580,18 @@ impl Recoverer<'_> {
                 };
                 if placed && exists(&dest) && remove_any(&dest).is_ok() {
                     actions.push(format!("removed new {}", self.shown(&dest)));
+                }
+            }
+            "rows" => {
+                // The write did not land: SQLite rolled the files it created back to
+                // empty; they go too.
+                for t in v["new_tables"].as_array().into_iter().flatten() {
+                    let removed = t
+                        .as_str()
+                        .and_then(|t| self.catalog.remove_new_table_file(t));
+                    if let Some(p) = removed {
+                        actions.push(format!("removed new empty {}", self.shown(&p)));
+                    }
                 }
             }
             _ => {}

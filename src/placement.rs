@@ -69,9 +69,20 @@ impl Placement {
         self.journal.staging_dir(self.tag, parent, prefix)
     }
 
-    /// Records the rows about to be written: the commit point follows.
-    pub fn intend_rows(&self, upserts: &[crate::catalog::Upsert]) -> Result<()> {
-        self.journal.record(self.tag, Record::Rows(upserts))
+    /// Records the rows about to be written and the table files their write will
+    /// create: the commit point follows.
+    pub fn intend_rows(
+        &self,
+        upserts: &[crate::catalog::Upsert],
+        new_tables: &[String],
+    ) -> Result<()> {
+        self.journal.record(
+            self.tag,
+            Record::Rows {
+                upserts,
+                new_tables,
+            },
+        )
     }
 
     /// Flushes every filesystem this placement wrote to (file data, the renames and

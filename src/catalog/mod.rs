@@ -119,6 +119,39 @@ pub enum CatalogError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The COMMIT of one write across several SQLite table files failed; SQLite's
+    /// multi-file commit is atomic, and imgport checked afterwards that none of the
+    /// files changed.
+    #[error("{}: committing tables {} as one transaction: {source} (none of them changed)", dir.display(), tables.join(", "))]
+    SqliteCommit {
+        /// The catalog directory holding the files.
+        dir: PathBuf,
+        /// The tables (`<table>.sqlite` files) of the transaction, in commit order.
+        tables: Vec<String>,
+        /// SQLite's error.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+    /// One write would involve more table files than SQLite can attach to one
+    /// connection, so they could not be committed as one transaction.
+    #[error("{}: a write to {} tables ({}) cannot be one SQLite transaction: at most {max} table files can be attached together", dir.display(), tables.len(), tables.join(", "))]
+    TooManyTableFiles {
+        /// The catalog directory.
+        dir: PathBuf,
+        /// The tables of the write.
+        tables: Vec<String>,
+        /// How many files one transaction can hold (SQLite's attach limit + 1).
+        max: usize,
+    },
+    /// A table file holds a table of another file of the same write: statements of
+    /// that write could not tell the two apart.
+    #[error("{}: holds a table '{table}' besides its own, which {table}.sqlite holds too; remove the stray table", file.display())]
+    StrayTable {
+        /// The file holding the stray table.
+        file: PathBuf,
+        /// The stray table's name.
+        table: String,
+    },
     /// A file-system failure (cfgloc, creating a table file, reading a CSV file).
     #[error("{}: {source}", path.display())]
     Io {

@@ -212,9 +212,11 @@ impl Catalog {
     ///
     /// Atomicity: on a database server, one transaction across every table under
     /// imgport's server-wide write lock, so a concurrent imgport never sees or
-    /// interleaves half of it. On SQLite, one transaction per table file, every
-    /// statement of every table run before the first COMMIT, so any failing statement
-    /// rolls all tables back (and removes table files this call created). Missing
+    /// interleaves half of it. On SQLite, one transaction across the table files too:
+    /// the files are attached to one connection and committed together through
+    /// SQLite's super-journal, so a failing statement, a failed COMMIT or a crash at
+    /// any moment leaves every file old or every file new (table files this call
+    /// created are removed again when it fails). Missing
     /// tables are created with xCAT's DDL; old tables get missing columns added. Cost:
     /// one indexed SELECT plus at most one write per upsert and row.
     pub fn apply(&self, upserts: &[Upsert]) -> Result<Outcome, CatalogError> {
@@ -233,6 +235,48 @@ impl Catalog {
             }
             Ok(outcome)
         })
+    }
+
+    /// The tables of `upserts` whose SQLite file does not exist yet, which
+    /// [`Catalog::apply`] would create (none on a server). An import journals them
+    /// before its rows, so that recovery can remove such a file again when the write
+    /// did not land.
+    pub fn new_table_files(&self, upserts: &[Upsert]) -> Result<Vec<String>, CatalogError> {
+        let (_, order) = validate(upserts)?;
+        let Backend::Sqlite(files) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        Ok(order
+            .iter()
+            .filter(|s| std::fs::symlink_metadata(files.table_file(s.name)).is_err())
+            .map(|s| s.name.to_string())
+            .collect())
+    }
+
+    /// Removes the SQLite file of `table` if it is empty and has no journal: a file a
+    /// killed write created (SQLite truncates it back to empty when it rolls the
+    /// write back). Returns the path removed. For recovery, under the exclusive MN
+    /// lock; does nothing on a server or for an unknown table.
+    pub fn remove_new_table_file(&self, table: &str) -> Option<std::path::PathBuf> {
+        let (Backend::Sqlite(files), Ok(spec)) = (&self.backend, spec_of(table)) else {
+            return None;
+        };
+        files
+            .remove_new_file(spec)
+            .then(|| files.table_file(spec.name))
+    }
+
+    /// Finishes what a killed or failed SQLite write left in the catalog directory:
+    /// opens every table file, so that SQLite rolls a hot journal back (the write had
+    /// not reached its commit point) or drops a stale one (it had), and removes
+    /// super-journals no journal refers to any more. Returns the super-journals
+    /// removed. For recovery, under the exclusive MN lock; nothing on a server (its
+    /// own recovery does this).
+    pub fn settle(&self) -> Vec<std::path::PathBuf> {
+        match &self.backend {
+            Backend::Sqlite(files) => files.settle(),
+            Backend::Server(_) => Vec::new(),
+        }
     }
 
     /// The backend, for the CSV side.

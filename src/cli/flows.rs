@@ -174,6 +174,16 @@ fn waiting(line: &str) {
 /// with a message saying so rather than read a half state.
 fn lock_mn(root: &Root, catalog: &Catalog, want: LockWanted) -> imgport::Result<MnLock> {
     let mut lock = MnLock::acquire(root, want.access, want.no_wait, want.command, &mut waiting)?;
+    if want.access == Access::Exclusive {
+        // What a killed tabrestore or catalog copy left (an import's leftovers are
+        // settled by the journal's recovery below too).
+        for p in catalog.settle() {
+            waiting(&format!(
+                "removed orphaned SQLite super-journal {}",
+                root.display(&p)
+            ));
+        }
+    }
     if !journal::pending(root)? {
         return Ok(lock);
     }

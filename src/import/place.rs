@@ -143,7 +143,8 @@ impl Context<'_> {
         if litefile {
             report.info("Updating the litefile table.");
         }
-        placement.intend_rows(upserts)?;
+        let new_tables = self.catalog.new_table_files(upserts)?;
+        placement.intend_rows(upserts, &new_tables)?;
         let applied = self.catalog.apply(upserts)?;
         crate::testhook::point("did-rows");
         for (table, column) in applied.dropped {

@@ -1,18 +1,24 @@
 //! xCAT's SQLite layout (XCAT.md §8.2, §8.3, C23): one database file per table,
-//! `<dir>/<table>.sqlite`, created lazily with mode 0600, no PRAGMAs.
+//! `<dir>/<table>.sqlite`, created lazily with mode 0600, in SQLite's default
+//! rollback-journal mode. Reads use one cached connection per file; a write uses one
+//! connection with every file it touches attached, so that it commits as one
+//! transaction across the files (see [`Files::write`]).
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use rusqlite::limits::Limit;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use super::{ensure_table, Conn, DbError, Dialect, Rows, Tables, Value};
+use super::{Conn, DbError, Dialect, Rows, Tables, Value};
 use crate::catalog::schema::TableSpec;
-use crate::catalog::CatalogError;
+use crate::catalog::{ddl, CatalogError};
+use crate::testhook;
 
 /// Cache of open connections, one per table file, keyed by table name.
 type Conns = HashMap<&'static str, Connection>;
@@ -77,13 +83,10 @@ impl Files {
             .map_err(|e| self.err(spec.name, action, e))
     }
 
-    /// Ensures a cached connection on `spec`'s file, creating the file first with mode
-    /// 0600 (as xcatd's umask 0077 does) when it does not exist. Returns whether this
-    /// call created the file, so a failed write can remove it again.
-    fn writer(&self, conns: &mut Conns, spec: &'static TableSpec) -> Result<bool, CatalogError> {
-        if conns.contains_key(spec.name) {
-            return Ok(false);
-        }
+    /// Creates `spec`'s file empty with mode 0600 (as xcatd's umask 0077 does) when it
+    /// does not exist, and the catalog directory (0755) before it if needed. Returns
+    /// whether this call created the file, so a failed write can remove it again.
+    fn create_file(&self, spec: &'static TableSpec) -> Result<bool, CatalogError> {
         let path = self.table_file(spec.name);
         // A new MN (or scratch root) may not have the catalog directory yet; xCAT's
         // installer makes /etc/xcat 0755.
@@ -99,94 +102,429 @@ impl Files {
         }
         // An empty file is a valid empty SQLite database; creating it ourselves is the
         // only way to get 0600 without touching the process umask.
-        let created = match OpenOptions::new()
+        match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
         {
-            Ok(_) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-            Err(source) => return Err(CatalogError::Io { path, source }),
-        };
-        match open_existing(&path) {
-            Ok(conn) => {
-                conns.insert(spec.name, conn);
-                Ok(created)
-            }
-            Err(e) => {
-                if created {
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(self.err(spec.name, "opening", e.into()))
-            }
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(CatalogError::Io { path, source }),
         }
     }
 
-    /// Runs `body` with every file in `specs` open for writing, each inside its own
-    /// `BEGIN IMMEDIATE` transaction and with its table created or schema-updated. Only
-    /// when `body` succeeds are the files committed, in `specs` order; otherwise every
-    /// transaction is rolled back and files this call created are removed again.
+    /// Runs `body` with every file in `specs` open for writing inside ONE transaction:
+    /// one connection on the first file with the others attached to it, each in
+    /// rollback-journal mode (`journal_mode=DELETE`, xCAT's default, which leaves no
+    /// file behind) with `synchronous=FULL`, so that SQLite commits all files
+    /// atomically through a super-journal: after a crash or a failed COMMIT every
+    /// file is old or every file is new. Each table is created with xCAT's DDL or
+    /// schema-updated first, inside the same transaction.
     ///
-    /// SQLite cannot commit several files atomically: should a COMMIT itself fail
-    /// (disk full, lock timeout) after an earlier file committed, the earlier file
-    /// stays committed and the error says which file failed.
+    /// When `body` fails, everything is rolled back. When the COMMIT itself fails
+    /// (disk full, I/O error), the files are settled (hot journals rolled back by a
+    /// fresh connection) and their change counters compared with those at BEGIN: a
+    /// commit that passed its commit point (the super-journal's deletion) before the
+    /// error is a success, anything else an error naming the files. Files this call
+    /// created are removed again when the write did not land.
+    ///
+    /// Errors: more files than SQLite can attach to one connection
+    /// ([`CatalogError::TooManyTableFiles`]), a file holding another file's table
+    /// ([`CatalogError::StrayTable`]), SQLite and file-system errors.
     pub(super) fn write<R>(
         &self,
         specs: &[&'static TableSpec],
         body: impl FnOnce(&mut dyn Tables) -> Result<R, CatalogError>,
     ) -> Result<R, CatalogError> {
+        // Serializes with this catalog's reads, whose cached connections would
+        // otherwise wait on the write's locks.
         let mut guard = self.lock();
-        let conns: &mut Conns = &mut guard;
+        if specs.is_empty() {
+            return body(&mut NoTables);
+        }
         let mut created = Vec::new();
-        let mut begun: Vec<&'static TableSpec> = Vec::new();
-        let run = || -> Result<R, CatalogError> {
-            for &spec in specs {
-                if self.writer(conns, spec)? {
+        let result = specs
+            .iter()
+            .try_for_each(|&spec| {
+                if self.create_file(spec)? {
                     created.push(spec);
                 }
-                let Some(conn) = conns.get_mut(spec.name) else {
-                    continue;
-                };
-                conn.execute_batch("BEGIN IMMEDIATE")
-                    .map_err(|e| self.err(spec.name, "locking", e.into()))?;
-                begun.push(spec);
-                ensure_table(conn, spec)
-                    .map_err(|e| self.err(spec.name, "creating or upgrading", e))?;
-            }
-            body(&mut FileTables(conns))
-        };
-        let result = run();
-        match result {
-            Ok(r) => {
-                for (i, &spec) in begun.iter().enumerate() {
-                    if let Err(e) = guard[spec.name].execute_batch("COMMIT") {
-                        for s in &begun[i..] {
-                            let _ = guard[s.name].execute_batch("ROLLBACK");
-                        }
-                        return Err(self.err(spec.name, "committing", e.into()));
-                    }
-                }
-                Ok(r)
-            }
-            Err(e) => {
-                for s in &begun {
-                    let _ = guard[s.name].execute_batch("ROLLBACK");
-                }
-                for s in created {
-                    // Only if the rollback left it without the table: another writer may
-                    // have created the table in the file meanwhile.
-                    let empty = guard
-                        .get(s.name)
-                        .is_none_or(|c| !table_exists(c, s.name).unwrap_or(true));
-                    if empty {
-                        guard.remove(s.name);
-                        let _ = std::fs::remove_file(self.table_file(s.name));
-                    }
-                }
-                Err(e)
+                Ok(())
+            })
+            .and_then(|()| self.write_files(specs, body));
+        if result.is_err() {
+            for s in created {
+                self.remove_if_empty(&mut guard, s);
             }
         }
+        result
+    }
+
+    /// [`Files::write`] once every file exists.
+    fn write_files<R>(
+        &self,
+        specs: &[&'static TableSpec],
+        body: impl FnOnce(&mut dyn Tables) -> Result<R, CatalogError>,
+    ) -> Result<R, CatalogError> {
+        let mut session = self.attach(specs)?;
+        let begun = session
+            .conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(specs[0].name, "locking", e.into()));
+        begun?;
+        let prepared = (|| {
+            let before = self.counters(specs)?;
+            for &spec in specs {
+                session
+                    .ensure_table(spec)
+                    .map_err(|e| self.err(spec.name, "creating or upgrading", e))?;
+            }
+            body(&mut session).map(|r| (r, before))
+        })();
+        let (r, before) = match prepared {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = session.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        testhook::point("rows-commit");
+        let Err(e) = session.conn.execute_batch("COMMIT") else {
+            return Ok(r);
+        };
+        // Most COMMIT failures roll back by themselves; a busy one leaves the
+        // transaction open.
+        let _ = session.conn.execute_batch("ROLLBACK");
+        drop(session);
+        self.settle_files(specs);
+        match self.counters(specs) {
+            Ok(after) if after != before => Ok(r),
+            _ => Err(if specs.len() == 1 {
+                self.err(specs[0].name, "committing", e.into())
+            } else {
+                CatalogError::SqliteCommit {
+                    dir: self.dir.clone(),
+                    tables: specs.iter().map(|s| s.name.to_string()).collect(),
+                    source: Box::new(e),
+                }
+            }),
+        }
+    }
+
+    /// One connection on the files of `specs`: the first as `main`, the others
+    /// attached under their table's name, each in rollback-journal mode with
+    /// `synchronous=FULL` (SQLite commits attached files atomically only then).
+    fn attach(&self, specs: &[&'static TableSpec]) -> Result<Session, CatalogError> {
+        let first = specs[0];
+        let conn = open_existing(&self.table_file(first.name))
+            .map_err(|e| self.err(first.name, "opening", e.into()))?;
+        let limit = conn
+            .limit(Limit::SQLITE_LIMIT_ATTACHED)
+            .map_err(|e| self.err(first.name, "opening", e.into()))?;
+        let max = usize::try_from(limit).unwrap_or(0) + 1;
+        if specs.len() > max {
+            return Err(CatalogError::TooManyTableFiles {
+                dir: self.dir.clone(),
+                tables: specs.iter().map(|s| s.name.to_string()).collect(),
+                max,
+            });
+        }
+        let mut schemas = Vec::with_capacity(specs.len());
+        schemas.push((first.name, "main".to_string()));
+        for &spec in &specs[1..] {
+            let path = self.table_file(spec.name);
+            let file = path.to_str().map(str::to_string).ok_or_else(|| {
+                self.err(
+                    spec.name,
+                    "attaching",
+                    DbError::Protocol("the file's path is not UTF-8".into()),
+                )
+            })?;
+            // Table names are never `main` or `temp`, so they make unique schema
+            // names.
+            conn.execute("ATTACH DATABASE ?1 AS ?2", [file.as_str(), spec.name])
+                .map_err(|e| self.err(spec.name, "attaching", e.into()))?;
+            schemas.push((spec.name, spec.name.to_string()));
+        }
+        for (table, schema) in &schemas {
+            let q = Dialect::Sqlite.q(schema);
+            let mode: String = conn
+                .query_row(&format!("PRAGMA {q}.journal_mode = DELETE"), [], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| self.err(table, "setting the journal mode of", e.into()))?;
+            if !mode.eq_ignore_ascii_case("delete") {
+                return Err(self.err(
+                    table,
+                    "setting the journal mode of",
+                    DbError::Protocol(format!(
+                        "the file stays in journal mode '{mode}'; one transaction across table files needs a rollback journal"
+                    )),
+                ));
+            }
+            conn.execute_batch(&format!("PRAGMA {q}.synchronous = FULL"))
+                .map_err(|e| self.err(table, "setting synchronous=FULL on", e.into()))?;
+        }
+        let session = Session { conn, schemas };
+        session.check_stray(self)?;
+        Ok(session)
+    }
+
+    /// Each file's change counter (header bytes 24..28, incremented by every commit in
+    /// rollback-journal mode) and length, read from the file itself; `None` for a
+    /// file without a header (new and empty).
+    fn counters(&self, specs: &[&'static TableSpec]) -> Result<Vec<Option<[u8; 8]>>, CatalogError> {
+        specs
+            .iter()
+            .map(|s| {
+                let path = self.table_file(s.name);
+                let io = |source| CatalogError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mut f = std::fs::File::open(&path).map_err(io)?;
+                let len = f.metadata().map_err(io)?.len();
+                if len < 100 {
+                    return Ok(None);
+                }
+                let mut header = [0u8; 28];
+                f.read_exact(&mut header).map_err(io)?;
+                let mut c = [0u8; 8];
+                c[..4].copy_from_slice(&header[24..28]);
+                c[4..].copy_from_slice(&(len as u32).to_be_bytes());
+                Ok(Some(c))
+            })
+            .collect()
+    }
+
+    /// Opens each existing file of `specs` on a fresh connection and reads its schema:
+    /// SQLite then rolls back a hot journal left by a failed or killed commit, or
+    /// deletes a cold one whose super-journal is gone (the commit had landed).
+    fn settle_files(&self, specs: &[&'static TableSpec]) {
+        for s in specs {
+            let path = self.table_file(s.name);
+            if path.exists() {
+                if let Ok(c) = open_existing(&path) {
+                    let _ = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                        r.get::<_, i64>(0)
+                    });
+                }
+            }
+        }
+        self.remove_orphan_super_journals();
+    }
+
+    /// Removes super-journals (`<file>-mj…`) that no table file's journal refers to
+    /// any more: a commit killed or failed right after creating one leaves it behind,
+    /// and SQLite only ever deletes the ones it finishes. Only when no
+    /// `*.sqlite-journal` is left in the directory (a live transaction has one), and
+    /// only names SQLite's multi-file commit makes. Returns what it removed.
+    fn remove_orphan_super_journals(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        if names.iter().any(|n| n.ends_with(".sqlite-journal")) {
+            return Vec::new();
+        }
+        let mut removed = Vec::new();
+        for n in names.iter().filter(|n| is_super_journal(n)) {
+            let p = self.dir.join(n);
+            if std::fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+        removed
+    }
+
+    /// Settles every table file imgport knows (see [`Files::settle_files`]) and removes
+    /// orphaned super-journals; returns the super-journals removed. For recovery, under
+    /// the exclusive MN lock.
+    pub(in crate::catalog) fn settle(&self) -> Vec<PathBuf> {
+        let _guard = self.lock();
+        let leftover = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.ends_with(".sqlite-journal") || is_super_journal(&n)
+            })
+        });
+        if !leftover {
+            return Vec::new();
+        }
+        let specs: Vec<&'static TableSpec> = crate::catalog::schema::TABLES.iter().collect();
+        let journals = self.remove_orphan_super_journals();
+        self.settle_files(&specs);
+        let mut removed = journals;
+        removed.extend(self.remove_orphan_super_journals());
+        removed
+    }
+
+    /// Removes `spec`'s file if it is empty (a file a failed or killed write created
+    /// and SQLite truncated back) and has no journal; true when it did. For recovery,
+    /// under the exclusive MN lock.
+    pub(in crate::catalog) fn remove_new_file(&self, spec: &'static TableSpec) -> bool {
+        let mut conns = self.lock();
+        self.remove_if_empty(&mut conns, spec)
+    }
+
+    /// [`Files::remove_new_file`] with the connection cache locked: a cached reader
+    /// of the removed file would go on reading the unlinked one.
+    fn remove_if_empty(&self, conns: &mut Conns, spec: &'static TableSpec) -> bool {
+        let path = self.table_file(spec.name);
+        let mut journal = path.clone().into_os_string();
+        journal.push("-journal");
+        let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+        if empty && !Path::new(&journal).exists() {
+            conns.remove(spec.name);
+            return std::fs::remove_file(&path).is_ok();
+        }
+        false
+    }
+}
+
+/// Whether `name` is a super-journal SQLite's multi-file commit makes beside a table
+/// file: `<table>.sqlite-mj` and 8 hex digits whose 7th is `9`.
+fn is_super_journal(name: &str) -> bool {
+    let Some((db, tail)) = name.split_once(".sqlite-mj") else {
+        return false;
+    };
+    !db.is_empty()
+        && tail.len() == 8
+        && tail.bytes().all(|b| b.is_ascii_hexdigit())
+        && tail.as_bytes()[6] == b'9'
+}
+
+/// A write on no table.
+struct NoTables;
+
+impl Tables for NoTables {
+    fn conn(&mut self, _table: &str) -> Option<&mut dyn Conn> {
+        None
+    }
+}
+
+/// The connection of one write: the first table file as `main`, the others attached.
+/// Statements name tables unqualified, which SQLite resolves to the one file holding
+/// each (checked by [`Session::check_stray`]); only catalog queries and DDL must name
+/// the schema.
+struct Session {
+    conn: Connection,
+    /// (table, schema) for every file of the write.
+    schemas: Vec<(&'static str, String)>,
+}
+
+impl Session {
+    fn schema(&self, table: &str) -> Option<&str> {
+        self.schemas
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, s)| s.as_str())
+    }
+
+    /// Refuses a file that holds the table of another file of this write: an
+    /// unqualified name could resolve to the wrong file.
+    fn check_stray(&self, files: &Files) -> Result<(), CatalogError> {
+        for (table, schema) in &self.schemas {
+            for (other, _) in self.schemas.iter().filter(|(t, _)| t != table) {
+                let q = Dialect::Sqlite.q(schema);
+                let found = self
+                    .conn
+                    .prepare(&format!(
+                        "SELECT 1 FROM {q}.sqlite_master WHERE type='table' AND name = ?1"
+                    ))
+                    .and_then(|mut st| st.exists([other]))
+                    .map_err(|e| files.err(table, "reading the schema of", e.into()))?;
+                if found {
+                    return Err(CatalogError::StrayTable {
+                        file: files.table_file(table),
+                        table: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `spec`'s table in its own file with xCAT's DDL, or adds the columns it
+    /// lacks as xCAT's `updateschema` does (the generic [`super::ensure_table`], with
+    /// the schema named so the DDL lands in the right file; SQLite stores the
+    /// statement without it, so the file's schema text is xCAT's).
+    fn ensure_table(&mut self, spec: &'static TableSpec) -> Result<(), DbError> {
+        let schema = self.schema(spec.name).unwrap_or("main").to_string();
+        let prefix = format!("{}.", Dialect::Sqlite.q(&schema));
+        let Some(have) = self.columns(spec.name)? else {
+            let sql = ddl::create(Dialect::Sqlite, spec).replacen(
+                "CREATE TABLE ",
+                &format!("CREATE TABLE {prefix}"),
+                1,
+            );
+            return Ok(self.conn.execute_batch(&sql)?);
+        };
+        for col in spec
+            .columns
+            .iter()
+            .filter(|c| !have.iter().any(|h| h == *c))
+        {
+            let sql = ddl::add_column(Dialect::Sqlite, spec, col).replacen(
+                "ALTER TABLE ",
+                &format!("ALTER TABLE {prefix}"),
+                1,
+            );
+            self.conn.execute_batch(&sql)?;
+        }
+        Ok(())
+    }
+}
+
+impl Tables for Session {
+    fn conn(&mut self, table: &str) -> Option<&mut dyn Conn> {
+        self.schema(table)?;
+        Some(self as &mut dyn Conn)
+    }
+}
+
+impl Conn for Session {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Option<Vec<String>>, DbError> {
+        let schema = Dialect::Sqlite.q(self.schema(table).unwrap_or("main"));
+        let exists = self
+            .conn
+            .prepare(&format!(
+                "SELECT 1 FROM {schema}.sqlite_master WHERE type='table' AND name = ?1"
+            ))?
+            .exists([table])?;
+        if !exists {
+            return Ok(None);
+        }
+        let stmt = self.conn.prepare(&format!(
+            "SELECT * FROM {schema}.{} LIMIT 0",
+            Dialect::Sqlite.q(table)
+        ))?;
+        Ok(Some(
+            stmt.column_names()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+        ))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<Rows, DbError> {
+        Conn::query(&mut self.conn, sql, params)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<u64, DbError> {
+        Conn::execute(&mut self.conn, sql, params)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        Conn::batch(&mut self.conn, sql)
     }
 }
 
@@ -211,15 +549,6 @@ pub(in crate::catalog) fn sqlite_err(
             action,
             source: Box::new(other),
         },
-    }
-}
-
-/// The per-file connections of one write.
-struct FileTables<'a>(&'a mut Conns);
-
-impl Tables for FileTables<'_> {
-    fn conn(&mut self, table: &str) -> Option<&mut dyn Conn> {
-        self.0.get_mut(table).map(|c| c as &mut dyn Conn)
     }
 }
 
