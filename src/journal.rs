@@ -57,10 +57,12 @@ pub enum Record<'a> {
         backup: Option<&'a Path>,
     },
     /// These rows are about to be written, creating the SQLite files of `new_tables`
-    /// (tables whose file does not exist yet).
+    /// (tables whose file does not exist yet) and the directories `new_dirs`
+    /// (outermost first).
     Rows {
         upserts: &'a [Upsert],
         new_tables: &'a [String],
+        new_dirs: &'a [PathBuf],
     },
     /// The rows are written: the image is imported.
     Commit,
@@ -122,10 +124,17 @@ impl Journal {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         let line = json!({"op": "begin", "pid": std::process::id()}).to_string();
-        writeln!(file, "{line}")
+        let written = writeln!(file, "{line}")
             .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(&path, e))?;
-        sync_dir(&dir)?;
+            .map_err(|e| Error::io(&path, e))
+            .and_then(|()| sync_dir(&dir));
+        if let Err(e) = written {
+            // Nothing was changed yet: a journal that is not known to be on disk is
+            // no journal, and a leftover one would only make the next run recover.
+            let _ = fs::remove_file(&path);
+            let _ = sync_dir(&dir);
+            return Err(e);
+        }
         testhook::point("journal-begun");
         Ok(Journal {
             inner: Some(Arc::new(Mutex::new(Writer {
@@ -218,8 +227,11 @@ impl Journal {
             return Ok(());
         }
         fs::remove_file(&w.path).map_err(|e| Error::io(&w.path, e))?;
+        // Not an error when this sync fails: every image is committed or rolled back,
+        // so a journal that a power loss brings back only makes the next run finish
+        // what is already finished.
         if let Some(dir) = w.path.parent() {
-            sync_dir(dir)?;
+            let _ = sync_dir(dir);
         }
         testhook::point("journal-done");
         Ok(())
@@ -284,14 +296,16 @@ fn encode(root: &Path, rec: Record<'_>) -> (&'static str, Value) {
         Record::Rows {
             upserts,
             new_tables,
+            new_dirs,
         } => {
             let rows: Vec<Value> = upserts
                 .iter()
                 .map(|u| json!({"table": u.table, "key": u.key, "values": u.values}))
                 .collect();
+            let dirs: Vec<Value> = new_dirs.iter().map(|d| p(d)).collect();
             (
                 "rows",
-                json!({"op": "rows", "rows": rows, "new_tables": new_tables}),
+                json!({"op": "rows", "rows": rows, "new_tables": new_tables, "new_dirs": dirs}),
             )
         }
         Record::Commit => ("commit", json!({"op": "commit"})),
@@ -591,6 +605,13 @@ impl Recoverer<'_> {
                         .and_then(|t| self.catalog.remove_new_table_file(t));
                     if let Some(p) = removed {
                         actions.push(format!("removed new empty {}", self.shown(&p)));
+                    }
+                }
+                let dirs = v["new_dirs"].as_array().into_iter().flatten();
+                for d in dirs.rev().filter_map(|d| self.path(d)) {
+                    // Only if empty: something else may have come to live there.
+                    if fs::remove_dir(&d).is_ok() {
+                        actions.push(format!("removed directory {}", self.shown(&d)));
                     }
                 }
             }

@@ -75,12 +75,14 @@ impl Placement {
         &self,
         upserts: &[crate::catalog::Upsert],
         new_tables: &[String],
+        new_dirs: &[PathBuf],
     ) -> Result<()> {
         self.journal.record(
             self.tag,
             Record::Rows {
                 upserts,
                 new_tables,
+                new_dirs,
             },
         )
     }

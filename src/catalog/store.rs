@@ -237,20 +237,24 @@ impl Catalog {
         })
     }
 
-    /// The tables of `upserts` whose SQLite file does not exist yet, which
-    /// [`Catalog::apply`] would create (none on a server). An import journals them
-    /// before its rows, so that recovery can remove such a file again when the write
-    /// did not land.
-    pub fn new_table_files(&self, upserts: &[Upsert]) -> Result<Vec<String>, CatalogError> {
+    /// What [`Catalog::apply`] of `upserts` would create on SQLite: the tables whose
+    /// file does not exist yet, and the missing catalog directories (outermost
+    /// first); nothing on a server. An import journals them before its rows, so that
+    /// recovery can remove them again when the write did not land.
+    pub fn new_table_files(
+        &self,
+        upserts: &[Upsert],
+    ) -> Result<(Vec<String>, Vec<std::path::PathBuf>), CatalogError> {
         let (_, order) = validate(upserts)?;
         let Backend::Sqlite(files) = &self.backend else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
-        Ok(order
+        let tables = order
             .iter()
             .filter(|s| std::fs::symlink_metadata(files.table_file(s.name)).is_err())
             .map(|s| s.name.to_string())
-            .collect())
+            .collect();
+        Ok((tables, files.missing_dirs()))
     }
 
     /// Removes the SQLite file of `table` if it is empty and has no journal: a file a

@@ -405,8 +405,9 @@ impl Context<'_> {
                 }
             }
             Err(e) => {
-                let stuck = placement.rollback();
+                // Staging first: directories the placement made hold it.
                 rootimg::remove_staging(tree.as_ref());
+                let stuck = placement.rollback();
                 report.error(&e.to_string());
                 for p in stuck {
                     report.error(&format!(

@@ -117,6 +117,22 @@ impl Context<'_> {
         outcome: &mut ImageOutcome,
         report: &mut dyn Reporter,
     ) -> Result<()> {
+        let placed = self.put_tree(&t, placement, outcome, report);
+        if placed.is_err() {
+            // The caller no longer holds the tree: its staging goes here (a no-op
+            // once it was renamed into place).
+            super::rootimg::remove_staging(Some(&t));
+        }
+        placed
+    }
+
+    fn put_tree(
+        &self,
+        t: &StagedTree,
+        placement: &mut Placement,
+        outcome: &mut ImageOutcome,
+        report: &mut dyn Reporter,
+    ) -> Result<()> {
         outcome.tree_entries = t.entries;
         // The restored tree is on disk before it replaces the old one.
         let staging = fs::File::open(&t.staging).map_err(|e| Error::io(&t.staging, e))?;
@@ -143,8 +159,8 @@ impl Context<'_> {
         if litefile {
             report.info("Updating the litefile table.");
         }
-        let new_tables = self.catalog.new_table_files(upserts)?;
-        placement.intend_rows(upserts, &new_tables)?;
+        let (new_tables, new_dirs) = self.catalog.new_table_files(upserts)?;
+        placement.intend_rows(upserts, &new_tables, &new_dirs)?;
         let applied = self.catalog.apply(upserts)?;
         crate::testhook::point("did-rows");
         for (table, column) in applied.dropped {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod crashkit;
 pub mod dbserver;
 
 use std::path::{Path, PathBuf};

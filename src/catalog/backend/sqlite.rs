@@ -83,23 +83,43 @@ impl Files {
             .map_err(|e| self.err(spec.name, action, e))
     }
 
+    /// The catalog directory and its ancestors that do not exist, outermost first.
+    pub(in crate::catalog) fn missing_dirs(&self) -> Vec<PathBuf> {
+        let mut missing: Vec<PathBuf> = self
+            .dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        missing
+    }
+
+    /// Creates the catalog directory with its missing parents (0755, as xCAT's
+    /// installer makes /etc/xcat) when a new MN or scratch root lacks it; returns the
+    /// directories made, outermost first, so a failed write can remove them again.
+    fn create_dirs(&self) -> Result<Vec<PathBuf>, CatalogError> {
+        let missing = self.missing_dirs();
+        for d in &missing {
+            match std::fs::DirBuilder::new().mode(0o755).create(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(CatalogError::Io {
+                        path: d.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(missing)
+    }
+
     /// Creates `spec`'s file empty with mode 0600 (as xcatd's umask 0077 does) when it
-    /// does not exist, and the catalog directory (0755) before it if needed. Returns
-    /// whether this call created the file, so a failed write can remove it again.
+    /// does not exist. Returns whether this call created the file, so a failed write
+    /// can remove it again.
     fn create_file(&self, spec: &'static TableSpec) -> Result<bool, CatalogError> {
         let path = self.table_file(spec.name);
-        // A new MN (or scratch root) may not have the catalog directory yet; xCAT's
-        // installer makes /etc/xcat 0755.
-        if let Some(dir) = path.parent().filter(|d| !d.exists()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|source| CatalogError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
         // An empty file is a valid empty SQLite database; creating it ourselves is the
         // only way to get 0600 without touching the process umask.
         match OpenOptions::new()
@@ -143,19 +163,27 @@ impl Files {
         if specs.is_empty() {
             return body(&mut NoTables);
         }
+        let mut dirs = Vec::new();
         let mut created = Vec::new();
-        let result = specs
-            .iter()
-            .try_for_each(|&spec| {
-                if self.create_file(spec)? {
-                    created.push(spec);
-                }
-                Ok(())
+        let result = self
+            .create_dirs()
+            .and_then(|made| {
+                dirs = made;
+                specs.iter().try_for_each(|&spec| {
+                    if self.create_file(spec)? {
+                        created.push(spec);
+                    }
+                    Ok(())
+                })
             })
             .and_then(|()| self.write_files(specs, body));
         if result.is_err() {
             for s in created {
                 self.remove_if_empty(&mut guard, s);
+            }
+            // Only if empty: something else may have come to live there.
+            for d in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
             }
         }
         result
