@@ -188,6 +188,7 @@ fn enospc_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
                         || err.contains("/etc/xcat")
                         || err.contains(mn.path().to_str().expect("utf8"))
                         || err.contains("/install/")
+                        || err.contains("rootimg/")
                         || err.contains("/var/lib/imgport");
                     let said = err.contains("No space left on device")
                         || err.contains("database or disk is full")

@@ -416,13 +416,13 @@ impl Files {
 }
 
 /// Whether `name` is a super-journal SQLite's multi-file commit makes beside a table
-/// file: `<table>.sqlite-mj` and 8 hex digits whose 7th is `9`.
+/// file: `<table>.sqlite-mj` and 9 hex digits whose 7th is `9` (`-mj%06X9%02X`).
 fn is_super_journal(name: &str) -> bool {
     let Some((db, tail)) = name.split_once(".sqlite-mj") else {
         return false;
     };
     !db.is_empty()
-        && tail.len() == 8
+        && tail.len() == 9
         && tail.bytes().all(|b| b.is_ascii_hexdigit())
         && tail.as_bytes()[6] == b'9'
 }
@@ -662,5 +662,22 @@ impl Conn for Connection {
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         Ok(self.execute_batch(sql)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn super_journal_names_are_sqlites_and_nothing_else() {
+        assert!(is_super_journal("osimage.sqlite-mj15A7649F4"));
+        assert!(is_super_journal("linuximage.sqlite-mj0FCC1B9B2"));
+        assert!(!is_super_journal("osimage.sqlite-journal"));
+        assert!(!is_super_journal("osimage.sqlite"));
+        assert!(!is_super_journal(".sqlite-mj15A7649F4"));
+        assert!(!is_super_journal("osimage.sqlite-mj15A7649F"));
+        assert!(!is_super_journal("osimage.sqlite-mj15A7648F4"));
+        assert!(!is_super_journal("osimage.sqlite-mj15A7G49F4"));
     }
 }
