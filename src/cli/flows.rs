@@ -223,6 +223,14 @@ pub(super) fn recover(g: &Globals, console: &mut Console) -> i32 {
         .and_then(|catalog| {
             let _lock =
                 MnLock::acquire(&root, Access::Exclusive, g.no_wait, "recover", &mut waiting)?;
+            // What a killed tabrestore or catalog copy left; an import's is settled
+            // by the journal's recovery too.
+            for p in catalog.settle() {
+                waiting(&format!(
+                    "removed orphaned SQLite super-journal {}",
+                    root.display(&p)
+                ));
+            }
             journal::recover(&root, &catalog)
         });
     match done {

@@ -226,6 +226,7 @@ impl Files {
         let _ = session.conn.execute_batch("ROLLBACK");
         drop(session);
         self.settle_files(specs);
+        self.remove_orphan_super_journals();
         match self.counters(specs) {
             Ok(after) if after != before => Ok(r),
             _ => Err(if specs.len() == 1 {
@@ -326,21 +327,36 @@ impl Files {
             .collect()
     }
 
-    /// Opens each existing file of `specs` on a fresh connection and reads its schema:
-    /// SQLite then rolls back a hot journal left by a failed or killed commit, or
-    /// deletes a cold one whose super-journal is gone (the commit had landed).
+    /// Opens each existing file of `specs` on a fresh connection and takes its write
+    /// lock: SQLite then rolls back a hot journal left by a failed or killed commit,
+    /// or deletes one whose super-journal is gone (the commit had landed). A journal
+    /// still there once the lock is held is stale (a commit killed before it synced
+    /// the journal's header, so before it touched the file) and is removed: nobody
+    /// else can be writing that file then. A file whose lock another process holds
+    /// (xcatd writing) is left alone.
     fn settle_files(&self, specs: &[&'static TableSpec]) {
         for s in specs {
             let path = self.table_file(s.name);
-            if path.exists() {
-                if let Ok(c) = open_existing(&path) {
-                    let _ = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-                        r.get::<_, i64>(0)
-                    });
+            let mut journal = path.clone().into_os_string();
+            journal.push("-journal");
+            let journal = PathBuf::from(journal);
+            if !path.exists() {
+                if journal.exists() {
+                    // Without its file a journal describes nothing to roll back.
+                    let _ = std::fs::remove_file(&journal);
                 }
+                continue;
+            }
+            let Ok(c) = open_existing(&path) else {
+                continue;
+            };
+            if c.execute_batch("BEGIN IMMEDIATE").is_ok() {
+                if journal.exists() {
+                    let _ = std::fs::remove_file(&journal);
+                }
+                let _ = c.execute_batch("ROLLBACK");
             }
         }
-        self.remove_orphan_super_journals();
     }
 
     /// Removes super-journals (`<file>-mj…`) that no table file's journal refers to
@@ -668,6 +684,143 @@ impl Conn for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::schema::TABLES;
+    use crate::catalog::testutil::{catalog, raw, up};
+    use crate::catalog::{Catalog, Upsert};
+
+    /// A row for every table imgport knows: its keys set, one value besides.
+    fn one_row_per_table() -> Vec<Upsert> {
+        TABLES
+            .iter()
+            .map(|t| {
+                let key: Vec<(&str, &str)> = t.keys.iter().map(|k| (*k, "x")).collect();
+                let other = t
+                    .columns
+                    .iter()
+                    .find(|c| !t.keys.contains(c))
+                    .copied()
+                    .unwrap_or("comments");
+                up(t.name, &key, &[(other, Some("v"))])
+            })
+            .collect()
+    }
+
+    fn files_in(cat: &Catalog) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cat.dir().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_write_to_every_table_is_one_transaction_over_eleven_files() {
+        let (_root, cat) = catalog();
+        let rows = one_row_per_table();
+        assert_eq!(rows.len(), 11, "SQLite attaches 10 files to the first");
+        cat.apply(&rows).unwrap();
+        let names = files_in(&cat);
+        assert_eq!(names.len(), TABLES.len(), "{names:?}: no journal left");
+        for t in TABLES {
+            let file = cat.dir().unwrap().join(format!("{}.sqlite", t.name));
+            let mode = std::fs::metadata(&file).unwrap().permissions();
+            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+            assert_eq!(cat.select(t.name, &[]).unwrap().len(), 1, "{}", t.name);
+        }
+        // A failure in the last table undoes the ten others, which all existed.
+        let mut bad = one_row_per_table();
+        for u in &mut bad {
+            u.values = vec![("comments".into(), Some("changed".into()))];
+        }
+        bad.push(up(
+            "litefile",
+            &[("image", "x"), ("file", "x")],
+            &[("file", None)],
+        ));
+        let before: Vec<Vec<u8>> = TABLES
+            .iter()
+            .map(|t| std::fs::read(cat.dir().unwrap().join(format!("{}.sqlite", t.name))).unwrap())
+            .collect();
+        assert!(cat.apply(&bad).is_err());
+        let after: Vec<Vec<u8>> = TABLES
+            .iter()
+            .map(|t| std::fs::read(cat.dir().unwrap().join(format!("{}.sqlite", t.name))).unwrap())
+            .collect();
+        assert!(before == after, "a table file changed");
+        assert_eq!(files_in(&cat).len(), TABLES.len());
+    }
+
+    #[test]
+    fn a_file_holding_another_files_table_is_refused_before_anything_is_written() {
+        let (_root, cat) = catalog();
+        raw(&cat, "linuximage");
+        let os = raw(&cat, "osimage");
+        os.execute_batch("CREATE TABLE linuximage (imagename TEXT)").unwrap();
+        drop(os);
+        let err = cat
+            .apply(&[
+                up("osimage", &[("imagename", "i")], &[("profile", Some("p"))]),
+                up(
+                    "linuximage",
+                    &[("imagename", "i")],
+                    &[("rootimgdir", Some("/r"))],
+                ),
+            ])
+            .unwrap_err();
+        assert!(
+            matches!(&err, CatalogError::StrayTable { table, .. } if table == "linuximage"),
+            "{err}"
+        );
+        assert!(cat.get("osimage", &[("imagename", "i")]).unwrap().is_none());
+        // Alone, each file is still written as before.
+        cat.apply(&[up(
+            "osimage",
+            &[("imagename", "i")],
+            &[("profile", Some("p"))],
+        )])
+        .unwrap();
+    }
+
+    #[test]
+    fn settling_rolls_back_a_killed_commit_and_removes_its_super_journal() {
+        let (_root, cat) = catalog();
+        cat.apply(&[
+            up("osimage", &[("imagename", "i")], &[("profile", Some("old"))]),
+            up("linuximage", &[("imagename", "i")], &[("boottarget", Some("old"))]),
+        ])
+        .unwrap();
+        let dir = cat.dir().unwrap().to_path_buf();
+        // What a commit killed in its middle leaves: a super-journal nothing refers to
+        // any more (the journals were rolled back by another opener).
+        let orphan = dir.join("osimage.sqlite-mj0A1B2C9D3");
+        std::fs::write(&orphan, b"/x/osimage.sqlite-journal\0").unwrap();
+        let unrelated = dir.join("osimage.sqlite-mjnotours");
+        std::fs::write(&unrelated, b"").unwrap();
+        assert_eq!(cat.settle(), vec![orphan.clone()]);
+        assert!(!orphan.exists() && unrelated.exists());
+        // A live writer's journal (xcatd's) is never touched, and while one exists
+        // no super-journal is taken for an orphan. (Settling waits for the writer's
+        // lock for SQLite's busy timeout, 5 s, before it leaves the file alone.)
+        std::fs::write(&orphan, b"").unwrap();
+        let live = raw(&cat, "osimage");
+        live.execute_batch("BEGIN IMMEDIATE; UPDATE osimage SET profile = 'live';")
+            .unwrap();
+        let live_journal = dir.join("osimage.sqlite-journal");
+        assert!(live_journal.exists());
+        assert!(cat.settle().is_empty());
+        assert!(orphan.exists() && live_journal.exists());
+        live.execute_batch("ROLLBACK").unwrap();
+        drop(live);
+        // A stale journal (never synced: zero header) with nobody writing goes.
+        std::fs::write(dir.join("linuximage.sqlite-journal"), [0u8; 512]).unwrap();
+        assert_eq!(cat.settle(), vec![orphan]);
+        assert!(!dir.join("linuximage.sqlite-journal").exists());
+        assert_eq!(
+            cat.get("osimage", &[("imagename", "i")]).unwrap().unwrap()["profile"],
+            "old"
+        );
+    }
 
     #[test]
     fn super_journal_names_are_sqlites_and_nothing_else() {
