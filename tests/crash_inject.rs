@@ -174,6 +174,8 @@ fn enospc_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
                     "-o",
                     "/dev/null",
                     "-e",
+                    &format!("trace={call}"),
+                    "-e",
                     &format!("inject={call}:error=ENOSPC:when={n}"),
                 ],
             );
@@ -225,6 +227,8 @@ fn kill_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
                 &[
                     "-o",
                     "/dev/null",
+                    "-e",
+                    &format!("trace={call}"),
                     "-e",
                     &format!("inject={call}:signal=KILL:when={n}"),
                 ],
@@ -311,8 +315,6 @@ fn check(name: &str, t: &Tally, min_trials: usize) {
     assert!(t.bad.is_empty(), "{name}: {} bad outcomes", t.bad.len());
 }
 
-const SYNCS: &[&str] = &["fsync", "fdatasync"];
-
 #[test]
 fn enospc_at_every_sync_and_write_of_an_import_into_a_populated_mn() {
     let fx = Fixture::new();
@@ -328,8 +330,9 @@ fn enospc_at_every_sync_and_write_of_an_import_into_a_populated_mn() {
 #[test]
 fn enospc_at_every_sync_of_an_import_into_an_empty_mn() {
     let fx = Fixture::new();
-    let t = enospc_campaign(&fx, fx.empty.path(), SYNCS);
-    check("ENOSPC, empty MN (fsync, fdatasync)", &t, 20);
+    // fsync: SQLite's (imgport's own journal syncs are fdatasync, tried above).
+    let t = enospc_campaign(&fx, fx.empty.path(), &["fsync"]);
+    check("ENOSPC, empty MN (fsync)", &t, 10);
 }
 
 #[test]
@@ -339,17 +342,18 @@ fn kill_at_every_rename_unlink_and_sync_then_recover() {
     let t = kill_campaign(&fx, fx.populated.path(), calls);
     check("SIGKILL by strace, populated MN, then recover", &t, 40);
     assert!(t.old > 0 && t.new > 0);
-    let t = kill_campaign(&fx, fx.empty.path(), SYNCS);
-    check("SIGKILL by strace at syncs, empty MN, then recover", &t, 20);
+    // The rows write creates the table files and their directory here.
+    let t = kill_campaign(&fx, fx.empty.path(), &["fsync"]);
+    check("SIGKILL by strace at fsync, empty MN, then recover", &t, 10);
 }
 
 #[test]
 fn kill_at_random_moments_then_recover() {
     let fx = Fixture::new();
-    let t = random_kill_campaign(&fx, fx.populated.path(), 40, 0x1190_0b1d_5eed);
+    let t = random_kill_campaign(&fx, fx.populated.path(), 30, 0x1190_0b1d_5eed);
     check(
         "SIGKILL at random moments, populated MN, then recover",
         &t,
-        40,
+        30,
     );
 }

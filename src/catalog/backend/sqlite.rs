@@ -725,7 +725,10 @@ mod tests {
         for t in TABLES {
             let file = cat.dir().unwrap().join(format!("{}.sqlite", t.name));
             let mode = std::fs::metadata(&file).unwrap().permissions();
-            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
             assert_eq!(cat.select(t.name, &[]).unwrap().len(), 1, "{}", t.name);
         }
         // A failure in the last table undoes the ten others, which all existed.
@@ -756,7 +759,8 @@ mod tests {
         let (_root, cat) = catalog();
         raw(&cat, "linuximage");
         let os = raw(&cat, "osimage");
-        os.execute_batch("CREATE TABLE linuximage (imagename TEXT)").unwrap();
+        os.execute_batch("CREATE TABLE linuximage (imagename TEXT)")
+            .unwrap();
         drop(os);
         let err = cat
             .apply(&[
@@ -786,8 +790,16 @@ mod tests {
     fn settling_rolls_back_a_killed_commit_and_removes_its_super_journal() {
         let (_root, cat) = catalog();
         cat.apply(&[
-            up("osimage", &[("imagename", "i")], &[("profile", Some("old"))]),
-            up("linuximage", &[("imagename", "i")], &[("boottarget", Some("old"))]),
+            up(
+                "osimage",
+                &[("imagename", "i")],
+                &[("profile", Some("old"))],
+            ),
+            up(
+                "linuximage",
+                &[("imagename", "i")],
+                &[("boottarget", Some("old"))],
+            ),
         ])
         .unwrap();
         let dir = cat.dir().unwrap().to_path_buf();
