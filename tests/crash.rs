@@ -24,7 +24,8 @@ enum End {
 }
 
 /// The points of the import the hook can stop at: the journal's begin and end, each
-/// record once synced (the step not done yet), each step once done.
+/// record once synced (the step not done yet), each step once done, and the rows
+/// transaction just before its COMMIT (every statement run, nothing committed).
 const POINTS: &[&str] = &[
     "journal-begun",
     "rec-staging",
@@ -40,6 +41,7 @@ const POINTS: &[&str] = &[
     "did-place",
     "tree-synced",
     "rec-rows",
+    "rows-commit",
     "did-rows",
     "rec-commit",
     "did-commit",
@@ -126,6 +128,7 @@ fn kill_at_every_step_then_recover_on_an_empty_mn() {
     let end = |p: &str| ends.iter().find(|(a, _)| a == p).map(|(_, e)| e);
     assert_eq!(end("did-place:1"), Some(&End::Before));
     assert_eq!(end("rec-rows:1"), Some(&End::Before));
+    assert_eq!(end("rows-commit:1"), Some(&End::Before));
     assert_eq!(end("did-rows:1"), Some(&End::After));
 }
 

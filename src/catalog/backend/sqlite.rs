@@ -196,11 +196,10 @@ impl Files {
         body: impl FnOnce(&mut dyn Tables) -> Result<R, CatalogError>,
     ) -> Result<R, CatalogError> {
         let mut session = self.attach(specs)?;
-        let begun = session
+        session
             .conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(specs[0].name, "locking", e.into()));
-        begun?;
+            .map_err(|e| self.err(specs[0].name, "locking", e.into()))?;
         let prepared = (|| {
             let before = self.counters(specs)?;
             for &spec in specs {
