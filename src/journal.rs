@@ -5,9 +5,17 @@
 //! written) import appends one JSON line saying what it is about to do to
 //! `<root>/var/lib/imgport/import.journal` and syncs it; the file's creation is synced
 //! with its directory. Records are tagged by image (one bundle may hold several, each
-//! committed on its own). An image's commit point is its rows: once the catalog holds
-//! them (a `commit` line, or, when the run died between the catalog write and that
-//! line, the rows found in the catalog), the image is rolled forward; before it, back.
+//! committed on its own). An image's commit point is the commit of its rows, one
+//! transaction across every table file (see `catalog::backend::sqlite`): once the
+//! catalog holds them (a `commit` line, or, when the run died between the catalog
+//! write and that line, the rows found in the catalog), the image is rolled forward;
+//! before it, back. The `rows` line also names the table files and catalog
+//! directories the write will create, which a roll-back removes again.
+//!
+//! Before it decides, [`recover`] settles the catalog ([`Catalog::settle`]): SQLite
+//! rolls back a rows transaction killed before its commit point or drops the journals
+//! of one killed after it, so the catalog read that decides sees all of the rows or
+//! none, never some tables written and others not.
 //!
 //! [`recover`] reads a dead run's journal under the exclusive MN lock and, newest
 //! record first, for an image before its commit point: removes what was put in place,

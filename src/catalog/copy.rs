@@ -39,8 +39,8 @@ impl Catalog {
     /// included, in the source's `SELECT *` order; `''` becomes NULL as it does
     /// through tabdump CSV. The target's tables are created with xCAT's DDL as needed.
     ///
-    /// On a server target the whole copy is one transaction; on an SQLite target one
-    /// transaction per table file, all rolled back if any statement fails. With
+    /// The whole copy is one transaction, on a server and across the table files of
+    /// an SQLite target alike (all of it rolled back if anything fails). With
     /// `dry_run` both sides are only read. Errors: an unknown table name (before
     /// anything is read), or a read, connect or write failure. Cost: every copied
     /// table is read whole into memory once.

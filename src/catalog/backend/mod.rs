@@ -4,7 +4,9 @@
 //! written once against [`Conn`]; this module decides which connection that is and how
 //! a write is made atomic:
 //!
-//! * [`sqlite`]: xCAT's one-file-per-table layout, one connection per table file;
+//! * [`sqlite`]: xCAT's one-file-per-table layout: one cached connection per table
+//!   file for reads, one connection with every file of a write attached for writes,
+//!   committed as one transaction;
 //! * [`postgres`] and [`mysql`]: one connection to the server for every table, one
 //!   transaction per write under a server-wide imgport lock (see [`server`]).
 
@@ -156,7 +158,8 @@ pub(super) trait Conn {
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 }
 
-/// The connections of one write, by table: per file on SQLite, the same one on a server.
+/// The connection of one write, by table: the same one for every table (the files
+/// attached to it on SQLite).
 pub(super) trait Tables {
     /// The connection that holds `table`, open and inside the write's transaction.
     fn conn(&mut self, table: &str) -> Option<&mut dyn Conn>;
@@ -196,7 +199,8 @@ impl Backend {
     /// Runs `body` with every table of `specs` writable (created with xCAT's DDL or
     /// upgraded with its missing columns) inside one write. `body`'s success commits
     /// everything, its error rolls everything back. On a server that is one
-    /// transaction across all tables; on SQLite one per file (see [`sqlite::Files`]).
+    /// transaction across all tables; on SQLite too, across the attached table files
+    /// (see [`sqlite::Files::write`]).
     pub(super) fn write<R>(
         &self,
         specs: &[&'static TableSpec],
