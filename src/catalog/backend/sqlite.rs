@@ -250,14 +250,7 @@ impl Files {
         let limit = conn
             .limit(Limit::SQLITE_LIMIT_ATTACHED)
             .map_err(|e| self.err(first.name, "opening", e.into()))?;
-        let max = usize::try_from(limit).unwrap_or(0) + 1;
-        if specs.len() > max {
-            return Err(CatalogError::TooManyTableFiles {
-                dir: self.dir.clone(),
-                tables: specs.iter().map(|s| s.name.to_string()).collect(),
-                max,
-            });
-        }
+        self.fits(specs, limit)?;
         let mut schemas = Vec::with_capacity(specs.len());
         schemas.push((first.name, "main".to_string()));
         for &spec in &specs[1..] {
@@ -297,6 +290,20 @@ impl Files {
         let session = Session { conn, schemas };
         session.check_stray(self)?;
         Ok(session)
+    }
+
+    /// Refuses a write to more files than one connection can hold: the first file
+    /// plus `attach_limit` attached ones (SQLITE_MAX_ATTACHED, 10 in this build).
+    fn fits(&self, specs: &[&'static TableSpec], attach_limit: i32) -> Result<(), CatalogError> {
+        let max = usize::try_from(attach_limit).unwrap_or(0) + 1;
+        if specs.len() > max {
+            return Err(CatalogError::TooManyTableFiles {
+                dir: self.dir.clone(),
+                tables: specs.iter().map(|s| s.name.to_string()).collect(),
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Each file's change counter (header bytes 24..28, incremented by every commit in
@@ -831,6 +838,24 @@ mod tests {
             cat.get("osimage", &[("imagename", "i")]).unwrap().unwrap()["profile"],
             "old"
         );
+    }
+
+    #[test]
+    fn a_write_beyond_the_attach_limit_is_refused_naming_the_tables() {
+        let files = Files::new(PathBuf::from("/etc/xcat"));
+        let specs: Vec<&'static TableSpec> = TABLES.iter().take(3).collect();
+        assert!(files.fits(&specs, 2).is_ok());
+        let err = files.fits(&specs, 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/xcat: a write to 3 tables (osimage, linuximage, postscripts) cannot be one \
+             SQLite transaction: at most 2 table files can be attached together"
+        );
+        // This build attaches 10 files to the first: every table imgport knows fits.
+        let conn = Connection::open_in_memory().unwrap();
+        let limit = conn.limit(Limit::SQLITE_LIMIT_ATTACHED).unwrap();
+        let all: Vec<&'static TableSpec> = TABLES.iter().collect();
+        assert!(files.fits(&all, limit).is_ok(), "limit {limit}");
     }
 
     #[test]
