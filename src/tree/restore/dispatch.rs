@@ -5,6 +5,7 @@
 //! in a parallel one; the two paths share everything else.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,8 +15,8 @@ use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, 
 use rustix::io::Errno;
 
 use super::at::{
-    create_file, io_err, make_dir, make_special, meta_fd, mkdir_at, open_dir, open_walk,
-    parent_error, remove, retry_exist, timespec, write_data,
+    create_file, create_mode, io_err, make_dir, make_special, meta_fd, meta_fd_created, mkdir_at,
+    open_dir, open_walk, parent_error, remove, retry_exist, timespec, write_data, CreateIds,
 };
 use super::options::{RestoreOptions, RestoreStats};
 use super::pool::{stopped, BigFile, DataRuns, FileMeta, Job, Pool, JOB_CHUNK};
@@ -61,6 +62,13 @@ pub fn restore_entries<E: EntryReader>(
         Mode::empty(),
     )
     .map_err(|e| TreeError::io(dest, e.into()))?;
+    // Whether names may exist before the archive creates them; a fresh staging
+    // directory (the normal case) spares the dispatcher a stat per file.
+    let dest_empty = std::fs::read_dir(dest)
+        .map_err(|e| TreeError::io(dest, e))?
+        .next()
+        .is_none();
+    let create_ids = CreateIds::probe(dest_fd.as_fd(), dest_empty);
     let r = Restorer {
         dirs: DirCache {
             dest: Arc::new(dest_fd),
@@ -68,7 +76,8 @@ pub fn restore_entries<E: EntryReader>(
         },
         top: top_comps,
         opts: opts.clone(),
-        seen: HashSet::new(),
+        seen: Seen::default(),
+        create_ids,
         deferred: HashMap::new(),
         stats: RestoreStats::default(),
         warning_seqs: Vec::new(),
@@ -79,7 +88,7 @@ pub fn restore_entries<E: EntryReader>(
     };
     match opts.effective_threads() {
         1 => run_sequential(r, reader),
-        threads => run_parallel(r, reader, dest, threads),
+        threads => run_parallel(r, reader, dest_empty, threads),
     }
 }
 
@@ -99,15 +108,9 @@ fn run_sequential<E: EntryReader>(
 fn run_parallel<E: EntryReader>(
     mut r: Restorer,
     reader: &mut E,
-    dest: &Path,
+    dest_empty: bool,
     threads: usize,
 ) -> Result<RestoreStats, TreeError> {
-    // Whether names may exist before the archive creates them; a fresh staging
-    // directory (the normal case) spares the dispatcher a stat per file.
-    let dest_empty = std::fs::read_dir(dest)
-        .map_err(|e| TreeError::io(dest, e))?
-        .next()
-        .is_none();
     std::thread::scope(|s| {
         let (pool, workers) = Pool::start(s, threads, dest_empty);
         r.pool = Some(pool);
@@ -192,6 +195,37 @@ impl DirCache {
     }
 }
 
+/// The set of names (below top) of non-directory entries restored so far. It holds
+/// keyed 64-bit hashes, not the names: 8 bytes an entry instead of the path's
+/// allocation, which at 10^6 entries was most of the restore's memory. The keys are
+/// random per restore, so an archive cannot be built to collide; an accidental
+/// collision (odds about n²/2^65) would only let a hard link name an existing path
+/// that no earlier entry created, which the no-follow walk still keeps inside the
+/// destination.
+#[derive(Default)]
+struct Seen {
+    keys: RandomState,
+    hashes: HashSet<u64>,
+}
+
+impl Seen {
+    fn hash(&self, rel: &[u8]) -> u64 {
+        self.keys.hash_one(rel)
+    }
+
+    fn insert(&mut self, rel: &[u8]) {
+        self.hashes.insert(self.hash(rel));
+    }
+
+    fn remove(&mut self, rel: &[u8]) {
+        self.hashes.remove(&self.hash(rel));
+    }
+
+    fn contains(&self, rel: &[u8]) -> bool {
+        self.hashes.contains(&self.hash(rel))
+    }
+}
+
 /// An entry's resolved owner and times, as the metadata calls want them.
 struct Ids {
     owner: (Uid, Gid),
@@ -204,7 +238,9 @@ struct Restorer {
     opts: RestoreOptions,
     /// Non-directory entries restored so far (paths below top): the only allowed
     /// hard link targets.
-    seen: HashSet<Vec<u8>>,
+    seen: Seen,
+    /// What a file created by this restore gets without fchown/fchmod, if known.
+    create_ids: Option<CreateIds>,
     /// Directory metadata applied at the end; a later entry for the same directory
     /// replaces the earlier one.
     deferred: HashMap<Vec<u8>, Entry>,
@@ -355,7 +391,7 @@ impl Restorer {
             return self.hand_over_file(reader, e, rel, name, was_dir, ids);
         }
         self.make_node(reader, name, parents, &rel, &e, &ids)?;
-        self.seen.insert(rel);
+        self.seen.insert(&rel);
         Ok(())
     }
 
@@ -404,7 +440,7 @@ impl Restorer {
             remove(self.dirs.cur(), &name, &e.path)?;
         }
         let parent = self.dirs.cur_shared();
-        self.seen.insert(rel.clone());
+        self.seen.insert(&rel);
         self.dispatch_file(reader, e, rel, parent, name, ids)
     }
 
@@ -422,15 +458,17 @@ impl Restorer {
         let (uid, gid) = ids.owner;
         match &e.kind {
             Kind::File => {
-                let file = create_file(self.dirs.cur(), name, &e.path)?;
+                let exact = self.exact(e, uid, gid);
+                let file = create_file(self.dirs.cur(), name, &e.path, create_mode(e, exact))?;
                 let written = write_data(reader, &file, e, &mut self.buf)?;
                 self.stats.bytes += written;
-                meta_fd(
+                meta_fd_created(
                     file.as_fd(),
                     e,
                     uid,
                     gid,
                     &ids.times,
+                    exact,
                     &mut self.stats.warnings,
                 )
             }
@@ -510,40 +548,45 @@ impl Restorer {
         let (uid, gid) = ids.owner;
         let times = ids.times;
         let seq = self.seq;
+        let exact = self.exact(&e, uid, gid);
         let Some(pool) = self.pool.as_mut() else {
             return Err(stopped(&e.path));
         };
         let mut runs = DataRuns::new(&e)?;
+        // Only whole files are created by a worker with their own mode; a big one is
+        // created here and finished with the full metadata.
+        let exact = exact && runs.total <= JOB_CHUNK as u64;
         let parent_rel = match rel.iter().rposition(|&c| c == b'/') {
             Some(p) => &rel[..p],
             None => &[][..],
         };
         pool.mark_busy(parent_rel);
         pool.pending.insert(rel.clone(), seq);
-        let meta = |entry| FileMeta {
+        let meta = |entry, exact| FileMeta {
             seq,
             rel,
             entry,
             uid,
             gid,
             times,
+            exact,
         };
         if runs.total <= JOB_CHUNK as u64 {
             let spare = pool.spares.try_recv().unwrap_or_default();
             let pieces = runs.next(reader, JOB_CHUNK, &e, spare)?;
             let path = e.path.clone();
             let job = Job::Whole {
-                meta: Box::new(meta(e)),
+                meta: Box::new(meta(e, exact)),
                 parent,
                 name,
                 pieces,
             };
             return pool.send(job, &path);
         }
-        let file = create_file(parent.as_fd(), &name, &e.path)?;
+        let file = create_file(parent.as_fd(), &name, &e.path, create_mode(&e, false))?;
         let path = e.path.clone();
         let big = Arc::new(BigFile {
-            meta: meta(e),
+            meta: meta(e, false),
             file,
             refs: AtomicUsize::new(1),
             bytes: AtomicU64::new(0),
@@ -598,6 +641,12 @@ impl Restorer {
         }
         self.dirs.stack.clear();
         Ok(())
+    }
+
+    /// Whether creating `e` with its own mode gives its owner and mode.
+    fn exact(&self, e: &Entry, uid: Uid, gid: Gid) -> bool {
+        self.create_ids
+            .is_some_and(|ids| ids.exact(uid, gid, e.mode))
     }
 
     fn times(&self, e: &Entry) -> Timestamps {
