@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use super::at::{
@@ -76,7 +76,10 @@ pub fn restore_entries<E: EntryReader>(
         },
         top: top_comps,
         opts: opts.clone(),
-        seen: Seen::default(),
+        // Into an empty destination every name was made by this restore, so the file
+        // system itself says what exists; the set is kept only for other
+        // destinations, where a name may predate the restore.
+        seen: (!dest_empty).then(Seen::default),
         create_ids,
         deferred: HashMap::new(),
         stats: RestoreStats::default(),
@@ -237,8 +240,10 @@ struct Restorer {
     top: Vec<Vec<u8>>,
     opts: RestoreOptions,
     /// Non-directory entries restored so far (paths below top): the only allowed
-    /// hard link targets.
-    seen: Seen,
+    /// hard link targets. `None` when `dest` was empty: then an existing
+    /// non-directory is one (see [`Restorer::hard_link`]), and nothing grows with
+    /// the number of entries.
+    seen: Option<Seen>,
     /// What a file created by this restore gets without fchown/fchmod, if known.
     create_ids: Option<CreateIds>,
     /// Directory metadata applied at the end; a later entry for the same directory
@@ -368,7 +373,9 @@ impl Restorer {
         self.open_parent(parents, &e.path)?;
         if e.kind == Kind::Dir {
             make_dir(self.dirs.cur(), name, &e.path)?;
-            self.seen.remove(&rel);
+            if let Some(seen) = self.seen.as_mut() {
+                seen.remove(&rel);
+            }
             self.deferred.insert(rel, e);
             return Ok(());
         }
@@ -391,7 +398,9 @@ impl Restorer {
             return self.hand_over_file(reader, e, rel, name, was_dir, ids);
         }
         self.make_node(reader, name, parents, &rel, &e, &ids)?;
-        self.seen.insert(&rel);
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(&rel);
+        }
         Ok(())
     }
 
@@ -432,7 +441,9 @@ impl Restorer {
         let Some(pool) = self.pool.as_ref() else {
             return Err(stopped(&e.path));
         };
-        let maybe_exists = self.seen.contains(&rel)
+        // With no set (an empty destination), an earlier file of the same name is
+        // replaced by the worker, which finds it on create (see `FileMeta::replace`).
+        let maybe_exists = self.seen.as_ref().is_some_and(|s| s.contains(&rel))
             || was_dir
             || !pool.dest_empty
             || pool.made_dirs.contains(&rel);
@@ -440,7 +451,9 @@ impl Restorer {
             remove(self.dirs.cur(), &name, &e.path)?;
         }
         let parent = self.dirs.cur_shared();
-        self.seen.insert(&rel);
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(&rel);
+        }
         self.dispatch_file(reader, e, rel, parent, name, ids)
     }
 
@@ -496,23 +509,22 @@ impl Restorer {
         path: &[u8],
     ) -> Result<(), TreeError> {
         let trel = self.relative(target, path, "hard link target")?;
-        if trel.is_empty() || !self.seen.contains(&trel) {
-            return Err(TreeError::Unsafe {
-                entry: display_path(path),
-                reason: format!(
-                    "hard link target {} is not an earlier entry of this archive",
-                    display_path(target)
-                ),
-            });
+        let not_earlier = || TreeError::Unsafe {
+            entry: display_path(path),
+            reason: format!(
+                "hard link target {} is not an earlier entry of this archive",
+                display_path(target)
+            ),
+        };
+        let listed = self.seen.as_ref().map(|s| s.contains(&trel));
+        if trel.is_empty() || listed == Some(false) {
+            return Err(not_earlier());
         }
         // The target's data and metadata are complete before it gains a name.
         if let Some(pool) = self.pool.as_mut() {
             if !pool.wait_for(&trel) {
                 return Err(stopped(path));
             }
-        }
-        if trel == rel {
-            return Ok(());
         }
         let tcomps: Vec<&[u8]> = trel.split(|&c| c == b'/').collect();
         let Some((tname, tparents)) = tcomps.split_last() else {
@@ -524,10 +536,24 @@ impl Restorer {
         let owned;
         let tfd = if tparents == parents {
             pfd
-        } else {
+        } else if listed.is_some() {
             owned = open_walk(self.dirs.dest.as_fd(), tparents, path)?;
             owned.as_fd()
+        } else {
+            owned = open_walk(self.dirs.dest.as_fd(), tparents, path).map_err(|_| not_earlier())?;
+            owned.as_fd()
         };
+        if listed.is_none() {
+            // An empty destination holds only what this restore made: an existing
+            // non-directory there is an earlier entry (a directory never is one).
+            match rfs::statat(tfd, *tname, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {}
+                _ => return Err(not_earlier()),
+            }
+        }
+        if trel == rel {
+            return Ok(());
+        }
         retry_exist(pfd, name, path, "link", || {
             rfs::linkat(tfd, *tname, pfd, name, AtFlags::empty())
         })
@@ -562,6 +588,7 @@ impl Restorer {
         };
         pool.mark_busy(parent_rel);
         pool.pending.insert(rel.clone(), seq);
+        let replace = self.seen.is_none();
         let meta = |entry, exact| FileMeta {
             seq,
             rel,
@@ -570,6 +597,7 @@ impl Restorer {
             gid,
             times,
             exact,
+            replace,
         };
         if runs.total <= JOB_CHUNK as u64 {
             let spare = pool.spares.try_recv().unwrap_or_default();
@@ -710,6 +738,112 @@ impl HostIds {
         HostIds {
             users: parse("/etc/passwd"),
             groups: parse("/etc/group"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use crate::tree::restore::{restore, RestoreOptions};
+
+    fn entry(name: &[u8], kind: tar::EntryType, data: &[u8], link: &[u8], mode: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    fn run(entries: &[Vec<u8>], threads: usize) -> (tempfile::TempDir, Result<(), String>) {
+        let mut tar = entries.concat();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            threads,
+            ..RestoreOptions::default()
+        };
+        let r = restore(&tar[..], dir.path(), b"rootimg", &opts).map(|_| ());
+        (dir, r.map_err(|e| e.to_string()))
+    }
+
+    /// Into an empty destination no list of names is kept: the file system says what
+    /// an earlier entry made. Replacing, linking and refusing must work as with it.
+    #[test]
+    fn an_empty_destination_answers_for_earlier_entries() {
+        use tar::EntryType as T;
+        let top = entry(b"rootimg/", T::Directory, b"", b"", 0o755);
+        for threads in [1, 2] {
+            let (dir, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/f", T::Regular, b"first", b"", 0o644),
+                    entry(b"rootimg/f", T::Regular, b"second", b"", 0o664),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/f", 0o644),
+                ],
+                threads,
+            );
+            r.unwrap();
+            let f = dir.path().join("f");
+            assert_eq!(fs::read(&f).unwrap(), b"second");
+            let md = fs::metadata(&f).unwrap();
+            assert_eq!((md.permissions().mode() & 0o7777, md.nlink()), (0o664, 2));
+            // A directory is never a hard link target, even one the archive made.
+            let (_, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/d/", T::Directory, b"", b"", 0o755),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/d", 0o644),
+                ],
+                threads,
+            );
+            assert!(r.unwrap_err().contains("not an earlier entry"));
+            // Nor a name below a directory that does not exist.
+            let (_, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/no/such", 0o644),
+                ],
+                threads,
+            );
+            assert!(r.unwrap_err().contains("not an earlier entry"));
+        }
+    }
+
+    #[test]
+    fn setuid_files_and_other_owners_keep_the_full_metadata_order() {
+        use tar::EntryType as T;
+        let mut suid = entry(b"rootimg/su", T::Regular, b"x", b"", 0o4755);
+        let mut h = tar::Header::from_byte_slice(&suid[..512]).clone();
+        h.set_uid(1234);
+        h.set_gid(99);
+        h.set_cksum();
+        suid[..512].copy_from_slice(h.as_bytes());
+        for threads in [1, 2] {
+            let (dir, r) = run(
+                &[
+                    entry(b"rootimg/", T::Directory, b"", b"", 0o755),
+                    suid.clone(),
+                    entry(b"rootimg/g", T::Regular, b"y", b"", 0o2711),
+                ],
+                threads,
+            );
+            r.unwrap();
+            let su = fs::metadata(dir.path().join("su")).unwrap();
+            assert_eq!((su.mode() & 0o7777, su.uid(), su.gid()), (0o4755, 1234, 99));
+            let g = fs::metadata(dir.path().join("g")).unwrap();
+            assert_eq!(g.mode() & 0o7777, 0o2711);
         }
     }
 }
