@@ -1,5 +1,6 @@
-//! The deterministic benchmark tree (~64 MiB at scale 1), shared by `benches/tree.rs`
-//! and `examples/tree.rs gen` (hence `#[path]`-included, not a bench target itself).
+//! The deterministic benchmark tree (~64 MiB at scale 1) of `examples/tree.rs gen` and
+//! `scripts/bench.sh`, and the content generators `benches/tree.rs` builds its trees
+//! from (hence `#[path]`-included, not a bench target itself).
 //!
 //! Mix: 2 000 small text files in 40 directories, 40 structured binaries of 256 KiB,
 //! six 8 MiB files (text, binary, and incompressible data), 41 symlinks, one hard link.
@@ -11,10 +12,10 @@ use std::path::Path;
 
 /// Deterministic pseudo-random bytes (64-bit LCG, high bits): the same tree on every
 /// run and machine, without a dependency.
-struct Lcg(u64);
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -29,7 +30,7 @@ const WORDS: [&str; 16] = [
 ];
 
 /// Text with a small vocabulary: compresses like config files and scripts (~4:1).
-fn text(rng: &mut Lcg, len: usize) -> Vec<u8> {
+pub fn text(rng: &mut Lcg, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {
         let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
@@ -42,7 +43,7 @@ fn text(rng: &mut Lcg, len: usize) -> Vec<u8> {
 
 /// Binary with structure: runs of repeated records and some noise, compressing about
 /// like shared libraries (~2-3:1).
-fn binary(rng: &mut Lcg, len: usize) -> Vec<u8> {
+pub fn binary(rng: &mut Lcg, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     while out.len() < len {
         let rec = (rng.next() as u32).to_le_bytes();

@@ -32,6 +32,7 @@ use rustix::io::Errno;
 
 use crate::tree::codec::{self, Codec, UnitEncoder, UnitRecord};
 use crate::tree::encode::entry::{open_source, output_error};
+use crate::tree::encode::walk::{Prefetched, PrefetchedItem};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::index::{
@@ -46,6 +47,14 @@ use crate::tree::threads;
 /// worker busy while the writer waits for a slow unit, few enough to bound memory
 /// (each unit is at most about 5 MiB of tar bytes, plus its compressed form).
 const UNITS_IN_FLIGHT_PER_WORKER: usize = 2;
+
+/// Regular files up to this size are read by the walk while it has them open for
+/// their metadata ([`WalkStream::prefetch_small_files`]): on a tree of many small
+/// files, opening each by path again in a worker cost more system time than the walk.
+/// The data then travels in the unit's plan, so it is bounded like a unit.
+///
+/// [`WalkStream::prefetch_small_files`]: crate::tree::encode::walk::WalkStream::prefetch_small_files
+pub(super) const PREFETCH_MAX_BYTES: u64 = 64 * 1024;
 
 /// What the pipeline produced besides the bytes written.
 #[derive(Debug, Default)]
@@ -69,6 +78,7 @@ pub(super) struct PipelineStats {
 /// codec's trailer (index, footer, zstd seek table), onto `out`. The entries are
 /// consumed on the planner thread, so a walk borrowed as `&mut stream` keeps its
 /// warnings for the caller.
+#[cfg(test)]
 pub(super) fn encode<I, W>(
     entries: I,
     out: &mut W,
@@ -79,6 +89,27 @@ pub(super) fn encode<I, W>(
 ) -> Result<PipelineStats, TreeError>
 where
     I: Iterator<Item = Result<(Entry, PathBuf), TreeError>> + Send,
+    W: Write,
+{
+    let entries = entries.map(|item| item.map(|(entry, src)| (entry, src, None)));
+    encode_prefetched(entries, out, codec, level, workers, progress)
+}
+
+/// [`encode`] for entries that may carry their file's data already read
+/// ([`WalkStream::next_prefetched`]); such data must be the whole stored size or
+/// less (a file that shrank), never more.
+///
+/// [`WalkStream::next_prefetched`]: crate::tree::encode::walk::WalkStream::next_prefetched
+pub(super) fn encode_prefetched<I, W>(
+    entries: I,
+    out: &mut W,
+    codec: Codec,
+    level: u32,
+    workers: usize,
+    progress: &crate::progress::Handle,
+) -> Result<PipelineStats, TreeError>
+where
+    I: Iterator<Item = Result<PrefetchedItem, TreeError>> + Send,
     W: Write,
 {
     let workers = threads::resolve(workers);
@@ -195,6 +226,9 @@ enum Part {
         len: u64,
         last: bool,
     },
+    /// All the stored bytes of the current file, read by the walk: `data` (zeros
+    /// after it up to `size` if the file shrank), then the tar padding.
+    Inline { data: Vec<u8>, size: u64, now: u64 },
     /// The end-of-archive blocks.
     End,
 }
@@ -291,7 +325,12 @@ impl Cutter {
 
     /// Plans one entry: its header, then its data cut at every
     /// [`DIGEST_CHUNK_BYTES`] of stored data.
-    fn entry(&mut self, entry: Entry, src: PathBuf) -> Result<(), PlannerError> {
+    fn entry(
+        &mut self,
+        entry: Entry,
+        src: PathBuf,
+        prefetched: Option<Prefetched>,
+    ) -> Result<(), PlannerError> {
         if self.pos - self.unit_start >= self.target {
             self.cut()?;
         }
@@ -317,6 +356,18 @@ impl Cutter {
         });
         if !reads {
             return Ok(());
+        }
+        if let Some(Prefetched { data, now }) = prefetched {
+            if entry.sparse.is_none() && stored <= DIGEST_CHUNK_BYTES && data.len() as u64 <= stored
+            {
+                self.parts.push(Part::Inline {
+                    data,
+                    size: stored,
+                    now,
+                });
+                self.pos += stored + padding(stored) as u64;
+                return Ok(());
+            }
         }
         let source = Arc::new(Source::new(src, &entry));
         let mut start = 0u64;
@@ -348,7 +399,7 @@ fn run_planner<I>(
     target: u64,
 ) -> Result<(), PlannerError>
 where
-    I: Iterator<Item = Result<(Entry, PathBuf), TreeError>>,
+    I: Iterator<Item = Result<PrefetchedItem, TreeError>>,
 {
     let mut cutter = Cutter {
         units,
@@ -360,8 +411,8 @@ where
         target,
     };
     for item in entries {
-        let (entry, src) = item?;
-        cutter.entry(entry, src)?;
+        let (entry, src, prefetched) = item?;
+        cutter.entry(entry, src, prefetched)?;
     }
     // The end-of-archive blocks belong to the last data member (FORMAT.md §2.1).
     cutter.parts.push(Part::End);
@@ -435,6 +486,22 @@ fn encode_unit(
                     tar.resize(tar.len() + padding(source.stored), 0);
                 }
                 done.push(Done::Piece(piece));
+            }
+            Part::Inline { data, size, now } => {
+                let at = tar.len();
+                tar.extend_from_slice(&data);
+                let short = (data.len() as u64) < size;
+                // The plan's size is authoritative: a file that shrank is zero-filled.
+                tar.resize(at + size as usize, 0);
+                let digest = Some(chunk_digest(&tar[at..]));
+                tar.resize(tar.len() + padding(size), 0);
+                done.push(Done::Piece(PieceRead {
+                    digest,
+                    short,
+                    now: Some(now),
+                    last: true,
+                    ..PieceRead::default()
+                }));
             }
             Part::End => {
                 tar.extend_from_slice(&end_of_archive());
@@ -641,16 +708,20 @@ fn write_members<W: Write>(
 /// The warning for a file whose data did not match its header, if any.
 fn read_warning(file: &OpenFile, now: Option<u64>) -> Option<String> {
     let r = &file.record;
-    let name = display_path(&r.path);
+    // Formatted only for a warning: escaping every path cost ~2 % of an export of
+    // small files.
+    let name = || display_path(&r.path);
     if let Some(why) = &file.unopenable {
         return Some(if file.zeroed == r.stored {
             format!(
-                "{name}: could not be opened for reading ({why}); its {} bytes are archived as zeros",
+                "{}: could not be opened for reading ({why}); its {} bytes are archived as zeros",
+                name(),
                 r.stored
             )
         } else {
             format!(
-                "{name}: could not be opened for reading ({why}); {} of its {} bytes are archived as zeros",
+                "{}: could not be opened for reading ({why}); {} of its {} bytes are archived as zeros",
+                name(),
                 file.zeroed, r.stored
             )
         });
@@ -658,12 +729,14 @@ fn read_warning(file: &OpenFile, now: Option<u64>) -> Option<String> {
     let now = now.unwrap_or(r.size);
     if file.short {
         Some(format!(
-            "{name}: shrank while being read (now {now} bytes); zero-filled to the {} bytes recorded",
+            "{}: shrank while being read (now {now} bytes); zero-filled to the {} bytes recorded",
+            name(),
             r.size
         ))
     } else if now != r.size {
         Some(format!(
-            "{name}: changed size while being read (now {now} bytes); archived as {} bytes",
+            "{}: changed size while being read (now {now} bytes); archived as {} bytes",
+            name(),
             r.size
         ))
     } else {

@@ -13,14 +13,14 @@
 //! with the size of the tree; [`walk`] collects the same stream into a `Vec`.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, SeekFrom};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom, Stat};
 use rustix::io::Errno;
 
 use crate::tree::entry::{Entry, Kind, Timestamp};
@@ -97,9 +97,12 @@ pub fn walk(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<Walk, TreeErro
 /// warning; with `one_file_system`, directories on another device are yielded but not
 /// descended (warned about too).
 ///
-/// Cost: one lstat and one llistxattr per entry, plus one lgetxattr per xattr, a
-/// readlink per symlink and an open + a few lseeks per file that looks sparse; one
-/// readdir + sort per directory. Memory: the sorted name lists of the directories on
+/// Cost: every lookup is relative to the open parent directory, never a whole path
+/// again. A regular file (by readdir's d_type) is opened and fstat'ed, others are
+/// lstat'ed with `statat`; then one listxattr per entry (on the fd when open), one
+/// getxattr per xattr, a readlink per symlink, a few lseeks per file that looks
+/// sparse; one open + readdir + sort per directory. With
+/// [`WalkStream::prefetch_small_files`], one read per small file too. Memory: the sorted name lists of the directories on
 /// the current path (a directory of n entries costs its n names while it is being
 /// walked), the hard-link map (one path per inode with nlink > 1), and the warnings.
 /// Nothing else grows with the tree.
@@ -117,13 +120,72 @@ pub struct WalkStream {
     stack: Vec<Level>,
     warnings: Vec<String>,
     sockets_skipped: u64,
+    /// Regular files of at most this many bytes are read by the walk itself (see
+    /// [`WalkStream::next_prefetched`]); 0 reads none.
+    prefetch_max: u64,
 }
+
+/// File data the walk read while it had the file open for its metadata: a small
+/// regular file read whole in one go, so the encoder does not open it again by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefetched {
+    /// The bytes read: the entry's size, or fewer if the file shrank since its fstat.
+    pub data: Vec<u8>,
+    /// The file's size when it was read (differs from the entry's size if it changed).
+    pub now: u64,
+}
+
+/// An entry, the on-disk path it comes from, and its data if the walk read it.
+pub type PrefetchedItem = (Entry, PathBuf, Option<Prefetched>);
 
 /// One directory being walked: where it is, its archive name, the names left.
 struct Level {
     src: PathBuf,
     arch: Vec<u8>,
-    names: std::vec::IntoIter<OsString>,
+    /// The directory itself: its children are looked up relative to it, not by
+    /// resolving their whole path again.
+    fd: OwnedFd,
+    /// Names and the type readdir gave (`Unknown` on file systems without d_type).
+    names: std::vec::IntoIter<(OsString, FileType)>,
+}
+
+/// The metadata of one path as the walk uses it, from lstat, statat or fstat.
+#[derive(Debug, Clone, Copy)]
+struct Md {
+    file_type: FileType,
+    mode: u32,
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    size: u64,
+    blocks: u64,
+    atime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl Md {
+    // The field types of `struct stat` differ between architectures; the casts are
+    // lossless on every Linux one.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn new(st: &Stat) -> Md {
+        Md {
+            file_type: FileType::from_raw_mode(st.st_mode as _),
+            mode: st.st_mode as u32,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            rdev: st.st_rdev as u64,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            blocks: u64::try_from(st.st_blocks).unwrap_or(0),
+            atime: (st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        }
+    }
 }
 
 impl WalkStream {
@@ -132,23 +194,27 @@ impl WalkStream {
     ///
     /// Errors: `dir` not a directory (ENOTDIR naming it), or I/O errors on those reads.
     pub fn new(dir: &Path, top: &[u8], opts: &WalkOptions) -> Result<WalkStream, TreeError> {
-        let top_md = fs::symlink_metadata(dir).map_err(|e| TreeError::io(dir, e))?;
-        if !top_md.is_dir() {
+        let err = |e: Errno| TreeError::io(dir, io::Error::from(e));
+        let top_md = Md::new(&rustix::fs::lstat(dir).map_err(err)?);
+        if top_md.file_type != FileType::Directory {
             // ENOTDIR: the message names the path, as every walk error does.
-            return Err(TreeError::io(dir, io::Error::from(Errno::NOTDIR)));
+            return Err(err(Errno::NOTDIR));
         }
+        let fd = rustix::fs::open(dir, dir_flags(), Mode::empty()).map_err(err)?;
         let mut walker = Walker {
             opts: opts.clone(),
-            root_dev: top_md.dev(),
+            root_dev: top_md.dev,
             users: read_id_names(&dir.join("etc/passwd"))?,
             groups: read_id_names(&dir.join("etc/group"))?,
             links: HashMap::new(),
         };
-        let top_entry = walker.entry(dir, top.to_vec(), &top_md)?;
+        let top_entry = walker.entry(dir, top.to_vec(), &top_md, Some(fd.as_fd()))?;
+        let names = sorted_names(fd.as_fd(), dir)?.into_iter();
         let stack = vec![Level {
             src: dir.to_path_buf(),
             arch: top.to_vec(),
-            names: sorted_names(dir)?.into_iter(),
+            fd,
+            names,
         }];
         Ok(WalkStream {
             walker,
@@ -156,7 +222,16 @@ impl WalkStream {
             stack,
             warnings: Vec::new(),
             sockets_skipped: 0,
+            prefetch_max: 0,
         })
+    }
+
+    /// Makes [`WalkStream::next_prefetched`] read regular files of at most `max`
+    /// bytes (0: none) while the walk has them open for their metadata: one open,
+    /// fstat, flistxattr and read per small file instead of an lstat and an
+    /// llistxattr by path here and an open, two fstats and a read by path later.
+    pub fn prefetch_small_files(&mut self, max: u64) {
+        self.prefetch_max = max;
     }
 
     /// Warnings so far (skipped sockets, mount points not descended, vanished entries),
@@ -175,13 +250,30 @@ impl WalkStream {
         self.sockets_skipped
     }
 
+    /// The next entry as the iterator yields it, plus the data of a small regular
+    /// file if [`WalkStream::prefetch_small_files`] asked for it (`None` for other
+    /// entries, empty files and files that look sparse). Same order, errors and
+    /// fusing as `next`.
+    pub fn next_prefetched(&mut self) -> Option<Result<PrefetchedItem, TreeError>> {
+        match self.advance() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                // Fused after an error: a caller that keeps iterating gets `None`, not
+                // a walk resumed past a directory it could not read.
+                self.top = None;
+                self.stack.clear();
+                Some(Err(e))
+            }
+        }
+    }
+
     /// The next entry, or `None` at the end; `Err` ends the walk.
-    fn advance(&mut self) -> Result<Option<(Entry, PathBuf)>, TreeError> {
-        if let Some(top) = self.top.take() {
-            return Ok(Some(top));
+    fn advance(&mut self) -> Result<Option<PrefetchedItem>, TreeError> {
+        if let Some((top, src)) = self.top.take() {
+            return Ok(Some((top, src, None)));
         }
         while let Some(level) = self.stack.last_mut() {
-            let Some(name) = level.names.next() else {
+            let Some((name, dtype)) = level.names.next() else {
                 self.stack.pop();
                 continue;
             };
@@ -190,23 +282,42 @@ impl WalkStream {
             arch.extend_from_slice(&level.arch);
             arch.push(b'/');
             arch.extend_from_slice(name.as_bytes());
+            let dir_fd = level.fd.as_fd();
 
-            let md = match fs::symlink_metadata(&src) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.warnings.push(vanished(&arch));
-                    continue;
+            // A regular file (as readdir says) is opened first and its metadata taken
+            // from the open fd; anything else, or a file replaced since readdir, is
+            // looked at without opening it (opening a device or FIFO has effects).
+            let opened = if dtype == FileType::RegularFile {
+                match open_regular_at(dir_fd, &name) {
+                    Ok(found) => found,
+                    Err(Errno::NOENT) => {
+                        self.warnings.push(vanished(&arch));
+                        continue;
+                    }
+                    Err(e) => return Err(TreeError::io(&src, e.into())),
                 }
-                Err(e) => return Err(TreeError::io(&src, e)),
+            } else {
+                None
             };
-            if md.file_type().is_socket() {
+            let (md, file_fd) = match opened {
+                Some((fd, md)) => (md, Some(fd)),
+                None => match rustix::fs::statat(dir_fd, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => (Md::new(&st), None),
+                    Err(Errno::NOENT) => {
+                        self.warnings.push(vanished(&arch));
+                        continue;
+                    }
+                    Err(e) => return Err(TreeError::io(&src, e.into())),
+                },
+            };
+            if md.file_type == FileType::Socket {
                 self.warnings
                     .push(format!("{}: socket not archived", display_path(&arch)));
                 self.sockets_skipped += 1;
                 continue;
             }
-            let descend = if md.is_dir() {
-                if self.walker.opts.one_file_system && md.dev() != self.walker.root_dev {
+            let descend = if md.file_type == FileType::Directory {
+                if self.walker.opts.one_file_system && md.dev != self.walker.root_dev {
                     self.warnings.push(format!(
                         "{}: mount point of another file system, its contents are not archived",
                         display_path(&arch)
@@ -220,7 +331,8 @@ impl WalkStream {
             };
             // Between readdir/lstat and reading xattrs, link targets or hole maps, a live
             // tree can lose the entry: warn and leave it out rather than fail the export.
-            let entry = match self.walker.entry(&src, arch.clone(), &md) {
+            let fd_ref = file_fd.as_ref().map(|f| f.as_fd());
+            let entry = match self.walker.entry(&src, arch.clone(), &md, fd_ref) {
                 Ok(e) => e,
                 Err(e) if is_not_found(&e) => {
                     self.warnings.push(vanished(&arch));
@@ -228,20 +340,35 @@ impl WalkStream {
                 }
                 Err(e) => return Err(e),
             };
+            let prefetched = match &file_fd {
+                Some(fd)
+                    if entry.kind == Kind::File
+                        && entry.sparse.is_none()
+                        && entry.size > 0
+                        && entry.size <= self.prefetch_max =>
+                {
+                    Some(read_whole(fd.as_fd(), entry.size).map_err(|e| TreeError::io(&src, e))?)
+                }
+                _ => None,
+            };
             if descend {
                 // The directory's entry is archived even if it vanished before it could
                 // be listed (its metadata was read); only its contents are lost.
-                match sorted_names(&src) {
-                    Ok(names) => self.stack.push(Level {
+                let listed = rustix::fs::openat(dir_fd, &*name, dir_flags(), Mode::empty())
+                    .map_err(|e| TreeError::io(&src, e.into()))
+                    .and_then(|fd| Ok((sorted_names(fd.as_fd(), &src)?, fd)));
+                match listed {
+                    Ok((names, fd)) => self.stack.push(Level {
                         src: src.clone(),
                         arch,
+                        fd,
                         names: names.into_iter(),
                     }),
                     Err(e) if is_not_found(&e) => self.warnings.push(vanished(&arch)),
                     Err(e) => return Err(e),
                 }
             }
-            return Ok(Some((entry, src)));
+            return Ok(Some((entry, src, prefetched)));
         }
         Ok(None)
     }
@@ -251,17 +378,63 @@ impl Iterator for WalkStream {
     type Item = Result<(Entry, PathBuf), TreeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.advance() {
-            Ok(item) => item.map(Ok),
-            Err(e) => {
-                // Fused after an error: a caller that keeps iterating gets `None`, not
-                // a walk resumed past a directory it could not read.
-                self.top = None;
-                self.stack.clear();
-                Some(Err(e))
-            }
+        self.next_prefetched()
+            .map(|item| item.map(|(entry, src, _)| (entry, src)))
+    }
+}
+
+/// Flags for opening a directory of the tree: never through a symlink.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Opens `name` in `dir` for reading if it is still a regular file, with its fstat:
+/// `None` if it is something else now (a symlink, FIFO, device or directory swapped
+/// in since readdir: the caller then lstats it). Same flags as the encoder's
+/// [`open_source`](crate::tree::encode::entry::open_source): no symlink following,
+/// no blocking open, no atime update where permitted.
+fn open_regular_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<(OwnedFd, Md)>, Errno> {
+    let base =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let opened = match rustix::fs::openat(dir, name, base | OFlags::NOATIME, Mode::empty()) {
+        // O_NOATIME needs file ownership or CAP_FOWNER.
+        Err(Errno::PERM) => rustix::fs::openat(dir, name, base, Mode::empty()),
+        other => other,
+    };
+    let fd = match opened {
+        Ok(fd) => fd,
+        // A symlink (O_NOFOLLOW), a FIFO or device without a reader, or a file this
+        // process may not read (its metadata is still archived; the encoder reports
+        // the read error as before): let lstat decide.
+        Err(Errno::LOOP | Errno::NXIO | Errno::ACCESS | Errno::PERM) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let md = Md::new(&rustix::fs::fstat(&fd)?);
+    Ok((md.file_type == FileType::RegularFile).then_some((fd, md)))
+}
+
+/// Reads a whole small file of `size` bytes in one read (plus one to see growth).
+/// The data is cut to `size`; `now` is the size found: fewer bytes if it shrank,
+/// the fstat size if it grew.
+fn read_whole(fd: BorrowedFd<'_>, size: u64) -> io::Result<Prefetched> {
+    let want = usize::try_from(size).map_err(io::Error::other)?;
+    let mut data = vec![0u8; want + 1];
+    let mut got = 0;
+    while got < data.len() {
+        match rustix::io::pread(fd, &mut data[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
+    let now = if got > want {
+        Md::new(&rustix::fs::fstat(fd)?).size
+    } else {
+        got as u64
+    };
+    data.truncate(got.min(want));
+    Ok(Prefetched { data, now })
 }
 
 fn vanished(arch: &[u8]) -> String {
@@ -298,72 +471,83 @@ impl Walker {
         Some(slot.0.clone())
     }
 
-    /// Builds the entry for one path from its lstat result.
-    fn entry(&mut self, src: &Path, arch: Vec<u8>, md: &Metadata) -> Result<Entry, TreeError> {
-        let ft = md.file_type();
-        let multiply_linked = !ft.is_dir() && md.nlink() > 1;
+    /// Builds the entry for one path from its metadata; `fd`, if given, is the path
+    /// opened (xattrs and holes are then read through it, not by path again).
+    fn entry(
+        &mut self,
+        src: &Path,
+        arch: Vec<u8>,
+        md: &Md,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<Entry, TreeError> {
+        let ft = md.file_type;
+        let multiply_linked = ft != FileType::Directory && md.nlink > 1;
         let hard_link = if multiply_linked {
-            self.first_link(md.dev(), md.ino())
+            self.first_link(md.dev, md.ino)
         } else {
             None
         };
         let is_first_link = multiply_linked && hard_link.is_none();
         let kind = if let Some(first) = hard_link {
             Kind::HardLink(first)
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            Kind::File
-        } else if ft.is_symlink() {
-            let target = fs::read_link(src).map_err(|e| TreeError::io(src, e))?;
-            Kind::Symlink(target.into_os_string().into_vec())
-        } else if ft.is_char_device() {
-            let dev = md.rdev();
-            Kind::CharDevice {
-                major: rustix::fs::major(dev),
-                minor: rustix::fs::minor(dev),
-            }
-        } else if ft.is_block_device() {
-            let dev = md.rdev();
-            Kind::BlockDevice {
-                major: rustix::fs::major(dev),
-                minor: rustix::fs::minor(dev),
-            }
-        } else if ft.is_fifo() {
-            Kind::Fifo
         } else {
-            return Err(TreeError::Unsupported {
-                entry: display_path(&arch),
-                reason: "unknown file type".to_string(),
-            });
+            match ft {
+                FileType::Directory => Kind::Dir,
+                FileType::RegularFile => Kind::File,
+                FileType::Symlink => {
+                    let target = fs::read_link(src).map_err(|e| TreeError::io(src, e))?;
+                    Kind::Symlink(target.into_os_string().into_vec())
+                }
+                FileType::CharacterDevice => Kind::CharDevice {
+                    major: rustix::fs::major(md.rdev),
+                    minor: rustix::fs::minor(md.rdev),
+                },
+                FileType::BlockDevice => Kind::BlockDevice {
+                    major: rustix::fs::major(md.rdev),
+                    minor: rustix::fs::minor(md.rdev),
+                },
+                FileType::Fifo => Kind::Fifo,
+                _ => {
+                    return Err(TreeError::Unsupported {
+                        entry: display_path(&arch),
+                        reason: "unknown file type".to_string(),
+                    })
+                }
+            }
         };
 
-        let mut e = Entry::new(arch, kind, md.mode() & 0o7777);
-        e.uid = md.uid();
-        e.gid = md.gid();
+        let mut e = Entry::new(arch, kind, md.mode & 0o7777);
+        e.uid = md.uid;
+        e.gid = md.gid;
         e.uname = self.users.get(&e.uid).cloned();
         e.gname = self.groups.get(&e.gid).cloned();
-        e.mtime = timestamp(md.mtime(), md.mtime_nsec());
+        e.mtime = timestamp(md.mtime.0, md.mtime.1);
         if self.opts.atime {
-            e.atime = Some(timestamp(md.atime(), md.atime_nsec()));
+            e.atime = Some(timestamp(md.atime.0, md.atime.1));
         }
         if e.kind == Kind::File {
-            e.size = md.len();
+            e.size = md.size;
             // Cheap pre-check before opening the file: a file with a hole has fewer
             // allocated blocks than its length. (Inline or tail-packed data can look
             // sparse too; the SEEK_DATA probe then finds no hole and we keep it dense.)
-            if md.blocks().saturating_mul(STAT_BLOCK_BYTES) < e.size {
-                e.sparse = data_segments(src, e.size)?;
+            if md.blocks.saturating_mul(STAT_BLOCK_BYTES) < e.size {
+                e.sparse = match fd {
+                    Some(fd) => data_segments(fd, src, e.size)?,
+                    None => data_segments_of(src, e.size)?,
+                };
             }
         }
         if !matches!(e.kind, Kind::HardLink(_)) {
-            e.xattrs = read_xattrs(src)?;
+            e.xattrs = match fd {
+                Some(fd) => read_xattrs(XattrSource::Fd(fd), src)?,
+                None => read_xattrs(XattrSource::Path(src), src)?,
+            };
         }
         // Registered only once the entry is complete: a first path that vanished
         // mid-way must not become the target of later hard links.
         if is_first_link {
             self.links
-                .insert((md.dev(), md.ino()), (e.path.clone(), md.nlink() - 1));
+                .insert((md.dev, md.ino), (e.path.clone(), md.nlink - 1));
         }
         Ok(e)
     }
@@ -377,14 +561,21 @@ fn timestamp(secs: i64, nsec: i64) -> Timestamp {
     }
 }
 
-/// Directory entry names of `dir`, sorted by raw bytes (deterministic archive order).
-fn sorted_names(dir: &Path) -> Result<Vec<OsString>, TreeError> {
-    let rd = fs::read_dir(dir).map_err(|e| TreeError::io(dir, e))?;
+/// Directory entry names of the open directory `dir` (at `path`, for errors) with
+/// the type readdir reports, sorted by raw bytes (deterministic archive order).
+fn sorted_names(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<(OsString, FileType)>, TreeError> {
+    let err = |e: Errno| TreeError::io(path, io::Error::from(e));
+    let mut rd = rustix::fs::Dir::read_from(dir).map_err(err)?;
     let mut names = Vec::new();
-    for de in rd {
-        names.push(de.map_err(|e| TreeError::io(dir, e))?.file_name());
+    while let Some(de) = rd.read() {
+        let de = de.map_err(err)?;
+        let name = de.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push((OsStr::from_bytes(name).to_os_string(), de.file_type()));
     }
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(names)
 }
 
@@ -422,27 +613,73 @@ fn read_id_names(path: &Path) -> Result<HashMap<u32, Vec<u8>>, TreeError> {
 /// Name → raw value pairs, as stored in [`Entry::xattrs`].
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// All xattrs of `path` itself (never its symlink target), sorted by name so two
-/// copies of a tree encode identically whatever order the file system lists them in.
-/// File systems without xattr support give an empty list; an xattr removed between
-/// list and get is skipped.
-fn read_xattrs(path: &Path) -> Result<Xattrs, TreeError> {
-    let err = |e: Errno| TreeError::io(path, io::Error::from(e));
-    let mut list = vec![0u8; XATTR_BUF_BYTES];
-    let len = loop {
-        match rustix::fs::llistxattr(path, &mut list[..]) {
-            Ok(n) => break n,
-            Err(Errno::RANGE) => {
-                let need = rustix::fs::llistxattr_query(path).map_err(err)?;
-                list.resize(need.max(list.len() * 2), 0);
-            }
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
+/// Where xattrs are read from: an open fd, or a path never followed if a symlink.
+#[derive(Clone, Copy)]
+enum XattrSource<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(&'a Path),
+}
+
+impl XattrSource<'_> {
+    fn list(self, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, buf),
+            XattrSource::Path(p) => rustix::fs::llistxattr(p, buf),
         }
-    };
-    if len == 0 {
-        return Ok(Vec::new());
     }
+
+    fn list_len(self) -> Result<usize, Errno> {
+        match self {
+            XattrSource::Fd(fd) => rustix::fs::flistxattr_query(fd),
+            XattrSource::Path(p) => rustix::fs::llistxattr_query(p),
+        }
+    }
+
+    fn get(self, name: &OsStr, buf: &mut [u8]) -> Result<usize, Errno> {
+        match self {
+            XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, name, buf),
+            XattrSource::Path(p) => rustix::fs::lgetxattr(p, name, buf),
+        }
+    }
+
+    fn get_len(self, name: &OsStr) -> Result<usize, Errno> {
+        match self {
+            XattrSource::Fd(fd) => rustix::fs::fgetxattr_query(fd, name),
+            XattrSource::Path(p) => rustix::fs::lgetxattr_query(p, name),
+        }
+    }
+}
+
+/// All xattrs of `from` (a path's own, never its symlink target's; `path` names it in
+/// errors), sorted by name so two copies of a tree encode identically whatever order
+/// the file system lists them in. File systems without xattr support give an empty
+/// list; an xattr removed between list and get is skipped.
+fn read_xattrs(from: XattrSource<'_>, path: &Path) -> Result<Xattrs, TreeError> {
+    let err = |e: Errno| TreeError::io(path, io::Error::from(e));
+    // Most files have no xattrs: a small stack buffer answers those without a heap
+    // allocation.
+    let mut small = [0u8; 256];
+    let mut list;
+    let (list, len) = match from.list(&mut small) {
+        Ok(0) => return Ok(Vec::new()),
+        Ok(n) => (&small[..], n),
+        Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(Errno::RANGE) => {
+            list = vec![0u8; XATTR_BUF_BYTES];
+            let n = loop {
+                match from.list(&mut list[..]) {
+                    Ok(n) => break n,
+                    Err(Errno::RANGE) => {
+                        let need = from.list_len().map_err(err)?;
+                        list.resize(need.max(list.len() * 2), 0);
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            };
+            (&list[..], n)
+        }
+        Err(e) => return Err(err(e)),
+    };
     let mut names: Vec<&[u8]> = list[..len]
         .split(|&b| b == 0)
         .filter(|n| !n.is_empty())
@@ -451,12 +688,12 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, TreeError> {
     let mut out = Vec::with_capacity(names.len());
     let mut value = vec![0u8; XATTR_BUF_BYTES];
     for name in names {
-        let cname = std::ffi::OsStr::from_bytes(name);
+        let cname = OsStr::from_bytes(name);
         let n = loop {
-            match rustix::fs::lgetxattr(path, cname, &mut value[..]) {
+            match from.get(cname, &mut value[..]) {
                 Ok(n) => break Some(n),
                 Err(Errno::RANGE) => {
-                    let need = rustix::fs::lgetxattr_query(path, cname).map_err(err)?;
+                    let need = from.get_len(cname).map_err(err)?;
                     value.resize(need.max(value.len() * 2), 0);
                 }
                 Err(Errno::NODATA) => break None,
@@ -470,11 +707,8 @@ fn read_xattrs(path: &Path) -> Result<Xattrs, TreeError> {
     Ok(out)
 }
 
-/// The data segments of a regular file via SEEK_DATA/SEEK_HOLE, up to `size` (the
-/// lstat size; later growth is the writer's concern). `None` if the file has no hole
-/// or the file system cannot tell (EINVAL) — then it is archived densely.
-fn data_segments(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>, TreeError> {
-    let err = |e: Errno| TreeError::io(path, io::Error::from(e));
+/// [`data_segments`] of a file given by path, opened without following symlinks.
+fn data_segments_of(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>, TreeError> {
     let fd = match rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
@@ -483,12 +717,24 @@ fn data_segments(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>, Tree
         Ok(fd) => fd,
         // Replaced by a symlink since the lstat: treat as dense; the writer warns.
         Err(Errno::LOOP) => return Ok(None),
-        Err(e) => return Err(err(e)),
+        Err(e) => return Err(TreeError::io(path, io::Error::from(e))),
     };
+    data_segments(fd.as_fd(), path, size)
+}
+
+/// The data segments of an open regular file via SEEK_DATA/SEEK_HOLE, up to `size`
+/// (the lstat size; later growth is the writer's concern). `None` if the file has no
+/// hole or the file system cannot tell (EINVAL) — then it is archived densely.
+fn data_segments(
+    fd: BorrowedFd<'_>,
+    path: &Path,
+    size: u64,
+) -> Result<Option<Vec<(u64, u64)>>, TreeError> {
+    let err = |e: Errno| TreeError::io(path, io::Error::from(e));
     let mut segments = Vec::new();
     let mut pos = 0u64;
     while pos < size {
-        let data = match rustix::fs::seek(&fd, SeekFrom::Data(pos)) {
+        let data = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
             Ok(d) => d,
             Err(Errno::NXIO) => break, // only a hole remains up to EOF
             Err(Errno::INVAL) => return Ok(None),
@@ -497,7 +743,7 @@ fn data_segments(path: &Path, size: u64) -> Result<Option<Vec<(u64, u64)>>, Tree
         if data >= size {
             break;
         }
-        let hole = rustix::fs::seek(&fd, SeekFrom::Hole(data))
+        let hole = rustix::fs::seek(fd, SeekFrom::Hole(data))
             .map_err(err)?
             .min(size);
         segments.push((data, hole - data));
@@ -642,6 +888,55 @@ mod tests {
         assert!(holey[0].0 <= 1 << 20 && holey[0].0 + holey[0].1 > 1 << 20);
         assert_eq!(get("r/allhole").sparse, Some(vec![]));
         assert_eq!(get("r/dense").sparse, None);
+    }
+
+    #[test]
+    fn small_regular_files_come_with_their_data_when_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("big"), vec![7u8; 5000]).unwrap();
+        fs::write(root.join("empty"), b"").unwrap();
+        fs::write(root.join("small"), b"hello").unwrap();
+        symlink("small", root.join("sym")).unwrap();
+        let mut s = WalkStream::new(&root, b"r", &WalkOptions::default()).unwrap();
+        s.prefetch_small_files(4096);
+        let mut got = Vec::new();
+        while let Some(item) = s.next_prefetched() {
+            let (e, _, data) = item.unwrap();
+            got.push((String::from_utf8(e.path).unwrap(), data));
+        }
+        let small = Prefetched {
+            data: b"hello".to_vec(),
+            now: 5,
+        };
+        assert_eq!(
+            got,
+            [
+                ("r".to_string(), None),
+                ("r/big".to_string(), None),
+                ("r/empty".to_string(), None),
+                ("r/small".to_string(), Some(small)),
+                ("r/sym".to_string(), None),
+            ]
+        );
+        // Without asking, nothing is read: the plain iterator is unchanged.
+        let mut s = WalkStream::new(&root, b"r", &WalkOptions::default()).unwrap();
+        assert!(std::iter::from_fn(|| s.next_prefetched()).all(|i| i.unwrap().2.is_none()));
+    }
+
+    #[test]
+    fn a_file_that_grew_or_shrank_is_read_to_its_size_and_says_so() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        fs::write(&f, b"0123456789").unwrap();
+        let fd = fs::File::open(&f).unwrap();
+        let grew = read_whole(fd.as_fd(), 4).unwrap();
+        assert_eq!((grew.data, grew.now), (b"0123".to_vec(), 10));
+        let shrank = read_whole(fd.as_fd(), 20).unwrap();
+        assert_eq!((shrank.data, shrank.now), (b"0123456789".to_vec(), 10));
+        let same = read_whole(fd.as_fd(), 10).unwrap();
+        assert_eq!((same.data.len(), same.now), (10, 10));
     }
 
     #[test]

@@ -130,8 +130,9 @@ pub fn write_tree(
         });
     }
     let mut stream = WalkStream::new(dir, ROOTIMG_TOP, &walk_options(opts))?;
-    let p = pipeline::encode(
-        &mut stream,
+    stream.prefetch_small_files(pipeline::PREFETCH_MAX_BYTES);
+    let p = pipeline::encode_prefetched(
+        std::iter::from_fn(|| stream.next_prefetched()),
         &mut out,
         opts.codec,
         opts.level,

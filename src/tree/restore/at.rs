@@ -125,9 +125,10 @@ pub(super) fn create_file(
     pfd: BorrowedFd<'_>,
     name: &[u8],
     entry: &[u8],
+    mode: Mode,
 ) -> Result<File, TreeError> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let open = || rfs::openat(pfd, name, flags, Mode::from_raw_mode(0o600));
+    let open = || rfs::openat(pfd, name, flags, mode);
     let fd = match open() {
         Err(Errno::EXIST) => {
             remove(pfd, name, entry)?;
@@ -227,6 +228,65 @@ pub(super) fn xattr_result(
     }
 }
 
+/// The one thing the restore can take for granted about a file it creates: with
+/// `open(O_CREAT, mode)`, a new file's owner is the process's (effective) uid and gid
+/// and its mode is `mode & !umask`, unless its directory has the setgid bit or a
+/// default ACL. [`CreateIds::exact`] says when creating with the entry's mode already
+/// gives the archived owner and mode, so the `fchown` and `fchmod` after the data
+/// (two of the six calls per small file) can be left out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CreateIds {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+impl CreateIds {
+    /// For a restore into `dest` whose every directory below is created by the
+    /// restore (`dest_empty`): those inherit neither a setgid bit nor a default ACL
+    /// if `dest` has none. `None` when that cannot be known (the umask is read from
+    /// /proc, as `umask(2)` cannot read it without setting it for every thread).
+    pub(super) fn probe(dest: BorrowedFd<'_>, dest_empty: bool) -> Option<CreateIds> {
+        if !dest_empty {
+            return None;
+        }
+        let st = rfs::fstat(dest).ok()?;
+        if st.st_mode & 0o2000 != 0 {
+            return None;
+        }
+        match rfs::fgetxattr(dest, "system.posix_acl_default", &mut [0u8; 0][..]) {
+            Err(Errno::NODATA | Errno::OPNOTSUPP) => {}
+            _ => return None,
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())?;
+        Some(CreateIds {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask,
+        })
+    }
+
+    /// Whether a file created with mode `mode & 0o777` ends up with exactly the
+    /// entry's owner and mode. Never for setuid, setgid or sticky bits: those are set
+    /// by the fchmod after the fchown, which would clear them (the order rule).
+    pub(super) fn exact(&self, uid: Uid, gid: Gid, mode: u32) -> bool {
+        uid.as_raw() == self.uid
+            && gid.as_raw() == self.gid
+            && mode & 0o7000 == 0
+            && mode & self.umask & 0o777 == 0
+    }
+}
+
+/// The mode to create a regular file with: the entry's own when `exact` (see
+/// [`CreateIds::exact`]), else 0600 until its owner and mode are applied.
+pub(super) fn create_mode(e: &Entry, exact: bool) -> Mode {
+    Mode::from_raw_mode(if exact { e.mode & 0o777 } else { 0o600 })
+}
+
 /// Owner, mode, xattrs and times through an open fd (regular files, directories).
 pub(super) fn meta_fd(
     fd: BorrowedFd<'_>,
@@ -236,9 +296,25 @@ pub(super) fn meta_fd(
     times: &Timestamps,
     warnings: &mut Vec<String>,
 ) -> Result<(), TreeError> {
-    rfs::fchown(fd, Some(uid), Some(gid)).map_err(|er| io_err(&e.path, "chown", er))?;
-    rfs::fchmod(fd, Mode::from_raw_mode(e.mode & 0o7777))
-        .map_err(|er| io_err(&e.path, "chmod", er))?;
+    meta_fd_created(fd, e, uid, gid, times, false, warnings)
+}
+
+/// [`meta_fd`] for a file just created with [`create_mode`]: when `exact`, owner and
+/// mode are already right and only xattrs and times are applied.
+pub(super) fn meta_fd_created(
+    fd: BorrowedFd<'_>,
+    e: &Entry,
+    uid: Uid,
+    gid: Gid,
+    times: &Timestamps,
+    exact: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), TreeError> {
+    if !exact {
+        rfs::fchown(fd, Some(uid), Some(gid)).map_err(|er| io_err(&e.path, "chown", er))?;
+        rfs::fchmod(fd, Mode::from_raw_mode(e.mode & 0o7777))
+            .map_err(|er| io_err(&e.path, "chmod", er))?;
+    }
     for (name, value) in ordered_xattrs(e) {
         let r = rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty());
         xattr_result(r, e, name, warnings)?;
@@ -344,4 +420,42 @@ pub(super) fn make_special(
         Kind::File | Kind::Dir | Kind::HardLink(_) => return Ok(()),
     }
     meta_at(pfd, name, e, uid, gid, times, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_modes_the_umask_keeps_and_the_process_owner_skip_chown_and_chmod() {
+        let ids = CreateIds {
+            uid: 0,
+            gid: 0,
+            umask: 0o022,
+        };
+        let (root, rootg) = (Uid::from_raw(0), Gid::from_raw(0));
+        assert!(ids.exact(root, rootg, 0o644));
+        assert!(ids.exact(root, rootg, 0o755));
+        assert!(ids.exact(root, rootg, 0o400));
+        // The umask would clear group/other write bits: fchmod needed.
+        assert!(!ids.exact(root, rootg, 0o664));
+        // setuid, setgid, sticky: set by fchmod after fchown, always.
+        assert!(!ids.exact(root, rootg, 0o4755));
+        assert!(!ids.exact(root, rootg, 0o2755));
+        assert!(!ids.exact(root, rootg, 0o1755));
+        // Another owner or group: fchown needed.
+        assert!(!ids.exact(Uid::from_raw(1000), rootg, 0o644));
+        assert!(!ids.exact(root, Gid::from_raw(5), 0o644));
+    }
+
+    #[test]
+    fn no_shortcut_into_a_non_empty_or_setgid_destination() {
+        let t = tempfile::tempdir().unwrap();
+        let fd = rfs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert!(CreateIds::probe(fd.as_fd(), false).is_none());
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o2755)).unwrap();
+        assert!(CreateIds::probe(fd.as_fd(), true).is_none());
+        rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).unwrap();
+        assert!(CreateIds::probe(fd.as_fd(), true).is_some());
+    }
 }

@@ -5,17 +5,18 @@
 //! in a parallel one; the two paths share everything else.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use super::at::{
-    create_file, io_err, make_dir, make_special, meta_fd, mkdir_at, open_dir, open_walk,
-    parent_error, remove, retry_exist, timespec, write_data,
+    create_file, create_mode, io_err, make_dir, make_special, meta_fd, meta_fd_created, mkdir_at,
+    open_dir, open_walk, parent_error, remove, retry_exist, timespec, write_data, CreateIds,
 };
 use super::options::{RestoreOptions, RestoreStats};
 use super::pool::{stopped, BigFile, DataRuns, FileMeta, Job, Pool, JOB_CHUNK};
@@ -61,6 +62,13 @@ pub fn restore_entries<E: EntryReader>(
         Mode::empty(),
     )
     .map_err(|e| TreeError::io(dest, e.into()))?;
+    // Whether names may exist before the archive creates them; a fresh staging
+    // directory (the normal case) spares the dispatcher a stat per file.
+    let dest_empty = std::fs::read_dir(dest)
+        .map_err(|e| TreeError::io(dest, e))?
+        .next()
+        .is_none();
+    let create_ids = CreateIds::probe(dest_fd.as_fd(), dest_empty);
     let r = Restorer {
         dirs: DirCache {
             dest: Arc::new(dest_fd),
@@ -68,7 +76,11 @@ pub fn restore_entries<E: EntryReader>(
         },
         top: top_comps,
         opts: opts.clone(),
-        seen: HashSet::new(),
+        // Into an empty destination every name was made by this restore, so the file
+        // system itself says what exists; the set is kept only for other
+        // destinations, where a name may predate the restore.
+        seen: (!dest_empty).then(Seen::default),
+        create_ids,
         deferred: HashMap::new(),
         stats: RestoreStats::default(),
         warning_seqs: Vec::new(),
@@ -79,7 +91,7 @@ pub fn restore_entries<E: EntryReader>(
     };
     match opts.effective_threads() {
         1 => run_sequential(r, reader),
-        threads => run_parallel(r, reader, dest, threads),
+        threads => run_parallel(r, reader, dest_empty, threads),
     }
 }
 
@@ -99,15 +111,9 @@ fn run_sequential<E: EntryReader>(
 fn run_parallel<E: EntryReader>(
     mut r: Restorer,
     reader: &mut E,
-    dest: &Path,
+    dest_empty: bool,
     threads: usize,
 ) -> Result<RestoreStats, TreeError> {
-    // Whether names may exist before the archive creates them; a fresh staging
-    // directory (the normal case) spares the dispatcher a stat per file.
-    let dest_empty = std::fs::read_dir(dest)
-        .map_err(|e| TreeError::io(dest, e))?
-        .next()
-        .is_none();
     std::thread::scope(|s| {
         let (pool, workers) = Pool::start(s, threads, dest_empty);
         r.pool = Some(pool);
@@ -192,6 +198,37 @@ impl DirCache {
     }
 }
 
+/// The set of names (below top) of non-directory entries restored so far. It holds
+/// keyed 64-bit hashes, not the names: 8 bytes an entry instead of the path's
+/// allocation, which at 10^6 entries was most of the restore's memory. The keys are
+/// random per restore, so an archive cannot be built to collide; an accidental
+/// collision (odds about n²/2^65) would only let a hard link name an existing path
+/// that no earlier entry created, which the no-follow walk still keeps inside the
+/// destination.
+#[derive(Default)]
+struct Seen {
+    keys: RandomState,
+    hashes: HashSet<u64>,
+}
+
+impl Seen {
+    fn hash(&self, rel: &[u8]) -> u64 {
+        self.keys.hash_one(rel)
+    }
+
+    fn insert(&mut self, rel: &[u8]) {
+        self.hashes.insert(self.hash(rel));
+    }
+
+    fn remove(&mut self, rel: &[u8]) {
+        self.hashes.remove(&self.hash(rel));
+    }
+
+    fn contains(&self, rel: &[u8]) -> bool {
+        self.hashes.contains(&self.hash(rel))
+    }
+}
+
 /// An entry's resolved owner and times, as the metadata calls want them.
 struct Ids {
     owner: (Uid, Gid),
@@ -203,8 +240,12 @@ struct Restorer {
     top: Vec<Vec<u8>>,
     opts: RestoreOptions,
     /// Non-directory entries restored so far (paths below top): the only allowed
-    /// hard link targets.
-    seen: HashSet<Vec<u8>>,
+    /// hard link targets. `None` when `dest` was empty: then an existing
+    /// non-directory is one (see [`Restorer::hard_link`]), and nothing grows with
+    /// the number of entries.
+    seen: Option<Seen>,
+    /// What a file created by this restore gets without fchown/fchmod, if known.
+    create_ids: Option<CreateIds>,
     /// Directory metadata applied at the end; a later entry for the same directory
     /// replaces the earlier one.
     deferred: HashMap<Vec<u8>, Entry>,
@@ -332,7 +373,9 @@ impl Restorer {
         self.open_parent(parents, &e.path)?;
         if e.kind == Kind::Dir {
             make_dir(self.dirs.cur(), name, &e.path)?;
-            self.seen.remove(&rel);
+            if let Some(seen) = self.seen.as_mut() {
+                seen.remove(&rel);
+            }
             self.deferred.insert(rel, e);
             return Ok(());
         }
@@ -355,7 +398,9 @@ impl Restorer {
             return self.hand_over_file(reader, e, rel, name, was_dir, ids);
         }
         self.make_node(reader, name, parents, &rel, &e, &ids)?;
-        self.seen.insert(rel);
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(&rel);
+        }
         Ok(())
     }
 
@@ -396,7 +441,9 @@ impl Restorer {
         let Some(pool) = self.pool.as_ref() else {
             return Err(stopped(&e.path));
         };
-        let maybe_exists = self.seen.contains(&rel)
+        // With no set (an empty destination), an earlier file of the same name is
+        // replaced by the worker, which finds it on create (see `FileMeta::replace`).
+        let maybe_exists = self.seen.as_ref().is_some_and(|s| s.contains(&rel))
             || was_dir
             || !pool.dest_empty
             || pool.made_dirs.contains(&rel);
@@ -404,7 +451,9 @@ impl Restorer {
             remove(self.dirs.cur(), &name, &e.path)?;
         }
         let parent = self.dirs.cur_shared();
-        self.seen.insert(rel.clone());
+        if let Some(seen) = self.seen.as_mut() {
+            seen.insert(&rel);
+        }
         self.dispatch_file(reader, e, rel, parent, name, ids)
     }
 
@@ -422,15 +471,17 @@ impl Restorer {
         let (uid, gid) = ids.owner;
         match &e.kind {
             Kind::File => {
-                let file = create_file(self.dirs.cur(), name, &e.path)?;
+                let exact = self.exact(e, uid, gid);
+                let file = create_file(self.dirs.cur(), name, &e.path, create_mode(e, exact))?;
                 let written = write_data(reader, &file, e, &mut self.buf)?;
                 self.stats.bytes += written;
-                meta_fd(
+                meta_fd_created(
                     file.as_fd(),
                     e,
                     uid,
                     gid,
                     &ids.times,
+                    exact,
                     &mut self.stats.warnings,
                 )
             }
@@ -458,23 +509,22 @@ impl Restorer {
         path: &[u8],
     ) -> Result<(), TreeError> {
         let trel = self.relative(target, path, "hard link target")?;
-        if trel.is_empty() || !self.seen.contains(&trel) {
-            return Err(TreeError::Unsafe {
-                entry: display_path(path),
-                reason: format!(
-                    "hard link target {} is not an earlier entry of this archive",
-                    display_path(target)
-                ),
-            });
+        let not_earlier = || TreeError::Unsafe {
+            entry: display_path(path),
+            reason: format!(
+                "hard link target {} is not an earlier entry of this archive",
+                display_path(target)
+            ),
+        };
+        let listed = self.seen.as_ref().map(|s| s.contains(&trel));
+        if trel.is_empty() || listed == Some(false) {
+            return Err(not_earlier());
         }
         // The target's data and metadata are complete before it gains a name.
         if let Some(pool) = self.pool.as_mut() {
             if !pool.wait_for(&trel) {
                 return Err(stopped(path));
             }
-        }
-        if trel == rel {
-            return Ok(());
         }
         let tcomps: Vec<&[u8]> = trel.split(|&c| c == b'/').collect();
         let Some((tname, tparents)) = tcomps.split_last() else {
@@ -486,10 +536,24 @@ impl Restorer {
         let owned;
         let tfd = if tparents == parents {
             pfd
-        } else {
+        } else if listed.is_some() {
             owned = open_walk(self.dirs.dest.as_fd(), tparents, path)?;
             owned.as_fd()
+        } else {
+            owned = open_walk(self.dirs.dest.as_fd(), tparents, path).map_err(|_| not_earlier())?;
+            owned.as_fd()
         };
+        if listed.is_none() {
+            // An empty destination holds only what this restore made: an existing
+            // non-directory there is an earlier entry (a directory never is one).
+            match rfs::statat(tfd, *tname, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {}
+                _ => return Err(not_earlier()),
+            }
+        }
+        if trel == rel {
+            return Ok(());
+        }
         retry_exist(pfd, name, path, "link", || {
             rfs::linkat(tfd, *tname, pfd, name, AtFlags::empty())
         })
@@ -510,40 +574,47 @@ impl Restorer {
         let (uid, gid) = ids.owner;
         let times = ids.times;
         let seq = self.seq;
+        let exact = self.exact(&e, uid, gid);
         let Some(pool) = self.pool.as_mut() else {
             return Err(stopped(&e.path));
         };
         let mut runs = DataRuns::new(&e)?;
+        // Only whole files are created by a worker with their own mode; a big one is
+        // created here and finished with the full metadata.
+        let exact = exact && runs.total <= JOB_CHUNK as u64;
         let parent_rel = match rel.iter().rposition(|&c| c == b'/') {
             Some(p) => &rel[..p],
             None => &[][..],
         };
         pool.mark_busy(parent_rel);
         pool.pending.insert(rel.clone(), seq);
-        let meta = |entry| FileMeta {
+        let replace = self.seen.is_none();
+        let meta = |entry, exact| FileMeta {
             seq,
             rel,
             entry,
             uid,
             gid,
             times,
+            exact,
+            replace,
         };
         if runs.total <= JOB_CHUNK as u64 {
             let spare = pool.spares.try_recv().unwrap_or_default();
             let pieces = runs.next(reader, JOB_CHUNK, &e, spare)?;
             let path = e.path.clone();
             let job = Job::Whole {
-                meta: Box::new(meta(e)),
+                meta: Box::new(meta(e, exact)),
                 parent,
                 name,
                 pieces,
             };
             return pool.send(job, &path);
         }
-        let file = create_file(parent.as_fd(), &name, &e.path)?;
+        let file = create_file(parent.as_fd(), &name, &e.path, create_mode(&e, false))?;
         let path = e.path.clone();
         let big = Arc::new(BigFile {
-            meta: meta(e),
+            meta: meta(e, false),
             file,
             refs: AtomicUsize::new(1),
             bytes: AtomicU64::new(0),
@@ -598,6 +669,12 @@ impl Restorer {
         }
         self.dirs.stack.clear();
         Ok(())
+    }
+
+    /// Whether creating `e` with its own mode gives its owner and mode.
+    fn exact(&self, e: &Entry, uid: Uid, gid: Gid) -> bool {
+        self.create_ids
+            .is_some_and(|ids| ids.exact(uid, gid, e.mode))
     }
 
     fn times(&self, e: &Entry) -> Timestamps {
@@ -661,6 +738,112 @@ impl HostIds {
         HostIds {
             users: parse("/etc/passwd"),
             groups: parse("/etc/group"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use crate::tree::restore::{restore, RestoreOptions};
+
+    fn entry(name: &[u8], kind: tar::EntryType, data: &[u8], link: &[u8], mode: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    fn run(entries: &[Vec<u8>], threads: usize) -> (tempfile::TempDir, Result<(), String>) {
+        let mut tar = entries.concat();
+        tar.extend_from_slice(&[0u8; 1024]);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            threads,
+            ..RestoreOptions::default()
+        };
+        let r = restore(&tar[..], dir.path(), b"rootimg", &opts).map(|_| ());
+        (dir, r.map_err(|e| e.to_string()))
+    }
+
+    /// Into an empty destination no list of names is kept: the file system says what
+    /// an earlier entry made. Replacing, linking and refusing must work as with it.
+    #[test]
+    fn an_empty_destination_answers_for_earlier_entries() {
+        use tar::EntryType as T;
+        let top = entry(b"rootimg/", T::Directory, b"", b"", 0o755);
+        for threads in [1, 2] {
+            let (dir, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/f", T::Regular, b"first", b"", 0o644),
+                    entry(b"rootimg/f", T::Regular, b"second", b"", 0o664),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/f", 0o644),
+                ],
+                threads,
+            );
+            r.unwrap();
+            let f = dir.path().join("f");
+            assert_eq!(fs::read(&f).unwrap(), b"second");
+            let md = fs::metadata(&f).unwrap();
+            assert_eq!((md.permissions().mode() & 0o7777, md.nlink()), (0o664, 2));
+            // A directory is never a hard link target, even one the archive made.
+            let (_, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/d/", T::Directory, b"", b"", 0o755),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/d", 0o644),
+                ],
+                threads,
+            );
+            assert!(r.unwrap_err().contains("not an earlier entry"));
+            // Nor a name below a directory that does not exist.
+            let (_, r) = run(
+                &[
+                    top.clone(),
+                    entry(b"rootimg/h", T::Link, b"", b"rootimg/no/such", 0o644),
+                ],
+                threads,
+            );
+            assert!(r.unwrap_err().contains("not an earlier entry"));
+        }
+    }
+
+    #[test]
+    fn setuid_files_and_other_owners_keep_the_full_metadata_order() {
+        use tar::EntryType as T;
+        let mut suid = entry(b"rootimg/su", T::Regular, b"x", b"", 0o4755);
+        let mut h = tar::Header::from_byte_slice(&suid[..512]).clone();
+        h.set_uid(1234);
+        h.set_gid(99);
+        h.set_cksum();
+        suid[..512].copy_from_slice(h.as_bytes());
+        for threads in [1, 2] {
+            let (dir, r) = run(
+                &[
+                    entry(b"rootimg/", T::Directory, b"", b"", 0o755),
+                    suid.clone(),
+                    entry(b"rootimg/g", T::Regular, b"y", b"", 0o2711),
+                ],
+                threads,
+            );
+            r.unwrap();
+            let su = fs::metadata(dir.path().join("su")).unwrap();
+            assert_eq!((su.mode() & 0o7777, su.uid(), su.gid()), (0o4755, 1234, 99));
+            let g = fs::metadata(dir.path().join("g")).unwrap();
+            assert_eq!(g.mode() & 0o7777, 0o2711);
         }
     }
 }

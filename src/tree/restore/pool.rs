@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
-use rustix::fs::{self as rfs, Gid, Mode, OFlags, Timestamps, Uid};
+use rustix::fs::{self as rfs, Gid, OFlags, Timestamps, Uid};
+use rustix::io::Errno;
 
-use super::at::{io_err, meta_fd};
+use super::at::{create_mode, io_err, meta_fd, meta_fd_created, remove};
 use crate::tree::entry::Entry;
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::tar_decode::EntryReader;
@@ -199,6 +200,13 @@ pub(super) struct FileMeta {
     pub(super) uid: Uid,
     pub(super) gid: Gid,
     pub(super) times: Timestamps,
+    /// Creating the file with its own mode gives the right owner and mode
+    /// ([`CreateIds::exact`](super::at::CreateIds::exact)).
+    pub(super) exact: bool,
+    /// The destination was empty, so the dispatcher keeps no list of names made:
+    /// a name found on create is an earlier entry's (finished: the dispatcher waits
+    /// for pending names) and is replaced, as the sequential restore does.
+    pub(super) replace: bool,
 }
 
 /// Stored data for a file: `data[..len]` cut into `(file offset, length)` pieces in
@@ -306,18 +314,34 @@ pub(super) fn write_whole(
     warnings: &mut Vec<String>,
 ) -> Result<(), TreeError> {
     let e = &meta.entry;
-    // The dispatcher removed whatever an earlier entry left under this name, so
-    // O_EXCL failing means someone else is writing into the tree: an error.
+    // Unless `meta.replace`, the dispatcher removed whatever an earlier entry left
+    // under this name, so O_EXCL failing means someone else is writing into the
+    // tree: an error.
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600))
-        .map_err(|er| io_err(&e.path, "create", er))?;
+    let open = || rfs::openat(parent, name, flags, create_mode(e, meta.exact));
+    let fd = match open() {
+        Err(Errno::EXIST) if meta.replace => {
+            remove(parent, name, &e.path)?;
+            open()
+        }
+        r => r,
+    }
+    .map_err(|er| io_err(&e.path, "create", er))?;
     let file = File::from(fd);
     write_pieces(&file, pieces, &e.path)?;
     if e.sparse.is_some() {
         file.set_len(e.size)
             .map_err(|er| io_err(&e.path, "truncate", er))?;
     }
-    meta_fd(file.as_fd(), e, meta.uid, meta.gid, &meta.times, warnings)
+    meta_fd_created(
+        file.as_fd(),
+        e,
+        meta.uid,
+        meta.gid,
+        &meta.times,
+        meta.exact,
+        warnings,
+    )
 }
 
 pub(super) fn write_pieces(file: &File, pieces: &Pieces, path: &[u8]) -> Result<(), TreeError> {
