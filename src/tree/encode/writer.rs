@@ -570,10 +570,11 @@ mod tests {
 
     #[test]
     fn zstd_trees_are_deterministic_seekable_and_restore_to_the_same_tree() {
-        use crate::tree::archive::{verify_archive as verify, TreeArchive};
+        use crate::tree::archive::TreeArchive;
         use crate::tree::codec::zstd_seekable::read_seek_table;
         use crate::tree::restore::restore_zstd;
         use crate::tree::restore::RestoreOptions;
+        use crate::tree::verify::verify_archive as verify;
 
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("r");
