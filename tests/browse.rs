@@ -177,3 +177,60 @@ fn verify_detects_a_corrupt_member() {
     assert_eq!(out.status.code(), Some(4), "corrupt: {}", text(&out));
     assert!(stderr(&out).contains("member 0"), "{}", text(&out));
 }
+
+#[test]
+fn verify_against_names_one_changed_byte_of_a_multi_member_file_once() {
+    use std::os::unix::fs::FileExt;
+    let mn = Mn::sample();
+    // 6 MiB: the writer cuts a file's data every 4 MiB, so it spans two members
+    // whatever it compresses to.
+    let big: Vec<u8> = (0..(6u32 << 20) / 4)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
+    let rel = "usr/lib/big.bin";
+    let src = mn.path(&format!("{ROOTIMGDIR}/rootimg/{rel}"));
+    fs::create_dir_all(src.parent().unwrap()).unwrap();
+    fs::write(&src, &big).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&mn, work.path(), &[]);
+    let b = bundle.to_str().unwrap();
+    let out = imgport(&["verify", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let members: u64 = stdout(&out)
+        .strip_prefix("OK: ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", text(&out)));
+    assert!(members > 2, "several members: {}", text(&out));
+
+    let target = Mn::empty();
+    let out = target.run(&["import", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target.path(&format!("{ROOTIMGDIR}/rootimg"));
+    let r = restored.to_str().unwrap();
+    let out = imgport(&["verify", b, "--against", r]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // One byte in the second member's part of the file, the mtime kept.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(restored.join(rel))
+        .unwrap();
+    let mtime = file.metadata().unwrap().modified().unwrap();
+    let at = (5 << 20) + 12_345;
+    file.write_all_at(&[big[at as usize] ^ 0x20], at).unwrap();
+    file.set_times(fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(file);
+    let out = imgport(&["verify", b, "--against", r]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let report = stdout(&out);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert_eq!(lines[0], format!("rootimg/{rel}: content differs"));
+    assert!(
+        lines[1].starts_with("MISMATCH: ") && lines[1].contains(" 1 differences"),
+        "{report}"
+    );
+}
