@@ -543,8 +543,8 @@ fn walk_order(a: &[u8], b: &[u8]) -> Ordering {
 /// one, pushed to `out`; true when both are files of one size, whose content is then
 /// worth comparing.
 fn compare_meta(a: &Entry, disk: &Entry, out: &mut Vec<String>) -> bool {
-    let shown = display_path(&a.path);
-    let mut diff = |what: String| out.push(format!("{shown}: {what}"));
+    // The path is formatted only for a difference: most entries have none.
+    let mut diff = |what: String| out.push(format!("{}: {what}", display_path(&a.path)));
     if std::mem::discriminant(&a.kind) != std::mem::discriminant(&disk.kind) {
         diff(format!(
             "is {:?} in the archive, {:?} on disk",
