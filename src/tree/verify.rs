@@ -60,9 +60,12 @@ impl VerifyReport {
     }
 }
 
-/// The strong digest the index records for a member, when it records one. v1 indexes
-/// record none (their proof is the per-file digest); the v2 index adds one per member,
-/// BLAKE3 of the member's uncompressed bytes, and this is the one place that reads it.
+/// The strong digest the index records for a member (BLAKE3 of its uncompressed
+/// bytes), when it records one. v1 indexes record none: their proof of content is the
+/// per-file digest. The v2 index, being designed alongside, drops per-file digests
+/// for one per member in [`MemberInfo`]; until that field exists there is nothing to
+/// read, and this is the one place that will read it ([`IndexChecked`] does the
+/// check, tested with digests supplied).
 fn member_digest(_member: &MemberInfo) -> Option<[u8; 32]> {
     None
 }
