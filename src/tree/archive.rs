@@ -20,7 +20,8 @@ use crate::tree::encode::walk::{walk, WalkOptions};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::index::{
-    self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES,
+    self, chunk_digest, file_digest, lock_source, Index, IndexEntry, SharedSource,
+    DIGEST_CHUNK_BYTES,
 };
 use crate::tree::format::tar_decode::{EntryReader, TarReader};
 
@@ -28,12 +29,10 @@ use crate::tree::format::tar_decode::{EntryReader, TarReader};
 /// parallel); bounds memory to about this many × 5 MiB.
 const BATCH_MEMBERS: usize = 16;
 
-trait Source: Read + Seek + Send {}
-impl<T: Read + Seek + Send> Source for T {}
-
 /// An indexed tree archive opened for random access.
 pub struct TreeArchive {
-    src: Box<dyn Source>,
+    /// Shared with the index, which reads its blocks from it on demand.
+    src: SharedSource,
     index: Index,
     codec: Codec,
     path: PathBuf,
@@ -49,15 +48,16 @@ fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 impl TreeArchive {
     /// Opens the imgport tree held in bytes `0..len` of `src` (a bare
     /// `rootimgtree.gz` / `.zst`, or any view of one, such as the bundle's stored
-    /// member): reads its footer (and the zstd seek table) and its index only.
+    /// member): reads its footer (and the zstd seek table) and its index head only;
+    /// index blocks are read when a lookup or listing reaches them.
     /// `name` is what errors call the archive.
     pub fn new<R: Read + Seek + Send + 'static>(
         src: R,
         len: u64,
         name: &Path,
     ) -> Result<TreeArchive, TreeError> {
-        let mut src: Box<dyn Source> = Box::new(src);
-        let (codec, index) = codec::read_tree_index(&mut src, len).map_err(|e| match e {
+        let src = index::share(src);
+        let (codec, index) = codec::read_tree_index(src.clone(), len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
                 name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
@@ -92,9 +92,9 @@ impl TreeArchive {
                 ));
             }
             let mut buf = vec![0u8; m.compressed as usize];
-            self.src
-                .seek(SeekFrom::Start(coff))
-                .and_then(|_| self.src.read_exact(&mut buf))
+            let mut src = lock_source(&self.src);
+            src.seek(SeekFrom::Start(coff))
+                .and_then(|_| src.read_exact(&mut buf))
                 .map_err(|e| TreeError::io(&self.path, e))?;
             out.push(buf);
         }
@@ -130,7 +130,8 @@ impl TreeArchive {
             .collect()
     }
 
-    /// The index entry named `path` (with or without the leading `rootimg/`).
+    /// The index entry named `path` (with or without the leading `rootimg/`). A v2
+    /// index reads one block for it.
     pub fn find(&self, path: &[u8]) -> Result<Option<IndexEntry>, TreeError> {
         let path = path.strip_prefix(b"/").unwrap_or(path);
         let mut want = path.to_vec();
@@ -140,13 +141,9 @@ impl TreeArchive {
         while want.len() > 1 && want.last() == Some(&b'/') {
             want.pop();
         }
-        for e in self.index.entries() {
-            let e = e.map_err(|e| format_err(&self.path, e))?;
-            if e.path == want {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
+        self.index
+            .find(&want)
+            .map_err(|e| format_err(&self.path, e))
     }
 
     /// Copies uncompressed tar bytes `[offset, offset+len)` to `out`, inflating only
@@ -331,7 +328,9 @@ pub fn verify_archive(
             report.files += 1;
             let d = digest_reader(&mut tar.data(), &mut chunk)
                 .map_err(|e| format_err(&archive_path, e))?;
-            if Some(d) != ix.digest {
+            // v2 indexes have no per-file digest: members carry BLAKE3s, checked
+            // as each member is inflated.
+            if ix.digest.is_some_and(|x| x != d) {
                 report
                     .differences
                     .push(format!("{shown}: content does not match the index digest"));
@@ -367,7 +366,7 @@ pub fn verify_archive(
     Ok(report)
 }
 
-/// The FORMAT.md §3.3 digest of a stream of stored bytes, read through `buf` (one
+/// The FORMAT.md §3.5 (v1) digest of a stream of stored bytes, read through `buf` (one
 /// digest chunk long).
 fn digest_reader(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<[u8; 32]> {
     let mut chunks = Vec::new();
@@ -618,6 +617,40 @@ mod tests {
         bad[(at + m.compressed / 2) as usize] ^= 0x55;
         let mut ar = open(bad).unwrap();
         assert!(verify_archive(&mut ar, None).is_err());
+    }
+
+    /// The v1 tree fixture (FORMAT.md §3.5): its per-file digests are still checked.
+    #[test]
+    fn v1_trees_still_verify() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree-v1.gz");
+        let bytes = fs::read(fixture).unwrap();
+        let mut ar = open(bytes.clone()).unwrap();
+        assert_eq!(ar.index().version(), 1);
+        let report = verify_archive(&mut ar, None).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        assert_eq!((report.entries, report.files), (21, 6), "{report:?}");
+        assert_eq!(cat(&mut ar, b"etc/motd").unwrap(), b"hello\n");
+        // A file whose bytes differ from its v1 digest is named: the same data with
+        // an index that gives etc/motd another digest.
+        let idx = ar.index().clone();
+        let members: Vec<_> = idx.members.iter().map(|(m, _, _)| *m).collect();
+        let mut entries: Vec<IndexEntry> = idx.entries().map(Result::unwrap).collect();
+        for e in entries.iter_mut() {
+            if e.path == b"rootimg/etc/motd" {
+                e.digest = Some([7; 32]);
+            }
+        }
+        let mut bad = bytes[..idx.data_end as usize].to_vec();
+        bad.extend_from_slice(&crate::tree::codec::gzip_trailer::encode_gzip_trailer_v1(
+            &index::tests::encode_v1(&members, &entries),
+            idx.data_end,
+        ));
+        let mut ar = open(bad).unwrap();
+        let report = verify_archive(&mut ar, None).unwrap();
+        assert_eq!(
+            report.differences,
+            ["rootimg/etc/motd: content does not match the index digest"]
+        );
     }
 
     #[test]
