@@ -20,9 +20,10 @@ use crate::tree::encode::walk::{walk, WalkOptions};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::index::{
-    self, chunk_digest, file_digest, lock_source, Index, IndexEntry, SharedSource,
+    self, chunk_digest, file_digest, lock_source, Index, IndexEntry, SharedSource, StreamFormat,
     DIGEST_CHUNK_BYTES,
 };
+use crate::tree::format::newc::CpioReader;
 use crate::tree::format::tar_decode::{EntryReader, TarReader};
 
 /// Members inflated together when streaming the whole archive (per batch, in
@@ -215,6 +216,48 @@ impl TreeArchive {
     }
 }
 
+/// The decoder of a tree's stream, by the entry format its index names (pax tar, or
+/// cpio newc for `imgexport`'s tree).
+enum StreamReader<R: Read> {
+    // Boxed: both decoders carry KiB of state, of very different sizes.
+    Tar(Box<TarReader<R>>),
+    Newc(Box<CpioReader<io::BufReader<R>>>),
+}
+
+impl<R: Read> StreamReader<R> {
+    fn new(format: StreamFormat, src: R) -> StreamReader<R> {
+        match format {
+            StreamFormat::Tar => StreamReader::Tar(Box::new(TarReader::new(src))),
+            StreamFormat::Newc => {
+                StreamReader::Newc(Box::new(CpioReader::new(io::BufReader::new(src))))
+            }
+        }
+    }
+}
+
+impl<R: Read> EntryReader for StreamReader<R> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, TreeError> {
+        match self {
+            StreamReader::Tar(r) => r.next_entry(),
+            StreamReader::Newc(r) => r.next_entry(),
+        }
+    }
+
+    fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TreeError> {
+        match self {
+            StreamReader::Tar(r) => r.read_data(buf),
+            StreamReader::Newc(r) => r.read_data(buf),
+        }
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            StreamReader::Tar(r) => r.take_warnings(),
+            StreamReader::Newc(r) => r.take_warnings(),
+        }
+    }
+}
+
 fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<(), TreeError> {
     let zeros = [0u8; 64 * 1024];
     while n > 0 {
@@ -305,7 +348,8 @@ pub fn verify_archive(
     // One chunk buffer for every file: allocating and zeroing 4 MiB per file was
     // most of verify's time on trees of many small files.
     let mut chunk = vec![0u8; DIGEST_CHUNK_BYTES as usize];
-    let mut tar = TarReader::new(archive.stream());
+    let format = archive.index.format;
+    let mut tar = StreamReader::new(format, archive.stream());
     let mut position = 0usize;
     while let Some(entry) = tar.next_entry()? {
         report.entries += 1;
