@@ -234,3 +234,40 @@ fn verify_against_names_one_changed_byte_of_a_multi_member_file_once() {
         "{report}"
     );
 }
+
+/// A v1 tree (FORMAT.md §3.5, written by the v1 encoder before index v2; the same
+/// bytes as the fuzz seed `index_reader/tree-v1.gz`): readers keep reading it.
+const V1_TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree-v1.gz");
+
+/// (`verify` of v1 trees: `verify::tests::v1_trees_still_verify`.)
+#[test]
+fn v1_trees_still_list_and_cat() {
+    let out = imgport(&["ls", V1_TREE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = stdout(&out).lines().count();
+    let tar_listed = sh(&format!("tar -tzf {V1_TREE} | wc -l"));
+    assert_eq!(listed, tar_listed.trim().parse::<usize>().unwrap());
+    assert!(listed > 15, "{listed} entries");
+
+    let out = imgport(&["ls", V1_TREE, "etc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let etc = stdout(&out);
+    assert!(etc.lines().all(|l| l.contains(" rootimg/etc")), "{etc}");
+    assert_eq!(etc.lines().count(), 6, "{etc}");
+
+    for path in ["etc/passwd", "etc/motd.hard", "var/lib/sparse"] {
+        let out = imgport(&["cat", V1_TREE, path]);
+        assert!(out.status.success(), "{path}: {}", text(&out));
+        let target = if path == "etc/motd.hard" {
+            "etc/motd"
+        } else {
+            path
+        };
+        let want = Command::new("tar")
+            .args(["-xzOf", V1_TREE, &format!("rootimg/{target}")])
+            .output()
+            .unwrap()
+            .stdout;
+        assert!(out.stdout == want, "{path}");
+    }
+}

@@ -199,7 +199,14 @@ pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
     });
     let mut out = std::io::stdout().lock();
     let mut listed = Vec::new();
-    for e in archive.index().entries() {
+    let index = archive.index();
+    // A sorted (v2) index starts at the block holding the prefix and stops past it:
+    // `ls PATH` reads the blocks of PATH only.
+    let entries: Box<dyn Iterator<Item = _>> = match &prefix {
+        Some(p) => Box::new(index.entries_from(p)),
+        None => Box::new(index.entries()),
+    };
+    for e in entries {
         let e = match e {
             Ok(e) => e,
             Err(err) => {
@@ -211,6 +218,9 @@ pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
         if let Some(p) = &prefix {
             let under = e.path.strip_prefix(p.as_slice());
             if !under.is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/")) {
+                if index.sorted() && imgport::tree::cmp_paths(&e.path, p).is_gt() {
+                    break;
+                }
                 continue;
             }
         }

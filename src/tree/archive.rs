@@ -15,14 +15,12 @@ use rayon::prelude::*;
 use crate::tree::codec::{self, Codec, UnitDecoder};
 use crate::tree::entry::Kind;
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::index::{self, Index, IndexEntry};
-
-pub(super) trait Source: Read + Seek + Send {}
-impl<T: Read + Seek + Send> Source for T {}
+use crate::tree::format::index::{self, lock_source, Index, IndexEntry, SharedSource};
 
 /// An indexed tree archive opened for random access.
 pub struct TreeArchive {
-    pub(super) src: Box<dyn Source>,
+    /// Shared with the index, which reads its blocks from it on demand.
+    pub(super) src: SharedSource,
     pub(super) index: Index,
     pub(super) codec: Codec,
     pub(super) path: PathBuf,
@@ -38,15 +36,16 @@ pub(super) fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 impl TreeArchive {
     /// Opens the imgport tree held in bytes `0..len` of `src` (a bare
     /// `rootimgtree.gz` / `.zst`, or any view of one, such as the bundle's stored
-    /// member): reads its footer (and the zstd seek table) and its index only.
+    /// member): reads its footer (and the zstd seek table) and its index head only;
+    /// index blocks are read when a lookup or listing reaches them.
     /// `name` is what errors call the archive.
     pub fn new<R: Read + Seek + Send + 'static>(
         src: R,
         len: u64,
         name: &Path,
     ) -> Result<TreeArchive, TreeError> {
-        let mut src: Box<dyn Source> = Box::new(src);
-        let (codec, index) = codec::read_tree_index(&mut src, len).map_err(|e| match e {
+        let src = index::share(src);
+        let (codec, index) = codec::read_tree_index(src.clone(), len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
                 name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
@@ -81,9 +80,9 @@ impl TreeArchive {
                 ));
             }
             let mut buf = vec![0u8; m.compressed as usize];
-            self.src
-                .seek(SeekFrom::Start(coff))
-                .and_then(|_| self.src.read_exact(&mut buf))
+            let mut src = lock_source(&self.src);
+            src.seek(SeekFrom::Start(coff))
+                .and_then(|_| src.read_exact(&mut buf))
                 .map_err(|e| TreeError::io(&self.path, e))?;
             out.push(buf);
         }
@@ -119,7 +118,8 @@ impl TreeArchive {
             .collect()
     }
 
-    /// The index entry named `path` (with or without the leading `rootimg/`).
+    /// The index entry named `path` (with or without the leading `rootimg/`). A v2
+    /// index reads one block for it.
     pub fn find(&self, path: &[u8]) -> Result<Option<IndexEntry>, TreeError> {
         let path = path.strip_prefix(b"/").unwrap_or(path);
         let mut want = path.to_vec();
@@ -129,13 +129,9 @@ impl TreeArchive {
         while want.len() > 1 && want.last() == Some(&b'/') {
             want.pop();
         }
-        for e in self.index.entries() {
-            let e = e.map_err(|e| format_err(&self.path, e))?;
-            if e.path == want {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
+        self.index
+            .find(&want)
+            .map_err(|e| format_err(&self.path, e))
     }
 
     /// Copies uncompressed tar bytes `[offset, offset+len)` to `out`, inflating only

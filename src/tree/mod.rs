@@ -46,8 +46,8 @@ pub use encode::writer::{
 pub use entry::{Entry, Kind, Timestamp};
 pub use error::{display_path, TreeError};
 pub use format::index::{
-    chunk_digest, file_digest, Index, IndexBuilder, IndexEntry, IndexError, MemberInfo,
-    DIGEST_CHUNK_BYTES,
+    chunk_digest, cmp_paths, file_digest, share as share_source, EncodedIndex, Index, IndexBuilder,
+    IndexEntry, IndexError, MemberInfo, SharedSource, StreamFormat, DIGEST_CHUNK_BYTES,
 };
 pub use format::newc::CpioReader;
 pub use format::sidecar::{Record as SidecarRecord, SidecarReader, SIDECAR_MEMBER};
@@ -66,5 +66,7 @@ pub use verify::{verify_archive, VerifyReport};
 pub mod internals {
     pub use super::codec::gzip;
     pub use super::codec::gzip_trailer;
+    pub use super::codec::zstd_seekable;
+    pub use super::format::index::v2 as index_v2;
     pub use super::format::tar_header;
 }

@@ -6,33 +6,38 @@
 //! - the archive's members, read through the index's member table and decoded by the
 //!   same ordered parallel decoder import uses (`restore/units.rs`), then checked
 //!   against the index on the way through (every member's CRC32 and length, and its
-//!   strong digest when the index records one) and parsed by restore's entry decoders;
+//!   BLAKE3 when the index records one: every v2 member has one) and parsed by
+//!   restore's entry decoder for the stream format the index names (pax tar, or cpio
+//!   newc for `imgexport`'s tree);
 //! - the index entries ([`Index::entries`], decoded lazily);
 //! - with `--against`, a [`WalkStream`] of the restored tree, on a thread of its own,
 //!   whose order (depth first, siblings by raw name bytes) is the order imgport
 //!   archives in, so the two sides merge like sorted lists.
 //!
-//! File content: a v1 index records each file's BLAKE3 digest, which is checked; a
+//! File content: a v2 index proves it through the member digests; a v1 index
+//! records each file's BLAKE3 digest instead, which is checked as the data passes. A
 //! restored file is compared byte for byte with the archive's data as both are read,
 //! a buffer at a time. Nothing is collected per entry: the differences found are
 //! the only thing that grows.
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, Read, SeekFrom};
+use std::io::{self, BufReader, Read, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use libdeflater::Crc;
 
-use crate::tree::archive::{format_err, Source, TreeArchive};
+use crate::tree::archive::{format_err, TreeArchive};
 use crate::tree::codec::{gzip, Codec, RawUnit, UnitSplitter, MAX_UNIT_BYTES};
 use crate::tree::encode::walk::{WalkOptions, WalkStream};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::index::{IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES};
+use crate::tree::format::index::{
+    lock_source, IndexEntry, IndexError, MemberInfo, SharedSource, StreamFormat, DIGEST_CHUNK_BYTES,
+};
 use crate::tree::format::newc::CpioReader;
-use crate::tree::format::tar_decode::{is_tar_header, EntryReader, TarReader};
+use crate::tree::format::tar_decode::{EntryReader, TarReader};
 use crate::tree::restore::units::decode_units;
 use crate::tree::threads;
 
@@ -60,19 +65,9 @@ impl VerifyReport {
     }
 }
 
-/// The strong digest the index records for a member (BLAKE3 of its uncompressed
-/// bytes), when it records one. v1 indexes record none: their proof of content is the
-/// per-file digest. The v2 index, being designed alongside, drops per-file digests
-/// for one per member in [`MemberInfo`]; until that field exists there is nothing to
-/// read, and this is the one place that will read it ([`IndexChecked`] does the
-/// check, tested with digests supplied).
-fn member_digest(_member: &MemberInfo) -> Option<[u8; 32]> {
-    None
-}
-
-/// Checks every member's CRC32 and length against the index (and its strong digest
-/// when the index has one), every entry against the index, and every file's digest
-/// when the index records one; with `against`, also compares the tree restored there
+/// Checks every member's CRC32 and length against the index (and its BLAKE3 when the
+/// index has one: v2), every entry against the index, and every file's digest when
+/// the index records one (v1); with `against`, also compares the tree restored there
 /// (content, kind, mode, owners, mtime, xattrs, link targets, devices, and entries
 /// present on one side only). Members are decoded on the default number of threads.
 ///
@@ -107,7 +102,7 @@ pub(crate) fn verify_with_threads(
     let name: &Path = path;
     let members = &index.members;
     let splitter = IndexedUnits {
-        src: src.as_mut(),
+        src,
         members,
         codec: *codec,
         next: 0,
@@ -127,42 +122,36 @@ pub(crate) fn verify_with_threads(
             rx.into_iter()
         });
         decode_units(splitter, codec, threads, |decoded| {
-            let checked = IndexChecked::new(decoded, members, member_digest);
+            let checked = IndexChecked::new(decoded, members);
             let mut merge = Merge::new(index.entries(), index.len(), restored, name);
             merge.report.members = members.len() as u64;
-            run_decoder(BufReader::with_capacity(STREAM_BUF, checked), &mut merge)?;
+            let stream = BufReader::with_capacity(STREAM_BUF, checked);
+            run_decoder(index.format, stream, &mut merge)?;
             merge.finish()
         })
     })
 }
 
-/// Parses the decoded stream with restore's entry decoder for its format (tar, or
-/// cpio newc, told by the first bytes as restore tells them), feeding `merge`, then
-/// reads the rest so every member after the last entry is checked too.
-fn run_decoder<R: Read>(mut stream: R, merge: &mut Merge<'_>) -> Result<(), TreeError> {
-    let mut head = vec![0u8; 512];
-    let n = crate::tree::io::fill(&mut stream, &mut head).map_err(|e| TreeError::Format {
-        entry: "<start of archive>".into(),
-        reason: format!("read error: {e}"),
-    })?;
-    head.truncate(n);
-    let is_tar = is_tar_header(&head);
-    let is_cpio = head.starts_with(b"070701") || head.starts_with(b"070702");
-    if !is_tar && !is_cpio {
-        return Err(TreeError::Format {
-            entry: "<start of archive>".into(),
-            reason: "neither a tar nor a cpio newc archive".into(),
-        });
-    }
-    let chained = Cursor::new(head).chain(stream);
-    let rest = if is_tar {
-        let mut r = TarReader::new(chained);
-        merge.run(&mut r)?;
-        r.into_inner()
-    } else {
-        let mut r = CpioReader::new(chained);
-        merge.run(&mut r)?;
-        r.into_inner()
+/// Parses the decoded stream with restore's entry decoder for `format`, the one the
+/// index names (a stream that is not in that format fails at its first header),
+/// feeding `merge`, then reads the rest so every member after the last entry is
+/// checked too.
+fn run_decoder<R: Read>(
+    format: StreamFormat,
+    stream: R,
+    merge: &mut Merge<'_>,
+) -> Result<(), TreeError> {
+    let rest = match format {
+        StreamFormat::Tar => {
+            let mut r = TarReader::new(stream);
+            merge.run(&mut r)?;
+            r.into_inner()
+        }
+        StreamFormat::Newc => {
+            let mut r = CpioReader::new(stream);
+            merge.run(&mut r)?;
+            r.into_inner()
+        }
     };
     drain(rest)
 }
@@ -182,7 +171,7 @@ fn drain(mut rest: impl Read) -> Result<(), TreeError> {
 /// the ordered decoder: the index, not the members' own headers, says where each
 /// starts and ends, so a member whose header was damaged is still found and named.
 struct IndexedUnits<'a> {
-    src: &'a mut dyn Source,
+    src: &'a SharedSource,
     members: &'a [(MemberInfo, u64, u64)],
     codec: Codec,
     next: usize,
@@ -206,9 +195,11 @@ impl UnitSplitter for IndexedUnits<'_> {
             )));
         }
         let mut bytes = vec![0u8; info.compressed as usize];
-        self.src
-            .seek(SeekFrom::Start(offset))
-            .and_then(|_| self.src.read_exact(&mut bytes))
+        // Locked per member: the index reads its blocks through the same source as
+        // the merge reaches them.
+        let mut src = lock_source(self.src);
+        src.seek(SeekFrom::Start(offset))
+            .and_then(|_| src.read_exact(&mut bytes))
             .map_err(|e| io::Error::new(e.kind(), format!("{label}: {e}")))?;
         if self.codec == Codec::Gzip {
             // The member's own trailer is what the decoder checks; it must also be
@@ -243,10 +234,9 @@ impl UnitSplitter for IndexedUnits<'_> {
 /// each member's CRC32 (the decoder checked the member against itself; this checks
 /// it is the member the index describes) and, when the index records one, its strong
 /// digest. Costs one CRC32 pass (and a BLAKE3 pass with digests) on the reading thread.
-struct IndexChecked<'a, R, F> {
+struct IndexChecked<'a, R> {
     inner: R,
     members: &'a [(MemberInfo, u64, u64)],
-    digest_of: F,
     /// The member being read and its bytes still to come.
     at: usize,
     left: u64,
@@ -254,12 +244,11 @@ struct IndexChecked<'a, R, F> {
     hasher: Option<blake3::Hasher>,
 }
 
-impl<'a, R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> IndexChecked<'a, R, F> {
-    fn new(inner: R, members: &'a [(MemberInfo, u64, u64)], digest_of: F) -> Self {
+impl<'a, R: Read> IndexChecked<'a, R> {
+    fn new(inner: R, members: &'a [(MemberInfo, u64, u64)]) -> Self {
         let mut s = IndexChecked {
             inner,
             members,
-            digest_of,
             at: 0,
             left: 0,
             crc: Crc::new(),
@@ -276,7 +265,7 @@ impl<'a, R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> IndexChecked<'a, R, F>
         self.hasher = self
             .members
             .get(self.at)
-            .and_then(|m| (self.digest_of)(&m.0))
+            .and_then(|m| m.0.digest)
             .map(|_| blake3::Hasher::new());
     }
 
@@ -295,7 +284,7 @@ impl<'a, R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> IndexChecked<'a, R, F>
             if self.crc.sum() != info.crc32 {
                 return Err(bad("its CRC32"));
             }
-            if let (Some(h), Some(want)) = (&self.hasher, (self.digest_of)(&info)) {
+            if let (Some(h), Some(want)) = (&self.hasher, info.digest) {
                 if *h.finalize().as_bytes() != want {
                     return Err(bad("its digest"));
                 }
@@ -307,7 +296,7 @@ impl<'a, R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> IndexChecked<'a, R, F>
     }
 }
 
-impl<R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> Read for IndexChecked<'_, R, F> {
+impl<R: Read> Read for IndexChecked<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.settle()?;
         let n = self.inner.read(buf)?;
@@ -340,8 +329,7 @@ impl<R: Read, F: Fn(&MemberInfo) -> Option<[u8; 32]>> Read for IndexChecked<'_, 
     }
 }
 
-type IndexEntries<'a> =
-    Box<dyn Iterator<Item = Result<IndexEntry, crate::tree::format::index::IndexError>> + 'a>;
+type IndexEntries<'a> = Box<dyn Iterator<Item = Result<IndexEntry, IndexError>> + 'a>;
 type RestoredEntries<'a> = Box<dyn Iterator<Item = Result<(Entry, PathBuf), TreeError>> + 'a>;
 
 /// The merge of the archive's entries with the index's and the restored tree's, all
@@ -360,7 +348,7 @@ struct Merge<'a> {
 
 impl<'a> Merge<'a> {
     fn new(
-        index: impl Iterator<Item = Result<IndexEntry, crate::tree::format::index::IndexError>> + 'a,
+        index: impl Iterator<Item = Result<IndexEntry, IndexError>> + 'a,
         index_len: u64,
         restored: Option<impl Iterator<Item = Result<(Entry, PathBuf), TreeError>> + 'a>,
         name: &'a Path,
@@ -807,6 +795,16 @@ mod tests {
                 // var/lib, var/lib/state; the hard link is no file.
                 assert_eq!((report.entries, report.files), (11, 5));
                 assert!(report.members > 2, "{codec:?}: several members");
+                // v2: every member's BLAKE3 is in the index, so each was checked.
+                let len = f.bytes.len() as u64;
+                let ar = TreeArchive::new(io::Cursor::new(f.bytes.clone()), len, Path::new("t"))
+                    .unwrap();
+                assert_eq!(ar.index().version(), 2);
+                assert!(ar
+                    .index()
+                    .members
+                    .iter()
+                    .all(|(m, _, _)| m.digest.is_some()));
                 let alone = f.verify_bytes(f.bytes.clone(), None, threads).unwrap();
                 assert!(alone.ok(), "{:?}", alone.differences);
                 assert_eq!(alone.entries, 11);
@@ -929,8 +927,9 @@ mod tests {
         }
     }
 
-    /// Two members over `data`, as the index records them.
-    fn members(data: &[u8], cut: usize) -> Vec<(MemberInfo, u64, u64)> {
+    /// Two members over `data`, as the index records them: with their BLAKE3s (v2)
+    /// or without (v1).
+    fn members(data: &[u8], cut: usize, digests: bool) -> Vec<(MemberInfo, u64, u64)> {
         let info = |part: &[u8]| {
             let mut crc = Crc::new();
             crc.update(part);
@@ -938,6 +937,7 @@ mod tests {
                 compressed: 0,
                 uncompressed: part.len() as u64,
                 crc32: crc.sum(),
+                digest: digests.then(|| *blake3::hash(part).as_bytes()),
             }
         };
         vec![
@@ -946,43 +946,88 @@ mod tests {
         ]
     }
 
+    fn read_checked(bytes: &[u8], table: &[(MemberInfo, u64, u64)]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        IndexChecked::new(bytes, table)
+            .read_to_end(&mut out)
+            .map(|_| out)
+    }
+
     #[test]
     fn members_are_checked_against_the_index_crc_and_digest() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let table = members(&data, 60_000);
-        let read = |bytes: &[u8], digests: &dyn Fn(&MemberInfo) -> Option<[u8; 32]>| {
-            let mut out = Vec::new();
-            IndexChecked::new(bytes, &table, digests)
-                .read_to_end(&mut out)
-                .map(|_| out)
-        };
-        let none = |_: &MemberInfo| None;
-        assert!(read(&data, &none).unwrap() == data);
-        let mut bad = data.clone();
-        bad[70_000] ^= 1;
-        let err = read(&bad, &none).unwrap_err().to_string();
-        assert!(err.contains("member 1: its CRC32"), "{err}");
-        let err = read(&data[..90_000], &none).unwrap_err().to_string();
-        assert!(err.contains("ends inside member 1"), "{err}");
-        let mut long = data.clone();
-        long.push(0);
-        assert!(read(&long, &none).is_err());
-        // With per-member digests: the right ones pass, a wrong one is named.
-        let (first, second) = (table[0].0, table[1].0);
-        let right = |m: &MemberInfo| {
-            Some(
-                *blake3::hash(if *m == first {
-                    &data[..60_000]
-                } else {
-                    &data[60_000..]
-                })
-                .as_bytes(),
-            )
-        };
-        assert!(read(&data, &right).unwrap() == data);
-        let wrong = |m: &MemberInfo| (*m == second).then_some([7u8; 32]);
-        let err = read(&data, &wrong).unwrap_err().to_string();
+        for digests in [false, true] {
+            let table = members(&data, 60_000, digests);
+            assert!(read_checked(&data, &table).unwrap() == data);
+            let mut bad = data.clone();
+            bad[70_000] ^= 1;
+            let err = read_checked(&bad, &table).unwrap_err().to_string();
+            assert!(err.contains("member 1: its CRC32"), "{err}");
+            let err = read_checked(&data[..90_000], &table)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ends inside member 1"), "{err}");
+            let mut long = data.clone();
+            long.push(0);
+            assert!(read_checked(&long, &table).is_err());
+        }
+        // A member whose CRC32 matches but whose BLAKE3 does not is named.
+        let mut table = members(&data, 60_000, true);
+        table[1].0.digest = Some([7u8; 32]);
+        let err = read_checked(&data, &table).unwrap_err().to_string();
         assert!(err.contains("member 1: its digest"), "{err}");
+    }
+
+    /// The v1 tree fixture (FORMAT.md §3.5): no member digests, so its per-file
+    /// digests are what is checked, alone and against a restore of it.
+    #[test]
+    fn v1_trees_still_verify() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree-v1.gz");
+        let bytes = fs::read(fixture).unwrap();
+        let open = |b: Vec<u8>| {
+            let len = b.len() as u64;
+            TreeArchive::new(io::Cursor::new(b), len, Path::new("v1.tree")).unwrap()
+        };
+        let mut ar = open(bytes.clone());
+        assert_eq!(ar.index().version(), 1);
+        assert!(ar
+            .index()
+            .members
+            .iter()
+            .all(|(m, _, _)| m.digest.is_none()));
+        let report = verify_with_threads(&mut ar, None, 2).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        assert_eq!((report.entries, report.files), (21, 6), "{report:?}");
+        let dir = tempfile::tempdir().unwrap();
+        restore_stream(
+            &bytes[..],
+            dir.path(),
+            b"rootimg",
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+        let report = verify_with_threads(&mut ar, Some(dir.path()), 2).unwrap();
+        assert!(report.ok(), "{:?}", report.differences);
+        // A file whose bytes differ from its v1 digest is named: the same data with
+        // an index that gives etc/motd another digest.
+        let idx = ar.index().clone();
+        let members: Vec<_> = idx.members.iter().map(|(m, _, _)| *m).collect();
+        let mut entries: Vec<IndexEntry> = idx.entries().map(Result::unwrap).collect();
+        for e in entries.iter_mut() {
+            if e.path == b"rootimg/etc/motd" {
+                e.digest = Some([7; 32]);
+            }
+        }
+        let mut bad = bytes[..idx.data_end as usize].to_vec();
+        bad.extend_from_slice(&crate::tree::codec::gzip_trailer::encode_gzip_trailer_v1(
+            &crate::tree::format::index::tests::encode_v1(&members, &entries),
+            idx.data_end,
+        ));
+        let report = verify_with_threads(&mut open(bad), None, 2).unwrap();
+        assert_eq!(
+            report.differences,
+            ["rootimg/etc/motd: content does not match the index digest"]
+        );
     }
 
     #[test]
