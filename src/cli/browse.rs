@@ -6,7 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive, TreeError};
+use imgport::bundle::verify_tree;
+use imgport::tree::{IndexEntry, Kind, TreeArchive, TreeError};
 
 use serde_json::json;
 
@@ -323,7 +324,7 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
             eprintln!("imgport: {}: {e}", bundle.display());
             // The tree's index can say which of its members the damage is in.
             if let Some(Ok(mut archive)) = tree {
-                if let Err(e) = verify_tree(&mut archive, against) {
+                if let Err(e) = verify_tree(bundle, &mut archive, against, g.threads) {
                     eprintln!("imgport: {e}");
                 }
             }
@@ -352,7 +353,7 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
         None => None,
     };
     let report = match tree {
-        Some(Ok(mut archive)) => verify_tree(&mut archive, against),
+        Some(Ok(mut archive)) => verify_tree(bundle, &mut archive, against, g.threads),
         Some(Err(e)) => Err(e),
         None => Ok(imgport::tree::VerifyReport::default()),
     };

@@ -56,7 +56,7 @@ pub use restore::{
     restore, restore_entries, restore_newc_with_sidecar, restore_stream, restore_zstd,
     RestoreOptions, RestoreStats,
 };
-pub use verify::{verify_archive, VerifyReport};
+pub use verify::{verify_archive, verify_with, VerifyOptions, VerifyReport};
 
 /// Byte-level pieces of the formats, for the fuzz targets (`fuzz/`), the seed
 /// generator (`examples/fuzz_seeds.rs`) and the format tests, which build and pick

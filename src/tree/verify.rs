@@ -21,6 +21,7 @@
 //! the only thing that grows.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -37,7 +38,9 @@ use crate::tree::format::index::{
     lock_source, IndexEntry, IndexError, MemberInfo, SharedSource, StreamFormat, DIGEST_CHUNK_BYTES,
 };
 use crate::tree::format::newc::CpioReader;
+use crate::tree::format::sidecar::{SidecarReader, SIDECAR_MEMBER};
 use crate::tree::format::tar_decode::{EntryReader, TarReader};
+use crate::tree::restore::sidecar::WithSidecar;
 use crate::tree::restore::units::decode_units;
 use crate::tree::threads;
 
@@ -65,29 +68,67 @@ impl VerifyReport {
     }
 }
 
-/// Checks every member's CRC32 and length against the index (and its BLAKE3 when the
-/// index has one: v2), every entry against the index, and every file's digest when
-/// the index records one (v1); with `against`, also compares the tree restored there
-/// (content, kind, mode, owners, mtime, xattrs, link targets, devices, and entries
-/// present on one side only). Members are decoded on the default number of threads.
-///
-/// Errors: damage to the archive (a member that does not decode or differs from the
-/// index, a malformed entry) is [`TreeError::Format`] naming the member or entry; a
-/// restored tree that cannot be walked is [`TreeError::Io`] naming the path. A
-/// restored file that cannot be read is a difference, not an error.
+/// How [`verify_with`] runs.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// A restored tree to compare with the archive.
+    pub against: Option<&'a Path>,
+    /// Decode workers; 0 for one per core ([`threads::resolve`]).
+    pub threads: usize,
+    /// The `rootimgtree.meta` sidecar that came with a cpio newc tree (FORMAT.md §7),
+    /// read as the tree is: its records are merged into the entries as restore merges
+    /// them, so xattrs, nanosecond mtimes and hole maps are compared with what
+    /// restore applied, and the sidecar is checked against its tree. Without it, a
+    /// newc tree is compared with what newc alone holds.
+    pub sidecar: Option<Box<dyn Read + 'a>>,
+}
+
+/// [`verify_with`] on the default number of threads, without a sidecar.
 pub fn verify_archive(
     archive: &mut TreeArchive,
     against: Option<&Path>,
 ) -> Result<VerifyReport, TreeError> {
-    verify_with_threads(archive, against, threads::resolve(0))
+    verify_with(
+        archive,
+        VerifyOptions {
+            against,
+            ..VerifyOptions::default()
+        },
+    )
 }
 
-/// [`verify_archive`] with `threads` decode workers.
-pub(crate) fn verify_with_threads(
+/// Checks every member's CRC32 and length against the index (and its BLAKE3 when the
+/// index has one: v2), every entry against the index, and every file's digest when
+/// the index records one (v1); with `against`, also compares the tree restored there
+/// (content, kind, mode, owners, mtime, xattrs, link targets, devices, and entries
+/// present on one side only).
+///
+/// Errors: damage to the archive (a member that does not decode or differs from the
+/// index, a malformed entry) is [`TreeError::Format`] naming the member or entry; so
+/// is a sidecar that is damaged, does not describe this tree, or comes with a tree
+/// that is not newc (naming `rootimgtree.meta`). A restored tree that cannot be
+/// walked is [`TreeError::Io`] naming the path. A restored file that cannot be read
+/// is a difference, not an error.
+pub fn verify_with(
     archive: &mut TreeArchive,
-    against: Option<&Path>,
-    threads: usize,
+    opts: VerifyOptions<'_>,
 ) -> Result<VerifyReport, TreeError> {
+    let VerifyOptions {
+        against,
+        threads,
+        sidecar,
+    } = opts;
+    let threads = threads::resolve(threads);
+    let sidecar = match sidecar {
+        None => None,
+        Some(_) if archive.index.format != StreamFormat::Newc => {
+            return Err(TreeError::Format {
+                entry: SIDECAR_MEMBER.into(),
+                reason: "given with a tree that is not cpio newc: only a newc tree has one".into(),
+            })
+        }
+        Some(s) => Some(SidecarReader::new(s)?),
+    };
     // Opened here, not on the walk thread, so a missing or unreadable top fails first.
     let walk = match against {
         Some(dir) => Some(WalkStream::new(dir, b"rootimg", &WalkOptions::default())?),
@@ -123,32 +164,38 @@ pub(crate) fn verify_with_threads(
         });
         decode_units(splitter, codec, threads, |decoded| {
             let checked = IndexChecked::new(decoded, members);
-            let mut merge = Merge::new(index.entries(), index.len(), restored, name);
+            let mut merge = Merge::new(index.entries(), index.len(), restored, against, name);
             merge.report.members = members.len() as u64;
             let stream = BufReader::with_capacity(STREAM_BUF, checked);
-            run_decoder(index.format, stream, &mut merge)?;
+            run_decoder(index.format, stream, sidecar, &mut merge)?;
             merge.finish()
         })
     })
 }
 
 /// Parses the decoded stream with restore's entry decoder for `format`, the one the
-/// index names (a stream that is not in that format fails at its first header),
-/// feeding `merge`, then reads the rest so every member after the last entry is
-/// checked too.
-fn run_decoder<R: Read>(
+/// index names (a stream that is not in that format fails at its first header), a
+/// newc stream with its sidecar merged in when there is one, feeding `merge`; then
+/// reads the rest so every member after the last entry is checked too.
+fn run_decoder<R: Read, S: Read>(
     format: StreamFormat,
     stream: R,
+    sidecar: Option<SidecarReader<S>>,
     merge: &mut Merge<'_>,
 ) -> Result<(), TreeError> {
-    let rest = match format {
-        StreamFormat::Tar => {
+    let rest = match (format, sidecar) {
+        (StreamFormat::Tar, _) => {
             let mut r = TarReader::new(stream);
             merge.run(&mut r)?;
             r.into_inner()
         }
-        StreamFormat::Newc => {
+        (StreamFormat::Newc, None) => {
             let mut r = CpioReader::new(stream);
+            merge.run(&mut r)?;
+            r.into_inner()
+        }
+        (StreamFormat::Newc, Some(meta)) => {
+            let mut r = WithSidecar::new(stream, meta);
             merge.run(&mut r)?;
             r.into_inner()
         }
@@ -340,6 +387,14 @@ struct Merge<'a> {
     /// Index entries matched with archive entries so far.
     matched: u64,
     restored: Option<std::iter::Peekable<RestoredEntries<'a>>>,
+    /// The restored tree's top, for looking at one of its paths directly.
+    against: Option<&'a Path>,
+    /// Restored entries of multiply-linked inodes that the walk passed before the
+    /// archive reached them: a newc stream hands a hard-link group out at its last
+    /// path (the one with the data) and its other paths after it, so these arrive
+    /// out of walk order. Held until matched; the rest are only in the restored tree.
+    /// Holds at most the links of the groups in flight, and restored-only links.
+    linked: HashMap<Vec<u8>, (Entry, PathBuf)>,
     name: &'a Path,
     report: VerifyReport,
     abuf: Vec<u8>,
@@ -351,6 +406,7 @@ impl<'a> Merge<'a> {
         index: impl Iterator<Item = Result<IndexEntry, IndexError>> + 'a,
         index_len: u64,
         restored: Option<impl Iterator<Item = Result<(Entry, PathBuf), TreeError>> + 'a>,
+        against: Option<&'a Path>,
         name: &'a Path,
     ) -> Self {
         Merge {
@@ -358,6 +414,8 @@ impl<'a> Merge<'a> {
             index_len,
             matched: 0,
             restored: restored.map(|r| (Box::new(r) as RestoredEntries<'a>).peekable()),
+            against,
+            linked: HashMap::new(),
             name,
             report: VerifyReport::default(),
             abuf: vec![0u8; COMPARE_BUF],
@@ -399,9 +457,7 @@ impl<'a> Merge<'a> {
                 false => None,
             };
             let content = match &disk {
-                Some((d, src)) => {
-                    compare_meta(&entry, d, &mut self.report.differences).then_some(src.as_path())
-                }
+                Some((d, src)) => self.compare_disk(&entry, d, src),
                 None => None,
             };
             if entry.kind == Kind::File {
@@ -412,15 +468,65 @@ impl<'a> Merge<'a> {
         Ok(())
     }
 
+    /// Differences between archived entry `a` and restored entry `d` (read from
+    /// `src`) but for content; the file to compare content with, when there is one.
+    /// Hard links: the archive (newc: the group's last path) and the walk (the
+    /// first path) may call different paths of a group the file; then the inode
+    /// is what is compared, and a link is sound when it shares its target's inode.
+    fn compare_disk<'p>(&mut self, a: &Entry, d: &Entry, src: &'p Path) -> Option<&'p Path> {
+        match (&a.kind, &d.kind) {
+            (Kind::HardLink(t), Kind::File | Kind::HardLink(_)) if a.kind != d.kind => {
+                if !self.same_inode(src, t) {
+                    let what = format!("not a hard link of {} on disk", display_path(t));
+                    self.diff(&a.path, &what);
+                }
+                None
+            }
+            (Kind::File, Kind::HardLink(first)) => {
+                let full = self
+                    .linked
+                    .get(first)
+                    .filter(|(_, fsrc)| same_file(src, fsrc))
+                    .map(|(fd, _)| Entry {
+                        path: d.path.clone(),
+                        ..fd.clone()
+                    });
+                let d = full.as_ref().unwrap_or(d);
+                compare_meta(a, d, &mut self.report.differences).then_some(src)
+            }
+            _ => compare_meta(a, d, &mut self.report.differences).then_some(src),
+        }
+    }
+
+    /// Whether restored file `src` and the restored path of archive path `other`
+    /// are one inode.
+    fn same_inode(&self, src: &Path, other: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(top) = self.against else {
+            return false;
+        };
+        let rel = match other.strip_prefix(b"rootimg") {
+            Some(b"") => Path::new(""),
+            Some(rest) => match rest.strip_prefix(b"/") {
+                Some(rel) => Path::new(std::ffi::OsStr::from_bytes(rel)),
+                None => return false,
+            },
+            None => return false,
+        };
+        same_file(src, &top.join(rel))
+    }
+
     /// The restored entry named `path`, if there is one; restored entries that sort
-    /// before it are on the restored side only, and are reported so.
+    /// before it are on the restored side only, and are reported so, but for links
+    /// of multiply-linked inodes, which are held in [`Merge::linked`] until the
+    /// archive reaches them or ends.
     fn restored_at(&mut self, path: &[u8]) -> Result<Option<(Entry, PathBuf)>, TreeError> {
         let Some(restored) = self.restored.as_mut() else {
             return Ok(None);
         };
         loop {
             let order = match restored.peek() {
-                None => return Ok(None),
+                None => return Ok(self.linked.remove(path)),
                 Some(Err(_)) => {
                     return match restored.next() {
                         Some(Err(e)) => Err(e),
@@ -430,14 +536,18 @@ impl<'a> Merge<'a> {
                 Some(Ok((d, _))) => walk_order(&d.path, path),
             };
             match order {
-                Ordering::Greater => return Ok(None),
+                Ordering::Greater => return Ok(self.linked.remove(path)),
                 Ordering::Equal => return restored.next().transpose(),
                 Ordering::Less => {
-                    if let Some(Ok((d, _))) = restored.next() {
-                        self.report.differences.push(format!(
-                            "{}: only in the restored tree",
-                            display_path(&d.path)
-                        ));
+                    if let Some(Ok((d, src))) = restored.next() {
+                        if multiply_linked(&d, &src) {
+                            self.linked.insert(d.path.clone(), (d, src));
+                        } else {
+                            self.report.differences.push(format!(
+                                "{}: only in the restored tree",
+                                display_path(&d.path)
+                            ));
+                        }
                     }
                 }
             }
@@ -510,6 +620,11 @@ impl<'a> Merge<'a> {
                 self.index_len, self.matched
             ));
         }
+        let mut left: Vec<_> = std::mem::take(&mut self.linked).into_keys().collect();
+        left.sort_by(|a, b| walk_order(a, b));
+        for path in left {
+            self.diff(&path, "only in the restored tree");
+        }
         if let Some(restored) = self.restored.take() {
             for item in restored {
                 let (d, _) = item?;
@@ -520,6 +635,27 @@ impl<'a> Merge<'a> {
             }
         }
         Ok(self.report)
+    }
+}
+
+/// Whether a restored entry is one of several links to its inode: a link the walk
+/// collapsed, or a file the walk met first whose inode has other links. Asked only
+/// of entries the merge passes by, so the `lstat` is rare.
+fn multiply_linked(d: &Entry, src: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match d.kind {
+        Kind::HardLink(_) => true,
+        Kind::File => std::fs::symlink_metadata(src).is_ok_and(|m| m.nlink() > 1),
+        _ => false,
+    }
+}
+
+/// Whether two restored paths are one inode (false when either cannot be read).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
     }
 }
 
@@ -693,6 +829,19 @@ impl Read for DiskData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verify_with_threads(
+        archive: &mut TreeArchive,
+        against: Option<&Path>,
+        threads: usize,
+    ) -> Result<VerifyReport, TreeError> {
+        let opts = VerifyOptions {
+            against,
+            threads,
+            sidecar: None,
+        };
+        verify_with(archive, opts)
+    }
     use crate::tree::encode::writer::{write_tree, WriteOptions};
     use crate::tree::format::index::{chunk_digest, file_digest};
     use crate::tree::restore::{restore_stream, RestoreOptions};
