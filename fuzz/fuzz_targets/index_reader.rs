@@ -18,7 +18,7 @@ use imgport::tree::internals::gzip_trailer::{
     FOOTER_MEMBER_BYTES_V2,
 };
 use imgport::tree::internals::index_v2::decode_block;
-use imgport::tree::{read_tree_index, share_source, Index, IndexBuilder, StreamFormat};
+use imgport::tree::{read_tree_index, share_source, Index, IndexBuilder, IndexError, StreamFormat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -42,11 +42,13 @@ fuzz_target!(|data: &[u8]| {
 
     // The input as a v2 head whose blocks are read out of the input itself.
     let src = data.to_vec();
-    let fetch = Arc::new(move |offset: u64, clen: u64| {
-        let from = offset.min(src.len() as u64) as usize;
-        let to = offset.saturating_add(clen).min(src.len() as u64) as usize;
-        Ok(src[from..to].to_vec())
-    });
+    let fetch = Arc::new(
+        move |offset: u64, clen: u64| -> Result<Vec<u8>, IndexError> {
+            let from = offset.min(src.len() as u64) as usize;
+            let to = offset.saturating_add(clen).min(src.len() as u64) as usize;
+            Ok(src[from..to].to_vec())
+        },
+    );
     if let Ok(ix) = Index::decode_v2(data, u64::MAX, (0, len), |c| c, fetch) {
         exercise(&ix, data);
     }
@@ -67,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
         let (_, ix) = read_tree_index(share_source(Cursor::new(trailer)), tlen)
             .expect("a trailer we wrote reads back");
         assert_eq!(ix.len(), entries.len() as u64);
-        let back: Vec<_> = ix.entries().map(|e| e.expect("blocks we wrote decode")).collect();
+        let back: Vec<_> = ix
+            .entries()
+            .map(|e| e.expect("blocks we wrote decode"))
+            .collect();
         assert!(back == entries, "entries change through the v2 trailer");
     }
 });
@@ -90,7 +95,7 @@ fn exercise(ix: &Index, data: &[u8]) {
     if let Some(path) = last {
         if let Ok(found) = ix.find(&path) {
             // Paths may repeat in a hostile index; the one found has the name asked.
-            assert!(found.is_none_or(|f| f.path == path) );
+            assert!(found.is_none_or(|f| f.path == path));
         }
     }
     for w in data.chunks(8).take(16) {
