@@ -1,16 +1,16 @@
 //! Writes the library-made fuzz seeds (`fuzz/seed.sh` runs this): a tiny tree in the
-//! v1 layout of FORMAT.md §2–3, i.e. data members with `IG` lengths, cut at entry
-//! boundaries, followed by the index members and footer.
+//! layout of FORMAT.md §2–3 with a v2 index, i.e. data members with `IG` lengths, cut
+//! at entry boundaries, followed by the index blocks, head and footer.
 //!
 //! usage: `cargo run --example fuzz_seeds -- TREE_DIR SEEDS_DIR`
 //!
-//! Writes `SEEDS_DIR/member_reader/{one-member,tree-v1}.gz` and
-//! `SEEDS_DIR/index_reader/{tree-v1.gz,index.bin}` (the last is the encoded index
-//! before deflating, which the index target also decodes directly).
+//! Writes `SEEDS_DIR/member_reader/{one-member,tree-v2}.gz` and
+//! `SEEDS_DIR/index_reader/{tree-v2.gz,head.bin,block.bin}` (the raw index head and
+//! first raw block, which the index target also decodes directly). The v1 seeds are
+//! the committed fixture `tests/fixtures/tree-v1.gz`, copied by `fuzz/seed.sh`.
 //!
 //! The layout is assembled here from the library's member and index encoders rather
-//! than taken from `write_tree`, because that function writes one plain gzip member
-//! until the parallel v1 writer lands; the bytes are the same kind either way.
+//! than taken from `write_tree`, so members stay tiny (several even in a tiny tree).
 
 use std::path::PathBuf;
 
@@ -18,8 +18,7 @@ use imgport::tree::internals::gzip::{compressor, encode_data};
 use imgport::tree::internals::gzip_trailer::encode_gzip_trailer;
 use imgport::tree::internals::tar_header::{encode_header, end_of_archive};
 use imgport::tree::{
-    chunk_digest, file_digest, walk, EntryEncoder, IndexBuilder, IndexEntry, MemberInfo,
-    WalkOptions, DIGEST_CHUNK_BYTES, ROOTIMG_TOP,
+    walk, EntryEncoder, IndexBuilder, IndexEntry, MemberInfo, WalkOptions, ROOTIMG_TOP,
 };
 
 /// Small member target, so even a tiny seed tree has several members to hop through.
@@ -43,19 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let header_offset = tar.len() as u64;
         let data_offset = header_offset + encode_header(entry)?.len() as u64;
         enc.write_entry(entry, src, &mut tar, &mut warnings)?;
-        let digest = (entry.kind == imgport::tree::Kind::File).then(|| {
-            let stored = &tar[data_offset as usize..][..entry.stored_size() as usize];
-            let pieces: Vec<[u8; 32]> = stored
-                .chunks(DIGEST_CHUNK_BYTES as usize)
-                .map(chunk_digest)
-                .collect();
-            file_digest(&pieces)
-        });
         index.push_entry(&IndexEntry::from_entry(
             entry,
             header_offset,
             data_offset,
-            digest,
+            None,
         ));
     }
     tar.extend_from_slice(&end_of_archive());
@@ -72,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             compressed: m.len() as u64,
             uncompressed: chunk.len() as u64,
             crc32: crc.sum(),
+            digest: Some(*blake3::hash(chunk).as_bytes()),
         });
         if file.is_empty() {
             write(seeds, "member_reader/one-member.gz", &m)?;
@@ -81,9 +73,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = index.finish();
     let data_end = file.len() as u64;
     file.extend_from_slice(&encode_gzip_trailer(&encoded, data_end));
-    write(seeds, "member_reader/tree-v1.gz", &file)?;
-    write(seeds, "index_reader/tree-v1.gz", &file)?;
-    write(seeds, "index_reader/index.bin", &encoded)?;
+    write(seeds, "member_reader/tree-v2.gz", &file)?;
+    write(seeds, "index_reader/tree-v2.gz", &file)?;
+    write(seeds, "index_reader/head.bin", &encoded.head)?;
+    if let Some(b) = encoded.blocks.first() {
+        // The raw block: what `decode_block` reads.
+        let raw = zstd::bulk::decompress(b, 16 << 20)?;
+        write(seeds, "index_reader/block.bin", &raw)?;
+    }
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the committed seed corpora under fuzz/seeds/<target>/ (each well under
 # 50 KiB): a tiny statelite-like tree archived by GNU tar (pax, xattrs, ACLs, sparse),
-# by GNU cpio newc (as xCAT's imgexport does), and by the library in the v1 member
-# layout; plus manifest fixtures. Needs root (mknod, chown, trusted.* xattrs).
+# by GNU cpio newc (as xCAT's imgexport does), and by the library in the member
+# layout with a v2 index (plus the committed v1 tree); plus manifest fixtures.
+# Needs root (mknod, chown, trusted.* xattrs).
 #
 # usage: fuzz/seed.sh
 set -euo pipefail
@@ -57,8 +58,11 @@ tar --format=gnu -S -b 1 -C "$work" -cf "$seeds/tar_entry_decoder/gnu-old.tar" \
 (cd "$work" && find rootimg/etc | cpio -H crc -o --quiet) >"$seeds/cpio_entry_decoder/crc.cpio"
 cp "$seeds/tar_entry_decoder/gnu-pax.tar" "$seeds/cpio_entry_decoder/xcat-newc.cpio" "$seeds/restore/"
 
-# The v1 member layout and index, made by the library.
+# The member layout and a v2 index, made by the library; the v1 index as a committed
+# fixture (no v1 writer is left), so the index reader keeps both versions covered.
 cargo run --quiet --example fuzz_seeds -- "$r" "$seeds"
+cp tests/fixtures/tree-v1.gz "$seeds/index_reader/tree-v1.gz"
+cp tests/fixtures/tree-v1.gz "$seeds/member_reader/tree-v1.gz"
 
 for f in statelite kit2 special seed netboot rawimage; do
     cp "tests/fixtures/manifest/$f.xml" "$seeds/manifest_parse/"

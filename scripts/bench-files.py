@@ -13,7 +13,7 @@ bytes, the same metadata and therefore the same tar; slices start at random corp
 offsets far apart, so no file repeats another within deflate's 32 KiB window.
 
 index: reads the bundle footer (FORMAT.md section 1.1) and the rootimgtree.gz footer
-(section 2.2) with a few seeks, and prints `TREE_BYTES INDEX_BYTES`, where INDEX_BYTES
+(section 2.2, v2 or v1) with a few seeks, and prints `TREE_BYTES INDEX_BYTES`, where INDEX_BYTES
 is everything from the first index member to the end of the tree (index members and
 footer), i.e. what the index adds to the compressed tree.
 """
@@ -100,9 +100,14 @@ def index_bytes(bundle):
                 x, n = x + take, n - take
             return out
 
-        foot = tree_read(tree_len - 66, 66)
-        if foot[12:14] != b"IF" or foot[16:24] != b"IMGPTRE1":
-            sys.exit("%s: the tree has no imgport-1 gzip index footer" % bundle)
+        # FORMAT.md 2.2: a 74-byte v2 footer, or a 66-byte v1 one; both start their
+        # payload with the magic and the index offset.
+        for size, magic in ((74, b"IMGPTRE2"), (66, b"IMGPTRE1")):
+            foot = tree_read(tree_len - size, size)
+            if foot[12:14] == b"IF" and foot[16:24] == magic:
+                break
+        else:
+            sys.exit("%s: the tree has no imgport gzip index footer" % bundle)
         (index_offset,) = struct.unpack_from("<Q", foot, 24)
         return tree_len, tree_len - index_offset
 

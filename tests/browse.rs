@@ -177,3 +177,97 @@ fn verify_detects_a_corrupt_member() {
     assert_eq!(out.status.code(), Some(4), "corrupt: {}", text(&out));
     assert!(stderr(&out).contains("member 0"), "{}", text(&out));
 }
+
+#[test]
+fn verify_against_names_one_changed_byte_of_a_multi_member_file_once() {
+    use std::os::unix::fs::FileExt;
+    let mn = Mn::sample();
+    // 6 MiB: the writer cuts a file's data every 4 MiB, so it spans two members
+    // whatever it compresses to.
+    let big: Vec<u8> = (0..(6u32 << 20) / 4)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
+    let rel = "usr/lib/big.bin";
+    let src = mn.path(&format!("{ROOTIMGDIR}/rootimg/{rel}"));
+    fs::create_dir_all(src.parent().unwrap()).unwrap();
+    fs::write(&src, &big).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&mn, work.path(), &[]);
+    let b = bundle.to_str().unwrap();
+    let out = imgport(&["verify", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let members: u64 = stdout(&out)
+        .strip_prefix("OK: ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", text(&out)));
+    assert!(members > 2, "several members: {}", text(&out));
+
+    let target = Mn::empty();
+    let out = target.run(&["import", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = target.path(&format!("{ROOTIMGDIR}/rootimg"));
+    let r = restored.to_str().unwrap();
+    let out = imgport(&["verify", b, "--against", r]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // One byte in the second member's part of the file, the mtime kept.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(restored.join(rel))
+        .unwrap();
+    let mtime = file.metadata().unwrap().modified().unwrap();
+    let at = (5 << 20) + 12_345;
+    file.write_all_at(&[big[at as usize] ^ 0x20], at).unwrap();
+    file.set_times(fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(file);
+    let out = imgport(&["verify", b, "--against", r]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let report = stdout(&out);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert_eq!(lines[0], format!("rootimg/{rel}: content differs"));
+    assert!(
+        lines[1].starts_with("MISMATCH: ") && lines[1].contains(" 1 differences"),
+        "{report}"
+    );
+}
+
+/// A v1 tree (FORMAT.md §3.5, written by the v1 encoder before index v2; the same
+/// bytes as the fuzz seed `index_reader/tree-v1.gz`): readers keep reading it.
+const V1_TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tree-v1.gz");
+
+/// (`verify` of v1 trees: `verify::tests::v1_trees_still_verify`.)
+#[test]
+fn v1_trees_still_list_and_cat() {
+    let out = imgport(&["ls", V1_TREE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = stdout(&out).lines().count();
+    let tar_listed = sh(&format!("tar -tzf {V1_TREE} | wc -l"));
+    assert_eq!(listed, tar_listed.trim().parse::<usize>().unwrap());
+    assert!(listed > 15, "{listed} entries");
+
+    let out = imgport(&["ls", V1_TREE, "etc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let etc = stdout(&out);
+    assert!(etc.lines().all(|l| l.contains(" rootimg/etc")), "{etc}");
+    assert_eq!(etc.lines().count(), 6, "{etc}");
+
+    for path in ["etc/passwd", "etc/motd.hard", "var/lib/sparse"] {
+        let out = imgport(&["cat", V1_TREE, path]);
+        assert!(out.status.success(), "{path}: {}", text(&out));
+        let target = if path == "etc/motd.hard" {
+            "etc/motd"
+        } else {
+            path
+        };
+        let want = Command::new("tar")
+            .args(["-xzOf", V1_TREE, &format!("rootimg/{target}")])
+            .output()
+            .unwrap()
+            .stdout;
+        assert!(out.stdout == want, "{path}");
+    }
+}

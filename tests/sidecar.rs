@@ -312,3 +312,53 @@ fn a_file_of_4_gib_is_refused_naming_it_and_the_pax_form() {
     );
     assert!(!bundle.exists());
 }
+
+/// `verify --against` a tree that imgport imported from an `imgexport` bundle reads
+/// the bundle's sidecar with its newc tree: what the sidecar restored (xattrs,
+/// capabilities, ACLs, nanosecond mtimes, holes) is no difference, and what changed
+/// after the import is, each once.
+#[test]
+fn verify_against_an_imported_newc_tree_compares_with_the_sidecar() {
+    let (mn, _src) = edge_mn();
+    let work = tempfile::tempdir().unwrap();
+    let (out, bundle) = imgexport(&mn, work.path(), "b.tgz", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let b = bundle.to_str().unwrap();
+    let target = Mn::empty();
+    let out = target.run(&["import", b]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dst = target.path(&format!("{ROOTIMGDIR}/rootimg"));
+    let d = dst.to_str().unwrap();
+    for threads in ["1", "3"] {
+        let out = target.run(&["--threads", threads, "verify", b, "--against", d]);
+        assert!(out.status.success(), "{threads}: {}", text(&out));
+        assert!(stdout(&out).starts_with("OK: "), "{}", text(&out));
+    }
+
+    // One byte of a file's content, its mtime kept; one xattr removed.
+    let f = dst.join("edge/sp ace/f g");
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, b"A").unwrap();
+    let file = fs::File::options().write(true).open(&f).unwrap();
+    file.set_times(fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(file);
+    sh(&format!("setfattr -x trusted.t '{d}/edge/sparse'"));
+    let out = target.run(&["--threads", "2", "verify", b, "--against", d]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let report = stdout(&out);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert_eq!(
+        lines[0], "rootimg/edge/sp ace/f g: content differs",
+        "{report}"
+    );
+    assert_eq!(
+        lines[1], "rootimg/edge/sparse: xattrs [trusted.t] in the archive, [] on disk",
+        "{report}"
+    );
+    assert!(
+        lines[2].starts_with("MISMATCH: ") && lines[2].contains(" 2 differences"),
+        "{report}"
+    );
+}

@@ -484,23 +484,24 @@ fn sockets_are_counted_and_left_out() {
 }
 
 /// The gzip members of `gz`, walked by their `IG` length subfield (FORMAT.md §2.1).
+/// Lengths of the data members (`IG`); what follows them must be the index (empty
+/// `IX` members, FORMAT.md §2.2) ending with the 74-byte `IF` footer.
 fn member_lengths(gz: &[u8]) -> Vec<usize> {
     let mut lens = Vec::new();
     let mut pos = 0;
-    while pos < gz.len() {
-        assert_eq!(
-            &gz[pos + 12..pos + 14],
-            b"IG",
-            "member at {pos} has no length"
-        );
+    while pos < gz.len() && &gz[pos + 12..pos + 14] == b"IG" {
         let len = u32::from_le_bytes(gz[pos + 16..pos + 20].try_into().unwrap()) as usize;
         lens.push(len);
         pos += len;
     }
+    assert_eq!(&gz[pos + 12..pos + 14], b"IX", "the index follows the data");
+    let footer = &gz[gz.len() - 74..];
+    assert_eq!(&footer[12..14], b"IF");
+    assert_eq!(&footer[16..24], b"IMGPTRE2");
     assert_eq!(
+        u64::from_le_bytes(footer[24..32].try_into().unwrap()) as usize,
         pos,
-        gz.len(),
-        "members end exactly at the end of the stream"
+        "the footer says the index starts where the data members end"
     );
     lens
 }

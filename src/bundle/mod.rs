@@ -17,7 +17,7 @@ pub mod writer;
 
 pub use layout::Location;
 pub use reader::{BundleReader, Flow, Member, MemberKind};
-pub use tree::open_tree;
+pub use tree::{open_tree, verify_tree};
 pub use view::StoredView;
 pub use writer::{BundleWriter, HeaderPatch};
 

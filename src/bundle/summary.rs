@@ -55,8 +55,8 @@ pub fn summarize(path: &Path) -> Result<Summary> {
     let tree = match loc {
         Some(loc) => {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut view = StoredView::new(f, loc);
-            let (_, index) = read_tree_index(&mut view, loc.len)
+            let view = StoredView::new(f, loc);
+            let (_, index) = read_tree_index(crate::tree::share_source(view), loc.len)
                 .map_err(|e| Error::Bundle(format!("{}: {e}", path.display())))?;
             Some(tree_summary(&index, loc.len)?)
         }

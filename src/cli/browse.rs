@@ -6,7 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use imgport::tree::{verify_archive as verify_tree, IndexEntry, Kind, TreeArchive, TreeError};
+use imgport::bundle::verify_tree;
+use imgport::tree::{IndexEntry, Kind, TreeArchive, TreeError};
 
 use serde_json::json;
 
@@ -199,7 +200,14 @@ pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
     });
     let mut out = std::io::stdout().lock();
     let mut listed = Vec::new();
-    for e in archive.index().entries() {
+    let index = archive.index();
+    // A sorted (v2) index starts at the block holding the prefix and stops past it:
+    // `ls PATH` reads the blocks of PATH only.
+    let entries: Box<dyn Iterator<Item = _>> = match &prefix {
+        Some(p) => Box::new(index.entries_from(p)),
+        None => Box::new(index.entries()),
+    };
+    for e in entries {
         let e = match e {
             Ok(e) => e,
             Err(err) => {
@@ -211,6 +219,9 @@ pub fn ls(bundle: &Path, filter: Option<&OsStr>, g: &Globals) -> i32 {
         if let Some(p) = &prefix {
             let under = e.path.strip_prefix(p.as_slice());
             if !under.is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/")) {
+                if index.sorted() && imgport::tree::cmp_paths(&e.path, p).is_gt() {
+                    break;
+                }
                 continue;
             }
         }
@@ -313,7 +324,7 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
             eprintln!("imgport: {}: {e}", bundle.display());
             // The tree's index can say which of its members the damage is in.
             if let Some(Ok(mut archive)) = tree {
-                if let Err(e) = verify_tree(&mut archive, against) {
+                if let Err(e) = verify_tree(bundle, &mut archive, against, g.threads) {
                     eprintln!("imgport: {e}");
                 }
             }
@@ -342,7 +353,7 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
         None => None,
     };
     let report = match tree {
-        Some(Ok(mut archive)) => verify_tree(&mut archive, against),
+        Some(Ok(mut archive)) => verify_tree(bundle, &mut archive, against, g.threads),
         Some(Err(e)) => Err(e),
         None => Ok(imgport::tree::VerifyReport::default()),
     };

@@ -1,45 +1,32 @@
-//! Random access to an imgport tree archive through its index: list it, pull one file
-//! out of it, or verify it (every member's CRC32, every file's digest, and optionally a
-//! restored tree against it), reading only what each task needs.
+//! Random access to an imgport tree archive through its index: list it or pull one
+//! file out of it, reading only what each task needs. Verifying it is `verify.rs`'s
+//! job, over the same [`TreeArchive`].
 //!
 //! Works over any `Read + Seek` holding a tree (a bare `rootimgtree.gz` /
 //! `rootimgtree.zst`, or the bundle's view of its stored tree member: opening a bundle
 //! is the bundle module's job); the codec is recognized from the tree's last bytes
 //! ([`codec::detect`]).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::tree::codec::{self, Codec, UnitDecoder};
-use crate::tree::encode::walk::{walk, WalkOptions};
-use crate::tree::entry::{Entry, Kind};
+use crate::tree::entry::Kind;
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::index::{
-    self, chunk_digest, file_digest, Index, IndexEntry, DIGEST_CHUNK_BYTES,
-};
-use crate::tree::format::tar_decode::{EntryReader, TarReader};
-
-/// Members inflated together when streaming the whole archive (per batch, in
-/// parallel); bounds memory to about this many × 5 MiB.
-const BATCH_MEMBERS: usize = 16;
-
-trait Source: Read + Seek + Send {}
-impl<T: Read + Seek + Send> Source for T {}
+use crate::tree::format::index::{self, lock_source, Index, IndexEntry, SharedSource};
 
 /// An indexed tree archive opened for random access.
 pub struct TreeArchive {
-    src: Box<dyn Source>,
-    index: Index,
-    codec: Codec,
-    path: PathBuf,
+    /// Shared with the index, which reads its blocks from it on demand.
+    pub(super) src: SharedSource,
+    pub(super) index: Index,
+    pub(super) codec: Codec,
+    pub(super) path: PathBuf,
 }
 
-fn format_err(path: &Path, reason: impl ToString) -> TreeError {
+pub(super) fn format_err(path: &Path, reason: impl ToString) -> TreeError {
     TreeError::Format {
         entry: path.display().to_string(),
         reason: reason.to_string(),
@@ -49,15 +36,16 @@ fn format_err(path: &Path, reason: impl ToString) -> TreeError {
 impl TreeArchive {
     /// Opens the imgport tree held in bytes `0..len` of `src` (a bare
     /// `rootimgtree.gz` / `.zst`, or any view of one, such as the bundle's stored
-    /// member): reads its footer (and the zstd seek table) and its index only.
+    /// member): reads its footer (and the zstd seek table) and its index head only;
+    /// index blocks are read when a lookup or listing reaches them.
     /// `name` is what errors call the archive.
     pub fn new<R: Read + Seek + Send + 'static>(
         src: R,
         len: u64,
         name: &Path,
     ) -> Result<TreeArchive, TreeError> {
-        let mut src: Box<dyn Source> = Box::new(src);
-        let (codec, index) = codec::read_tree_index(&mut src, len).map_err(|e| match e {
+        let src = index::share(src);
+        let (codec, index) = codec::read_tree_index(src.clone(), len).map_err(|e| match e {
             index::IndexError::Missing => format_err(
                 name,
                 "no imgport tree index (not an imgport bundle or tree, or one without a statelite tree)",
@@ -92,9 +80,9 @@ impl TreeArchive {
                 ));
             }
             let mut buf = vec![0u8; m.compressed as usize];
-            self.src
-                .seek(SeekFrom::Start(coff))
-                .and_then(|_| self.src.read_exact(&mut buf))
+            let mut src = lock_source(&self.src);
+            src.seek(SeekFrom::Start(coff))
+                .and_then(|_| src.read_exact(&mut buf))
                 .map_err(|e| TreeError::io(&self.path, e))?;
             out.push(buf);
         }
@@ -130,7 +118,8 @@ impl TreeArchive {
             .collect()
     }
 
-    /// The index entry named `path` (with or without the leading `rootimg/`).
+    /// The index entry named `path` (with or without the leading `rootimg/`). A v2
+    /// index reads one block for it.
     pub fn find(&self, path: &[u8]) -> Result<Option<IndexEntry>, TreeError> {
         let path = path.strip_prefix(b"/").unwrap_or(path);
         let mut want = path.to_vec();
@@ -140,13 +129,9 @@ impl TreeArchive {
         while want.len() > 1 && want.last() == Some(&b'/') {
             want.pop();
         }
-        for e in self.index.entries() {
-            let e = e.map_err(|e| format_err(&self.path, e))?;
-            if e.path == want {
-                return Ok(Some(e));
-            }
-        }
-        Ok(None)
+        self.index
+            .find(&want)
+            .map_err(|e| format_err(&self.path, e))
     }
 
     /// Copies uncompressed tar bytes `[offset, offset+len)` to `out`, inflating only
@@ -205,17 +190,6 @@ impl TreeArchive {
         }
         Ok(entry.size)
     }
-
-    /// The whole uncompressed tar stream, members inflated in parallel batches.
-    fn stream(&mut self) -> MemberStream<'_> {
-        MemberStream {
-            archive: self,
-            next: 0,
-            ready: VecDeque::new(),
-            cur: Vec::new(),
-            at: 0,
-        }
-    }
 }
 
 fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<(), TreeError> {
@@ -229,294 +203,13 @@ fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<(), TreeError> {
     Ok(())
 }
 
-struct MemberStream<'a> {
-    archive: &'a mut TreeArchive,
-    next: usize,
-    ready: VecDeque<Vec<u8>>,
-    cur: Vec<u8>,
-    at: usize,
-}
-
-impl Read for MemberStream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.cur.len() {
-            if let Some(next) = self.ready.pop_front() {
-                self.cur = next;
-                self.at = 0;
-                continue;
-            }
-            let total = self.archive.index.members.len();
-            if self.next >= total {
-                return Ok(0);
-            }
-            let n = BATCH_MEMBERS.min(total - self.next);
-            let batch = self
-                .archive
-                .inflate(self.next, n)
-                .map_err(io::Error::other)?;
-            self.next += n;
-            self.ready.extend(batch);
-        }
-        let n = buf.len().min(self.cur.len() - self.at);
-        buf[..n].copy_from_slice(&self.cur[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// What `verify` found.
-#[derive(Debug, Default, Clone)]
-pub struct VerifyReport {
-    pub members: u64,
-    pub entries: u64,
-    pub files: u64,
-    /// One line per difference, naming the path and what differs.
-    pub differences: Vec<String>,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.differences.is_empty()
-    }
-}
-
-/// Checks every member's CRC32 and every file's digest against the index; with
-/// `against`, also compares the tree restored there (content, kind, mode, owners,
-/// mtime, xattrs, link targets, devices, and entries present on one side only).
-pub fn verify_archive(
-    archive: &mut TreeArchive,
-    against: Option<&Path>,
-) -> Result<VerifyReport, TreeError> {
-    let mut report = VerifyReport {
-        members: archive.index.members.len() as u64,
-        ..VerifyReport::default()
-    };
-    let indexed: Vec<IndexEntry> = archive
-        .index
-        .entries()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format_err(&archive.path, e))?;
-    let mut restored: BTreeMap<Vec<u8>, (Entry, PathBuf)> = match against {
-        Some(dir) => walk(dir, b"rootimg", &WalkOptions::default())?
-            .entries
-            .into_iter()
-            .map(|(e, p)| (e.path.clone(), (e, p)))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    let archive_path = archive.path.clone();
-    // One chunk buffer for every file: allocating and zeroing 4 MiB per file was
-    // most of verify's time on trees of many small files.
-    let mut chunk = vec![0u8; DIGEST_CHUNK_BYTES as usize];
-    let mut tar = TarReader::new(archive.stream());
-    let mut position = 0usize;
-    while let Some(entry) = tar.next_entry()? {
-        report.entries += 1;
-        let shown = display_path(&entry.path);
-        let Some(ix) = indexed.get(position) else {
-            report
-                .differences
-                .push(format!("{shown}: in the archive but not in its index"));
-            continue;
-        };
-        position += 1;
-        if ix.path != entry.path {
-            report.differences.push(format!(
-                "{shown}: index names {} here",
-                display_path(&ix.path)
-            ));
-        }
-        let mut digest = None;
-        if entry.kind == Kind::File {
-            report.files += 1;
-            let d = digest_reader(&mut tar.data(), &mut chunk)
-                .map_err(|e| format_err(&archive_path, e))?;
-            if Some(d) != ix.digest {
-                report
-                    .differences
-                    .push(format!("{shown}: content does not match the index digest"));
-            }
-            digest = Some(d);
-        }
-        if against.is_some() {
-            match restored.remove(&entry.path) {
-                None => report
-                    .differences
-                    .push(format!("{shown}: missing from the restored tree")),
-                Some((disk, src)) => compare(
-                    &entry,
-                    digest,
-                    (&disk, &src),
-                    &mut chunk,
-                    &mut report.differences,
-                ),
-            }
-        }
-    }
-    if position != indexed.len() {
-        report.differences.push(format!(
-            "the index lists {} entries, the archive holds {position}",
-            indexed.len()
-        ));
-    }
-    for path in restored.keys() {
-        report
-            .differences
-            .push(format!("{}: only in the restored tree", display_path(path)));
-    }
-    Ok(report)
-}
-
-/// The FORMAT.md §3.3 digest of a stream of stored bytes, read through `buf` (one
-/// digest chunk long).
-fn digest_reader(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<[u8; 32]> {
-    let mut chunks = Vec::new();
-    loop {
-        let filled = crate::tree::io::fill(r, buf)?;
-        if filled == 0 {
-            break;
-        }
-        chunks.push(chunk_digest(&buf[..filled]));
-        if filled < buf.len() {
-            break;
-        }
-    }
-    Ok(file_digest(&chunks))
-}
-
-/// Differences between an archived entry and what is on disk (`disk` read from
-/// `src`), file content read through `chunk`.
-fn compare(
-    a: &Entry,
-    digest: Option<[u8; 32]>,
-    (disk, src): (&Entry, &Path),
-    chunk: &mut [u8],
-    out: &mut Vec<String>,
-) {
-    let shown = display_path(&a.path);
-    let mut diff = |what: String| out.push(format!("{shown}: {what}"));
-    if std::mem::discriminant(&a.kind) != std::mem::discriminant(&disk.kind) {
-        diff(format!(
-            "is {:?} in the archive, {:?} on disk",
-            a.kind, disk.kind
-        ));
-        return;
-    }
-    if a.kind != disk.kind {
-        diff(format!(
-            "{:?} in the archive, {:?} on disk",
-            a.kind, disk.kind
-        ));
-    }
-    if matches!(a.kind, Kind::HardLink(_)) {
-        return;
-    }
-    if a.mode != disk.mode && !matches!(a.kind, Kind::Symlink(_)) {
-        diff(format!(
-            "mode {:o} in the archive, {:o} on disk",
-            a.mode, disk.mode
-        ));
-    }
-    if (a.uid, a.gid) != (disk.uid, disk.gid) {
-        diff(format!(
-            "owner {}:{} in the archive, {}:{} on disk",
-            a.uid, a.gid, disk.uid, disk.gid
-        ));
-    }
-    if a.mtime != disk.mtime {
-        diff(format!(
-            "mtime {}.{:09} in the archive, {}.{:09} on disk",
-            a.mtime.secs, a.mtime.nanos, disk.mtime.secs, disk.mtime.nanos
-        ));
-    }
-    let mut xa = a.xattrs.clone();
-    xa.sort();
-    let mut xd = disk.xattrs.clone();
-    xd.sort();
-    if xa != xd {
-        let names = |x: &[(Vec<u8>, Vec<u8>)]| {
-            x.iter()
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        diff(format!(
-            "xattrs [{}] in the archive, [{}] on disk",
-            names(&xa),
-            names(&xd)
-        ));
-    }
-    if a.kind == Kind::File {
-        if a.size != disk.size {
-            diff(format!(
-                "size {} in the archive, {} on disk",
-                a.size, disk.size
-            ));
-            return;
-        }
-        match stored_digest(src, a, chunk) {
-            Ok(d) if Some(d) == digest => {}
-            Ok(_) => diff("content differs".into()),
-            Err(e) => diff(format!("cannot read: {e}")),
-        }
-    }
-}
-
-/// Digest of a file on disk as the archive stores it (sparse files: the archive's
-/// data segments, read at their offsets).
-fn stored_digest(path: &Path, a: &Entry, chunk: &mut [u8]) -> io::Result<[u8; 32]> {
-    let f = File::open(path)?;
-    match &a.sparse {
-        None => digest_reader(&mut (&f).take(a.size), chunk),
-        Some(map) => {
-            let mut r = Segments {
-                f: &f,
-                map: map.clone(),
-                at: 0,
-                seg: 0,
-            };
-            digest_reader(&mut r, chunk)
-        }
-    }
-}
-
-struct Segments<'a> {
-    f: &'a File,
-    map: Vec<(u64, u64)>,
-    seg: usize,
-    at: u64,
-}
-
-impl Read for Segments<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some(&(off, len)) = self.map.get(self.seg) {
-            if self.at == len {
-                self.seg += 1;
-                self.at = 0;
-                continue;
-            }
-            let want = buf.len().min((len - self.at) as usize);
-            let n = self.f.read_at(&mut buf[..want], off + self.at)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file is shorter than its sparse map",
-                ));
-            }
-            self.at += n as u64;
-            return Ok(n);
-        }
-        Ok(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tree::encode::writer::{write_tree, WriteOptions};
-    use crate::tree::restore::{restore_stream, RestoreOptions};
     use std::fs;
     use std::io::Cursor;
+    use std::os::unix::fs::FileExt;
 
     /// A tree with a small file, a large one (several units), a sparse one, a
     /// symlink, a hard link; written with `codec` into memory.
@@ -583,41 +276,6 @@ mod tests {
             let err = cat(&mut ar, b"missing").unwrap_err();
             assert!(err.to_string().contains("not in mem.tree"), "{err}");
         }
-    }
-
-    #[test]
-    fn verify_finds_nothing_on_a_good_tree_and_names_what_differs() {
-        let (dir, bytes) = tree_bytes(Codec::Gzip);
-        let restored = dir.path().join("restored");
-        fs::create_dir(&restored).unwrap();
-        restore_stream(
-            &bytes[..],
-            &restored,
-            b"rootimg",
-            &RestoreOptions::default(),
-        )
-        .unwrap();
-        let mut ar = open(bytes.clone()).unwrap();
-        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
-        assert!(report.ok(), "{:?}", report.differences);
-        // rootimg, big, etc, etc/hosts, hard, link, sparse; the hard link is no file.
-        assert_eq!((report.entries, report.files), (7, 3));
-        // The restored tree changed: each difference names its path.
-        fs::write(restored.join("etc/hosts"), b"127.0.0.2 localhost\n").unwrap();
-        fs::write(restored.join("extra"), b"x").unwrap();
-        let report = verify_archive(&mut ar, Some(&restored)).unwrap();
-        let all = report.differences.join("\n");
-        assert!(all.contains("rootimg/etc/hosts: content differs"), "{all}");
-        assert!(
-            all.contains("rootimg/extra: only in the restored tree"),
-            "{all}"
-        );
-        // A damaged unit: its CRC fails where it is inflated.
-        let mut bad = bytes;
-        let (m, at, _) = ar.index().members[1];
-        bad[(at + m.compressed / 2) as usize] ^= 0x55;
-        let mut ar = open(bad).unwrap();
-        assert!(verify_archive(&mut ar, None).is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   the writers (pax tar, cpio newc).
 //! - `restore/`: archive → tree: the ordered parallel unit decoder (one for every
 //!   codec), format detection, the dispatcher, the file-writer pool, the `*at` helpers.
-//! - `archive.rs`: random access (ls, cat, verify) over any `Read + Seek`.
+//! - `archive.rs`: random access (ls, cat) over any `Read + Seek`; `verify.rs`: the
+//!   streaming, parallel verify over the same archive.
 //! - `io.rs`, `threads.rs`: the read helpers and the one thread-count rule.
 //!
 //! Callers use the names re-exported here; the modules themselves are private to the
@@ -33,8 +34,9 @@ pub(crate) mod format;
 pub(crate) mod io;
 pub(crate) mod restore;
 pub(crate) mod threads;
+pub(crate) mod verify;
 
-pub use archive::{verify_archive, TreeArchive, VerifyReport};
+pub use archive::TreeArchive;
 pub use codec::{read_tree_index, zstd_level, Codec};
 pub use encode::newc::{prepare_newc, write_newc, write_newc_gz, NewcOptions, NewcStats, NewcTree};
 pub use encode::walk::{walk, Walk, WalkOptions, WalkStream};
@@ -44,8 +46,8 @@ pub use encode::writer::{
 pub use entry::{Entry, Kind, Timestamp};
 pub use error::{display_path, TreeError};
 pub use format::index::{
-    chunk_digest, file_digest, Index, IndexBuilder, IndexEntry, IndexError, MemberInfo,
-    DIGEST_CHUNK_BYTES,
+    chunk_digest, cmp_paths, file_digest, share as share_source, EncodedIndex, Index, IndexBuilder,
+    IndexEntry, IndexError, MemberInfo, SharedSource, StreamFormat, DIGEST_CHUNK_BYTES,
 };
 pub use format::newc::CpioReader;
 pub use format::sidecar::{Record as SidecarRecord, SidecarReader, SIDECAR_MEMBER};
@@ -54,6 +56,7 @@ pub use restore::{
     restore, restore_entries, restore_newc_with_sidecar, restore_stream, restore_zstd,
     RestoreOptions, RestoreStats,
 };
+pub use verify::{verify_archive, verify_with, VerifyOptions, VerifyReport};
 
 /// Byte-level pieces of the formats, for the fuzz targets (`fuzz/`), the seed
 /// generator (`examples/fuzz_seeds.rs`) and the format tests, which build and pick
@@ -63,5 +66,7 @@ pub use restore::{
 pub mod internals {
     pub use super::codec::gzip;
     pub use super::codec::gzip_trailer;
+    pub use super::codec::zstd_seekable;
+    pub use super::format::index::v2 as index_v2;
     pub use super::format::tar_header;
 }

@@ -59,6 +59,8 @@ pub enum MemberError {
     Crc { expected: u32, actual: u32 },
     #[error("size mismatch: member says {expected} bytes, data has {actual}")]
     Size { expected: u32, actual: usize },
+    #[error("content differs from the BLAKE3 digest the index gives it")]
+    Digest,
 }
 
 /// What a member header says about the member.

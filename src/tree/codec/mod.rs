@@ -24,7 +24,7 @@ pub mod unit;
 pub mod zstd_frames;
 pub mod zstd_seekable;
 
-use crate::tree::format::index::{Index, IndexError, MemberInfo};
+use crate::tree::format::index::{EncodedIndex, Index, IndexError, MemberInfo, SharedSource};
 use gzip::MemberError;
 pub use unit::{RawUnit, UnitRecord, UnitSplitter, MAX_UNIT_BYTES};
 
@@ -139,6 +139,7 @@ impl UnitEncoder {
                     compressed: bytes.len() as u64,
                     uncompressed: tar.len() as u64,
                     crc32: trailer_u32(&bytes, gzip::TRAILER_BYTES),
+                    digest: Some(member_digest(tar)),
                 };
                 Ok(EncodedUnit {
                     bytes,
@@ -156,6 +157,7 @@ impl UnitEncoder {
                     compressed: bytes.len() as u64,
                     uncompressed: tar.len() as u64,
                     crc32: crc.sum(),
+                    digest: Some(member_digest(tar)),
                 };
                 // The checksum flag puts XXH64's low 32 bits in the frame's last 4 bytes.
                 let check = trailer_u32(&bytes, 4);
@@ -163,6 +165,11 @@ impl UnitEncoder {
             }
         }
     }
+}
+
+/// A member's strong digest (FORMAT.md §3.4): BLAKE3 of its inflated bytes.
+pub fn member_digest(content: &[u8]) -> [u8; 32] {
+    *blake3::hash(content).as_bytes()
 }
 
 /// The u32 (LE) that starts `from_end` bytes before the end of `bytes`, or 0.
@@ -178,7 +185,7 @@ fn trailer_u32(bytes: &[u8], from_end: usize) -> u32 {
 /// `data_end`: the index, its footer and (zstd) the seek table.
 pub(super) fn encode_trailer(
     codec: Codec,
-    index: &[u8],
+    index: &EncodedIndex,
     data_end: u64,
     units: &[UnitRecord],
 ) -> std::io::Result<Vec<u8>> {
@@ -191,7 +198,7 @@ pub(super) fn encode_trailer(
 /// Which codec wrote the tree held in bytes `0..len` of `src`, from its last bytes:
 /// a zstd seekable tree ends with the seekable magic, a gzip tree with the empty
 /// footer member's zero trailer.
-pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
+pub fn detect<R: Read + Seek + ?Sized>(src: &mut R, len: u64) -> std::io::Result<Codec> {
     if len < 4 {
         return Ok(Codec::Gzip);
     }
@@ -207,12 +214,10 @@ pub fn detect<R: Read + Seek>(src: &mut R, len: u64) -> std::io::Result<Codec> {
     )
 }
 
-/// Reads the index of a tree of either codec held in bytes `0..len` of `src`.
-pub fn read_tree_index<R: Read + Seek>(
-    src: &mut R,
-    len: u64,
-) -> Result<(Codec, Index), IndexError> {
-    let codec = detect(src, len)?;
+/// Reads the index of a tree of either codec held in bytes `0..len` of `src`; a v2
+/// index keeps a handle on `src` to read its blocks when they are needed.
+pub fn read_tree_index(src: SharedSource, len: u64) -> Result<(Codec, Index), IndexError> {
+    let codec = detect(&mut *crate::tree::format::index::lock_source(&src), len)?;
     let index = match codec {
         Codec::Gzip => gzip_trailer::read_gzip_index(src, len)?,
         Codec::Zstd => zstd_seekable::read_zstd_index(src, len)?,
@@ -237,7 +242,7 @@ impl UnitDecoder {
 
     /// Decodes one complete unit that the index describes as `info`, checking its
     /// size and CRC32 (gzip: against the member trailer; zstd: against the index, the
-    /// frame's own XXH64 being checked by libzstd).
+    /// frame's own XXH64 being checked by libzstd) and, for v2 indexes, its BLAKE3.
     pub fn decode(&mut self, unit: &[u8], info: &MemberInfo) -> Result<Vec<u8>, MemberError> {
         let data = match self {
             UnitDecoder::Gzip(d) => gzip::decode_data(d, unit)?,
@@ -263,6 +268,9 @@ impl UnitDecoder {
                 expected: info.uncompressed.min(u32::MAX as u64) as u32,
                 actual: data.len(),
             });
+        }
+        if info.digest.is_some_and(|d| d != member_digest(&data)) {
+            return Err(MemberError::Digest);
         }
         Ok(data)
     }

@@ -11,9 +11,13 @@
 //! the file's own length or a fixed bound.
 
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
 
 use super::unit::UnitRecord;
-use crate::tree::format::index::{Index, IndexError, MAX_INDEX_BYTES};
+use crate::tree::format::index::v2::{decompress_exact, EncodedIndex, MAX_BLOCK_BYTES};
+use crate::tree::format::index::{
+    lock_source, Index, IndexError, ReadSeekSend, SharedSource, MAX_INDEX_BYTES,
+};
 
 /// First of the 16 zstd skippable-frame magics (0x184D2A50..=0x184D2A5F).
 pub const SKIPPABLE_MAGIC_BASE: u32 = 0x184D_2A50;
@@ -38,16 +42,23 @@ const MAX_FRAMES: u64 = 0x800_0000;
 /// skippable frames, whose decompressed content is empty.
 pub const EMPTY_XXH64_LOW: u32 = 0x51D8_E999;
 
-/// Magic at the start of the index frame's payload.
+/// Magic at the start of the v1 index frame's payload.
 const INDEX_MAGIC: &[u8; 8] = b"IMGPZIX1";
-/// Magic at the start of the footer frame's payload.
+/// Magic at the start of the v1 footer frame's payload.
 const FOOTER_MAGIC: &[u8; 8] = b"IMGPZTR1";
-/// Footer payload: magic, index offset, data frames, blob length, index length, CRC.
+/// v1 footer payload: magic, index offset, data frames, blob length, index length, CRC.
 pub const FOOTER_PAYLOAD_BYTES: usize = 8 + 8 + 4 + 8 + 8 + 4;
-/// The footer frame: skippable header (magic, size) and payload.
+/// The v1 footer frame: skippable header (magic, size) and payload.
 pub const FOOTER_FRAME_BYTES: usize = 8 + FOOTER_PAYLOAD_BYTES;
-/// zstd level for the index: it is compressed once per export, small, and read whole.
-const INDEX_LEVEL: i32 = 9;
+/// Magic at the start of the v2 index frame's payload.
+const INDEX_MAGIC_V2: &[u8; 8] = b"IMGPZIX2";
+/// Magic at the start of the v2 footer frame's payload.
+const FOOTER_MAGIC_V2: &[u8; 8] = b"IMGPZTR2";
+/// v2 footer payload: magic, index offset, data frames, blob length (the index
+/// frame's payload after its magic), head blob length, head length, head CRC32.
+pub const FOOTER_PAYLOAD_BYTES_V2: usize = 8 + 8 + 4 + 8 + 8 + 8 + 4;
+/// The v2 footer frame.
+pub const FOOTER_FRAME_BYTES_V2: usize = 8 + FOOTER_PAYLOAD_BYTES_V2;
 
 /// One entry of the seek table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,36 +81,40 @@ fn skippable_header(magic: u32, size: usize) -> [u8; 8] {
 }
 
 /// The bytes that follow the data frames (`data_end` bytes, described by `frames`, in
-/// order): the index frame, the footer frame, the seek table.
+/// order): the index frame (v2: the blocks back to back, then the head), the footer
+/// frame, the seek table.
 pub(super) fn encode_zstd_trailer(
-    index: &[u8],
+    index: &EncodedIndex,
     data_end: u64,
     frames: &[UnitRecord],
 ) -> io::Result<Vec<u8>> {
-    let mut c = zstd::bulk::Compressor::new(INDEX_LEVEL)?;
-    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    let blob = c.compress(index)?;
+    let head_blob = crate::tree::format::index::v2::compress(&mut None, &index.head);
     let mut crc = libdeflater::Crc::new();
-    crc.update(index);
+    crc.update(&index.head);
+    let blob_len = index.blocks_len() + head_blob.len() as u64;
 
-    let index_frame = 8 + INDEX_MAGIC.len() + blob.len();
-    let mut out = Vec::with_capacity(index_frame + FOOTER_FRAME_BYTES + 12 * (frames.len() + 4));
+    let index_frame = 8 + INDEX_MAGIC_V2.len() + blob_len as usize;
+    let mut out = Vec::with_capacity(index_frame + FOOTER_FRAME_BYTES_V2 + 12 * (frames.len() + 4));
     out.extend_from_slice(&skippable_header(
         IMGPORT_SKIPPABLE_MAGIC,
-        INDEX_MAGIC.len() + blob.len(),
+        INDEX_MAGIC_V2.len() + blob_len as usize,
     ));
-    out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&blob);
+    out.extend_from_slice(INDEX_MAGIC_V2);
+    for b in &index.blocks {
+        out.extend_from_slice(b);
+    }
+    out.extend_from_slice(&head_blob);
 
     out.extend_from_slice(&skippable_header(
         IMGPORT_SKIPPABLE_MAGIC,
-        FOOTER_PAYLOAD_BYTES,
+        FOOTER_PAYLOAD_BYTES_V2,
     ));
-    out.extend_from_slice(FOOTER_MAGIC);
+    out.extend_from_slice(FOOTER_MAGIC_V2);
     out.extend_from_slice(&data_end.to_le_bytes());
     out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(blob.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    out.extend_from_slice(&blob_len.to_le_bytes());
+    out.extend_from_slice(&(head_blob.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(index.head.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc.sum().to_le_bytes());
 
     // The seek table lists every frame before it, skippable ones included with a
@@ -121,14 +136,14 @@ pub(super) fn encode_zstd_trailer(
         entry(f.compressed, f.uncompressed, f.check);
     }
     entry(index_frame as u64, 0, EMPTY_XXH64_LOW);
-    entry(FOOTER_FRAME_BYTES as u64, 0, EMPTY_XXH64_LOW);
+    entry(FOOTER_FRAME_BYTES_V2 as u64, 0, EMPTY_XXH64_LOW);
     out.extend_from_slice(&(count as u32).to_le_bytes());
     out.push(CHECKSUM_FLAG);
     out.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
     Ok(out)
 }
 
-fn read_at<R: Read + Seek>(src: &mut R, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+fn read_at<R: Read + Seek + ?Sized>(src: &mut R, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     src.seek(SeekFrom::Start(offset))?;
     src.read_exact(&mut buf)?;
@@ -150,7 +165,7 @@ pub(super) fn u64_at(b: &[u8], i: usize) -> u64 {
 /// Reads and checks the seek table of a seekable zstd file of `len` bytes: the table
 /// frame must end the file and its compressed sizes must add up to where it starts.
 /// Returns the entries and the table frame's offset.
-pub fn read_seek_table<R: Read + Seek>(
+pub fn read_seek_table<R: Read + Seek + ?Sized>(
     src: &mut R,
     len: u64,
 ) -> Result<(Vec<SeekEntry>, u64), IndexError> {
@@ -234,33 +249,145 @@ pub fn parse_zstd_footer(frame: &[u8]) -> Option<ZstdFooter> {
     })
 }
 
-/// Reads the index of a `rootimgtree.zst` held in bytes `0..len` of `src`, through the
-/// seek table and the footer frame, and checks that the seek table, the footer and
-/// the index agree on every data frame.
-pub fn read_zstd_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, IndexError> {
-    let (entries, table_at) = read_seek_table(src, len)?;
+/// Where the v2 index is, as the footer frame says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZstdFooterV2 {
+    pub index_offset: u64,
+    pub data_frames: u32,
+    pub blob_len: u64,
+    pub head_blob_len: u64,
+    pub head_len: u64,
+    pub head_crc: u32,
+}
+
+/// Parses a v2 footer frame ([`FOOTER_FRAME_BYTES_V2`]); `None` when it is not one.
+pub fn parse_zstd_footer_v2(frame: &[u8]) -> Option<ZstdFooterV2> {
+    if frame.len() != FOOTER_FRAME_BYTES_V2
+        || u32_at(frame, 0) != IMGPORT_SKIPPABLE_MAGIC
+        || u32_at(frame, 4) as usize != FOOTER_PAYLOAD_BYTES_V2
+        || &frame[8..16] != FOOTER_MAGIC_V2
+    {
+        return None;
+    }
+    Some(ZstdFooterV2 {
+        index_offset: u64_at(frame, 16),
+        data_frames: u32_at(frame, 24),
+        blob_len: u64_at(frame, 28),
+        head_blob_len: u64_at(frame, 36),
+        head_len: u64_at(frame, 44),
+        head_crc: u32_at(frame, 52),
+    })
+}
+
+/// Reads the index (v2 or v1) of a `rootimgtree.zst` held in bytes `0..len` of `src`,
+/// through the seek table and the footer frame, and checks that the seek table, the
+/// footer and the index agree on every data frame. A v2 index keeps `src` to read
+/// its blocks on demand.
+pub fn read_zstd_index(src: SharedSource, len: u64) -> Result<Index, IndexError> {
+    let (entries, table_at) = read_seek_table(&mut *lock_source(&src), len)?;
     let [data @ .., index_entry, footer_entry] = entries.as_slice() else {
         return Err(IndexError::Missing);
     };
-    if footer_entry.compressed as usize != FOOTER_FRAME_BYTES {
-        return Err(IndexError::Missing);
+    let data_end: u64 = data.iter().map(|e| e.compressed as u64).sum();
+    let skippable_ok = index_entry.decompressed == 0
+        && footer_entry.decompressed == 0
+        && [index_entry, footer_entry]
+            .iter()
+            .all(|e| e.checksum.is_none_or(|c| c == EMPTY_XXH64_LOW));
+    let index = match footer_entry.compressed as usize {
+        FOOTER_FRAME_BYTES_V2 => {
+            let frame = read_at(
+                &mut *lock_source(&src),
+                table_at - FOOTER_FRAME_BYTES_V2 as u64,
+                FOOTER_FRAME_BYTES_V2,
+            )?;
+            let footer = parse_zstd_footer_v2(&frame).ok_or(IndexError::Missing)?;
+            let index_frame = 16u64.saturating_add(footer.blob_len);
+            if footer.data_frames as usize != data.len()
+                || footer.index_offset != data_end
+                || index_entry.compressed as u64 != index_frame
+                || !skippable_ok
+            {
+                return Err(corrupt("footer and seek table disagree"));
+            }
+            if footer.head_blob_len > footer.blob_len
+                || footer.head_blob_len > MAX_INDEX_BYTES
+                || footer.head_len > MAX_INDEX_BYTES
+            {
+                return Err(corrupt("index is larger than imgport accepts"));
+            }
+            let head = {
+                let mut g = lock_source(&src);
+                let frame = read_at(&mut *g, footer.index_offset, 16)?;
+                if u32_at(&frame, 0) != IMGPORT_SKIPPABLE_MAGIC
+                    || u32_at(&frame, 4) as u64 != index_frame - 8
+                    || &frame[8..16] != INDEX_MAGIC_V2
+                {
+                    return Err(corrupt("index frame header is wrong"));
+                }
+                let head_at = footer.index_offset + index_frame - footer.head_blob_len;
+                read_at(&mut *g, head_at, footer.head_blob_len as usize)?
+            };
+            let head = decompress_exact(&head, footer.head_len, "index head")?;
+            let mut crc = libdeflater::Crc::new();
+            crc.update(&head);
+            if crc.sum() != footer.head_crc {
+                return Err(corrupt("index head CRC32 mismatch"));
+            }
+            let blocks_start = footer.index_offset + 16;
+            let blocks_end = footer.index_offset + index_frame - footer.head_blob_len;
+            let reader = Arc::clone(&src);
+            let fetch = Arc::new(move |offset: u64, clen: u64| {
+                if clen > MAX_BLOCK_BYTES || offset.saturating_add(clen) > blocks_end {
+                    return Err(corrupt("index block lies outside the index frame"));
+                }
+                Ok(read_at(&mut *lock_source(&reader), offset, clen as usize)?)
+            });
+            Index::decode_v2(
+                &head,
+                footer.index_offset,
+                (blocks_start, blocks_end),
+                |c| c,
+                fetch,
+            )?
+        }
+        FOOTER_FRAME_BYTES => read_v1(
+            &mut *lock_source(&src),
+            table_at,
+            (data_end, data.len()),
+            index_entry,
+            skippable_ok,
+        )?,
+        _ => return Err(IndexError::Missing),
+    };
+    let agree = index.members.len() == data.len()
+        && index.members.iter().zip(data).all(|((m, _, _), e)| {
+            m.compressed == e.compressed as u64 && m.uncompressed == e.decompressed as u64
+        });
+    if !agree {
+        return Err(corrupt("index and seek table list different frames"));
     }
+    Ok(index)
+}
+
+fn read_v1(
+    src: &mut dyn ReadSeekSend,
+    table_at: u64,
+    (data_end, data_frames): (u64, usize),
+    index_entry: &SeekEntry,
+    skippable_ok: bool,
+) -> Result<Index, IndexError> {
     let frame = read_at(
         src,
         table_at - FOOTER_FRAME_BYTES as u64,
         FOOTER_FRAME_BYTES,
     )?;
     let footer = parse_zstd_footer(&frame).ok_or(IndexError::Missing)?;
-    let data_end: u64 = data.iter().map(|e| e.compressed as u64).sum();
     let index_frame = 8 + INDEX_MAGIC.len() as u64 + footer.blob_len;
-    if footer.data_frames as usize != data.len()
+    if footer.data_frames as usize != data_frames
         || footer.index_offset != data_end
         || index_entry.compressed as u64 != index_frame
-        || index_entry.decompressed != 0
-        || footer_entry.decompressed != 0
-        || [index_entry, footer_entry]
-            .iter()
-            .any(|e| e.checksum.is_some_and(|c| c != EMPTY_XXH64_LOW))
+        || !skippable_ok
     {
         return Err(corrupt("footer and seek table disagree"));
     }
@@ -274,33 +401,20 @@ pub fn read_zstd_index<R: Read + Seek>(src: &mut R, len: u64) -> Result<Index, I
     {
         return Err(corrupt("index frame header is wrong"));
     }
-    let index = zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress(&frame[16..], footer.index_len as usize))
-        .map_err(|e| corrupt(format!("index does not decompress: {e}")))?;
-    if index.len() as u64 != footer.index_len {
-        return Err(corrupt("index is shorter than the footer says"));
-    }
+    let index = decompress_exact(&frame[16..], footer.index_len, "index")?;
     let mut crc = libdeflater::Crc::new();
     crc.update(&index);
     if crc.sum() != footer.index_crc {
         return Err(corrupt("index CRC32 mismatch"));
     }
-    let index = Index::decode(index, footer.index_offset)?;
-    let agree = index.members.len() == data.len()
-        && index.members.iter().zip(data).all(|((m, _, _), e)| {
-            m.compressed == e.compressed as u64 && m.uncompressed == e.decompressed as u64
-        });
-    if !agree {
-        return Err(corrupt("index and seek table list different frames"));
-    }
-    Ok(index)
+    Index::decode(index, footer.index_offset)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tree::codec::zstd_frames::{Frame, FrameScanner};
-    use crate::tree::format::index::{IndexBuilder, MemberInfo};
+    use crate::tree::format::index::{share, IndexBuilder, MemberInfo};
 
     #[test]
     fn empty_xxh64_matches_what_libzstd_writes() {
@@ -326,6 +440,7 @@ mod tests {
                 compressed: f.len() as u64,
                 uncompressed: p.len() as u64,
                 crc32: 0,
+                digest: Some([0; 32]),
             });
             records.push(UnitRecord {
                 compressed: f.len() as u64,
@@ -347,9 +462,9 @@ mod tests {
         assert_eq!(entries.len(), 4);
         assert_eq!(entries[0].decompressed, 5000);
         assert_eq!((entries[2].decompressed, entries[3].decompressed), (0, 0));
-        assert_eq!(entries[3].compressed as usize, FOOTER_FRAME_BYTES);
+        assert_eq!(entries[3].compressed as usize, FOOTER_FRAME_BYTES_V2);
         assert_eq!(table_at + 8 + 4 * 12 + 9, len);
-        let index = read_zstd_index(&mut io::Cursor::new(&file), len).unwrap();
+        let index = read_zstd_index(share(io::Cursor::new(file.clone())), len).unwrap();
         assert_eq!(index.members.len(), 2);
         assert_eq!(
             index.data_end,
@@ -378,7 +493,7 @@ mod tests {
         let len = file.len();
         // Not seekable at all.
         assert!(matches!(
-            read_zstd_index(&mut io::Cursor::new(vec![0u8; 100]), 100),
+            read_zstd_index(share(io::Cursor::new(vec![0u8; 100])), 100),
             Err(IndexError::Missing)
         ));
         // Data frames are checked when decoded, not here: flips in the trailer only.
@@ -386,7 +501,7 @@ mod tests {
             let mut bad = file.clone();
             bad[at] ^= 0x40;
             assert!(
-                read_zstd_index(&mut io::Cursor::new(&bad), len as u64).is_err(),
+                read_zstd_index(share(io::Cursor::new(bad)), len as u64).is_err(),
                 "flip at {at}"
             );
         }

@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 
 use libdeflater::Compressor;
 
-use crate::tree::codec::gzip::{compressor, encode_data};
+use crate::tree::codec::gzip::{compressor, encode_data, TRAILER_BYTES};
+use crate::tree::codec::gzip_trailer::encode_gzip_trailer;
+use crate::tree::codec::member_digest;
 use crate::tree::encode::entry::{output_error, EntryEncoder, IO_BUF_BYTES};
 use crate::tree::encode::walk::{walk, Walk, WalkOptions};
 use crate::tree::encode::writer::{DEFAULT_GZIP_LEVEL, MAX_GZIP_LEVEL, ROOTIMG_TOP};
-use crate::tree::entry::{Entry, Kind};
+use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::{display_path, TreeError};
+use crate::tree::format::index::{IndexBuilder, IndexEntry, MemberInfo, StreamFormat};
 use crate::tree::format::newc::{clamp_mtime, pad4, HEADER};
 use crate::tree::format::newc::{
     encode_newc_header, NewcHeader, NEWC_MAX_SIZE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK,
@@ -122,8 +125,10 @@ pub fn write_newc(dir: &Path, out: impl Write, opts: &NewcOptions) -> Result<New
 }
 
 /// Like [`write_newc`], compressed at `opts.level` on `opts.threads` threads as a
-/// sequence of gzip members (FORMAT.md §7.1), which xCAT's `zcat` reads as one
-/// stream, as it reads `| gzip -c`'s single member.
+/// sequence of gzip members (FORMAT.md §5), which xCAT's `zcat` reads as one
+/// stream, as it reads `| gzip -c`'s single member, followed by the index in empty
+/// members and the footer (FORMAT.md §2.2, §3; stream format newc), which `zcat`
+/// reads as nothing: `imgport ls`, `cat` and `verify` work on it as on the pax tree.
 ///
 /// Errors: those of [`write_newc`], or a level above 9 ([`TreeError::Unsupported`]).
 pub fn write_newc_gz(
@@ -443,12 +448,15 @@ fn check_level(dir: &Path, level: u32) -> Result<(), TreeError> {
 }
 
 /// Where the newc stream goes: a writer told where each entry ends, so a compressing
-/// sink can cut its members there.
+/// sink can cut its members there, and what each entry is, so it can index them.
 trait NewcSink: Write {
     /// The stream is at an entry boundary.
     fn boundary(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// The next index entry, in the order the newc decoder yields entries.
+    fn index(&mut self, _entry: &IndexEntry) {}
 }
 
 impl<W: Write> NewcSink for BufWriter<W> {}
@@ -460,10 +468,10 @@ const MEMBER_TARGET: usize = 1 << 20;
 /// parallel too and memory stays bounded (`zcat` does not care where members end).
 const MEMBER_MAX: usize = 4 << 20;
 
-/// Cuts the newc stream into gzip members (FORMAT.md §7.1) and compresses them on
+/// Cuts the newc stream into gzip members (FORMAT.md §5) and compresses them on
 /// `threads` threads, a batch of `2 × threads` members at a time, written in stream
-/// order. Cut points depend on stream positions alone, so the output is the same
-/// for any thread count.
+/// order, then the index. Cut points depend on stream positions alone, so the output
+/// is the same for any thread count.
 struct Members<W: Write> {
     out: W,
     level: u32,
@@ -472,6 +480,9 @@ struct Members<W: Write> {
     batch: Vec<Vec<u8>>,
     /// One compressor per thread, reused across batches.
     compressors: Vec<Compressor>,
+    index: IndexBuilder,
+    /// Compressed bytes written so far: where the index starts in the end.
+    written: u64,
 }
 
 impl<W: Write> Members<W> {
@@ -483,6 +494,8 @@ impl<W: Write> Members<W> {
             current: Vec::with_capacity(MEMBER_TARGET),
             batch: Vec::new(),
             compressors: Vec::new(),
+            index: IndexBuilder::for_format(StreamFormat::Newc),
+            written: 0,
         }
     }
 
@@ -508,16 +521,16 @@ impl<W: Write> Members<W> {
             self.compressors.push(compressor(level));
         }
         let per = batch.len().div_ceil(self.threads);
-        let encoded: Vec<Vec<Vec<u8>>> = if self.threads == 1 {
+        let encoded: Vec<Vec<(Vec<u8>, MemberInfo)>> = if self.threads == 1 {
             let c = &mut self.compressors[0];
-            vec![batch.iter().map(|u| encode_data(c, u)).collect()]
+            vec![batch.iter().map(|u| encode_member(c, u)).collect()]
         } else {
             std::thread::scope(|s| {
                 let handles: Vec<_> = batch
                     .chunks(per)
                     .zip(self.compressors.iter_mut())
                     .map(|(units, c)| {
-                        s.spawn(move || units.iter().map(|u| encode_data(c, u)).collect())
+                        s.spawn(move || units.iter().map(|u| encode_member(c, u)).collect())
                     })
                     .collect();
                 handles
@@ -526,18 +539,40 @@ impl<W: Write> Members<W> {
                     .collect()
             })
         };
-        for member in encoded.iter().flatten() {
+        for (member, info) in encoded.iter().flatten() {
             self.out.write_all(member)?;
+            self.index.push_member(*info);
+            self.written += info.compressed;
         }
         Ok(())
     }
 
-    /// Compresses what is left and flushes `out`.
+    /// Compresses what is left, writes the index and footer, and flushes `out`.
     fn finish(mut self) -> std::io::Result<()> {
         self.cut()?;
         self.flush_batch()?;
+        let trailer = encode_gzip_trailer(&self.index.finish(), self.written);
+        self.out.write_all(&trailer)?;
         self.out.flush()
     }
+}
+
+/// One data member and its index record: lengths, the CRC32 from its trailer, the
+/// BLAKE3 of its content.
+fn encode_member(c: &mut Compressor, unit: &[u8]) -> (Vec<u8>, MemberInfo) {
+    let bytes = encode_data(c, unit);
+    let at = bytes.len().saturating_sub(TRAILER_BYTES);
+    let crc32 = bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    let info = MemberInfo {
+        compressed: bytes.len() as u64,
+        uncompressed: unit.len() as u64,
+        crc32,
+        digest: Some(member_digest(unit)),
+    };
+    (bytes, info)
 }
 
 impl<W: Write> Write for Members<W> {
@@ -563,6 +598,90 @@ impl<W: Write> NewcSink for Members<W> {
         }
         Ok(())
     }
+
+    fn index(&mut self, entry: &IndexEntry) {
+        self.index.push_entry(entry);
+    }
+}
+
+/// Index entries of one newc stream, handed to the sink in the order `CpioReader`
+/// yields entries: a regular file's hard-link group comes out at its data-bearing
+/// (last) path as the file, then its earlier paths as links to it, in stream order.
+#[derive(Default)]
+struct NewcIndexer {
+    /// Earlier paths of regular-file link groups, by leader, until the last comes.
+    waiting: BTreeMap<usize, Vec<IndexEntry>>,
+}
+
+impl NewcIndexer {
+    /// Records entry `i`, framed at `header_offset` with a header of `header_len`
+    /// bytes and `data_len` bytes of data, with the clamped `mtime`.
+    #[allow(clippy::too_many_arguments)]
+    fn entry<W: NewcSink>(
+        &mut self,
+        out: &mut W,
+        entries: &[(Entry, PathBuf)],
+        layout: &NewcLayout,
+        i: usize,
+        (header_offset, header_len, data_len): (u64, u64, u64),
+        mtime: u32,
+    ) {
+        let entry = &entries[i].0;
+        let l = layout.leader[i];
+        let meta = &entries[l].0;
+        let mut record = IndexEntry {
+            path: entry.path.clone(),
+            kind: meta.kind.clone(),
+            mode: meta.mode & 0o7777,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: Timestamp {
+                secs: i64::from(mtime),
+                nanos: 0,
+            },
+            size: 0,
+            header_offset,
+            data_offset: header_offset + header_len,
+            stored: 0,
+            sparse: None,
+            digest: None,
+        };
+        if meta.kind == Kind::File {
+            if !layout.carries_data[i] {
+                record.kind = Kind::HardLink(Vec::new());
+                self.waiting.entry(l).or_default().push(record);
+                return;
+            }
+            record.size = data_len;
+            record.stored = data_len;
+            out.index(&record);
+            for mut link in self.waiting.remove(&l).unwrap_or_default() {
+                link.kind = Kind::HardLink(entry.path.clone());
+                out.index(&link);
+            }
+            return;
+        }
+        if l != i {
+            record.kind = Kind::HardLink(meta.path.clone());
+        }
+        out.index(&record);
+    }
+
+    /// Groups whose data-bearing path never came (not possible from a walk, kept in
+    /// step with the decoder): its last path as the file, the others linked to it.
+    fn finish<W: NewcSink>(&mut self, out: &mut W) {
+        for (_, mut group) in std::mem::take(&mut self.waiting) {
+            let Some(mut file) = group.pop() else {
+                continue;
+            };
+            file.kind = Kind::File;
+            out.index(&file);
+            for mut link in group {
+                link.kind = Kind::HardLink(file.path.clone());
+                out.index(&link);
+            }
+        }
+    }
 }
 
 /// Every entry, trailer, final block padding.
@@ -575,6 +694,7 @@ fn write_newc_stream<W: NewcSink>(prepared: Prepared, out: &mut W) -> Result<New
     // Link members reuse their leader's clamped mtime; the warning is given once.
     let mut mtimes: Vec<u32> = Vec::with_capacity(w.entries.len());
     let mut enc = EntryEncoder::new();
+    let mut indexer = NewcIndexer::default();
     for (i, (entry, source)) in w.entries.iter().enumerate() {
         let l = layout.leader[i];
         let meta = &w.entries[l].0;
@@ -614,9 +734,18 @@ fn write_newc_stream<W: NewcSink>(prepared: Prepared, out: &mut W) -> Result<New
         let pad = pad4(data_len);
         out.write_all(&[0u8; 4][..pad as usize])
             .map_err(output_error)?;
+        indexer.entry(
+            out,
+            &w.entries,
+            &layout,
+            i,
+            (stats.bytes, header.len() as u64, data_len),
+            mtime,
+        );
         stats.bytes += header.len() as u64 + data_len + pad;
         out.boundary().map_err(output_error)?;
     }
+    indexer.finish(out);
 
     let trailer = trailer();
     out.write_all(&trailer).map_err(output_error)?;

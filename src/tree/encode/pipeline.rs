@@ -10,8 +10,8 @@
 //!   the tar stream into units where FORMAT.md §2.1 (§6 for zstd) says members start.
 //!   A unit is a plan (headers, and which byte ranges of which files), not data;
 //! - N **workers** read the file data of a unit (pread, O_NOFOLLOW), build its tar
-//!   bytes, digest each file piece and compress the unit into one gzip member or zstd
-//!   frame;
+//!   bytes, digest the unit (BLAKE3, for the index) and compress it into one gzip
+//!   member or zstd frame;
 //! - the **writer** (the calling thread) puts units in order, records them and the
 //!   entries in the index, and writes the codec's trailer.
 //!
@@ -35,9 +35,7 @@ use crate::tree::encode::entry::{open_source, output_error};
 use crate::tree::encode::walk::{Prefetched, PrefetchedItem};
 use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
-use crate::tree::format::index::{
-    chunk_digest, file_digest, IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES,
-};
+use crate::tree::format::index::{IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES};
 use crate::tree::format::tar_header::{
     encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
 };
@@ -254,8 +252,6 @@ enum Done {
 /// How reading one file piece went.
 #[derive(Debug, Default)]
 struct PieceRead {
-    /// Digest of the piece's bytes; `None` for an empty piece (an all-hole sparse file).
-    digest: Option<[u8; 32]>,
     /// The file could not be opened (gone, replaced by a symlink, directory or special
     /// file): why; the piece is zeros.
     unopenable: Option<String>,
@@ -453,7 +449,7 @@ fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, codec: 
     }
 }
 
-/// Builds a unit's tar bytes in `tar`, digests its pieces, compresses it.
+/// Builds a unit's tar bytes in `tar` and compresses it (the encoder digests it).
 fn encode_unit(
     compressor: &mut UnitEncoder,
     tar: &mut Vec<u8>,
@@ -477,11 +473,7 @@ fn encode_unit(
                 len,
                 last,
             } => {
-                let at = tar.len();
-                let mut piece = read_piece(&source, start, len, last, tar)?;
-                if len > 0 {
-                    piece.digest = Some(chunk_digest(&tar[at..]));
-                }
+                let piece = read_piece(&source, start, len, last, tar)?;
                 if last {
                     tar.resize(tar.len() + padding(source.stored), 0);
                 }
@@ -608,7 +600,6 @@ struct WriteSummary {
 /// A file whose pieces are still arriving: its record and what its pieces said.
 struct OpenFile {
     record: Box<IndexEntry>,
-    digests: Vec<[u8; 32]>,
     unopenable: Option<String>,
     zeroed: u64,
     short: bool,
@@ -653,7 +644,7 @@ fn write_members<W: Write>(
         next += 1;
         for d in enc.done {
             match d {
-                Done::Entry { mut record, reads } => {
+                Done::Entry { record, reads } => {
                     if open.is_some() {
                         return Err(internal("an entry started inside a file's data").into());
                     }
@@ -661,16 +652,11 @@ fn write_members<W: Write>(
                     if reads {
                         open = Some(OpenFile {
                             record,
-                            digests: Vec::new(),
                             unopenable: None,
                             zeroed: 0,
                             short: false,
                         });
                     } else {
-                        if record.kind == Kind::File {
-                            // An empty file: BLAKE3 of nothing (FORMAT.md §3.3).
-                            record.digest = Some(file_digest(&[]));
-                        }
                         index.push_entry(&record);
                     }
                 }
@@ -678,15 +664,13 @@ fn write_members<W: Write>(
                     let Some(file) = open.as_mut() else {
                         return Err(internal("file data without its entry").into());
                     };
-                    file.digests.extend(piece.digest);
                     if file.unopenable.is_none() {
                         file.unopenable = piece.unopenable;
                     }
                     file.zeroed += piece.zeroed;
                     file.short |= piece.short;
                     if piece.last {
-                        if let Some(mut file) = open.take() {
-                            file.record.digest = Some(file_digest(&file.digests));
+                        if let Some(file) = open.take() {
                             sum.warnings.extend(read_warning(&file, piece.now));
                             index.push_entry(&file.record);
                         }

@@ -41,7 +41,7 @@ mod at;
 mod dispatch;
 mod options;
 mod pool;
-mod sidecar;
+pub(crate) mod sidecar;
 pub mod units;
 
 use std::io::{self, BufReader, Cursor, Read};

@@ -38,7 +38,9 @@ struct Holes {
 }
 
 /// A newc decoder whose entries carry their sidecar records; see the module docs.
-struct WithSidecar<R: Read, S: Read> {
+/// `verify` reads a newc tree through it too, so what it compares a restored tree
+/// with is what restore applied.
+pub(crate) struct WithSidecar<R: Read, S: Read> {
     cpio: CpioReader<R>,
     meta: SidecarReader<S>,
     holes: Option<Holes>,
@@ -46,6 +48,23 @@ struct WithSidecar<R: Read, S: Read> {
 }
 
 impl<R: Read, S: Read> WithSidecar<R, S> {
+    /// Decodes the uncompressed newc stream `plain` with the records of `meta`
+    /// merged in.
+    pub(crate) fn new(plain: R, meta: SidecarReader<S>) -> WithSidecar<R, S> {
+        WithSidecar {
+            cpio: CpioReader::new(plain).digesting_headers(),
+            meta,
+            holes: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The stream after the newc trailer, once [`EntryReader::next_entry`] returned
+    /// `None` (which is when the sidecar's last checks ran).
+    pub(crate) fn into_inner(self) -> R {
+        self.cpio.into_inner()
+    }
+
     fn merge(&mut self, e: &mut Entry, r: Record) -> Result<(), TreeError> {
         if r.path != e.path {
             return Err(mismatch(format!(
@@ -210,15 +229,9 @@ pub fn restore_newc_with_sidecar(
     if !head.starts_with(b"070701") {
         return Err(mismatch(format!("{TREE_MEMBER} is not cpio newc")));
     }
-    let cpio = CpioReader::new(Cursor::new(head).chain(plain)).digesting_headers();
-    let mut r = WithSidecar {
-        cpio,
-        meta,
-        holes: None,
-        scratch: Vec::new(),
-    };
+    let mut r = WithSidecar::new(Cursor::new(head).chain(plain), meta);
     let stats = restore_entries(&mut r, dest, top, opts)?;
-    drain(r.cpio.into_inner())?;
+    drain(r.into_inner())?;
     Ok(stats)
 }
 
