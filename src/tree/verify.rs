@@ -40,6 +40,7 @@ use crate::tree::format::index::{
 use crate::tree::format::newc::CpioReader;
 use crate::tree::format::sidecar::{SidecarReader, SIDECAR_MEMBER};
 use crate::tree::format::tar_decode::{EntryReader, TarReader};
+use crate::tree::restore::drain;
 use crate::tree::restore::sidecar::WithSidecar;
 use crate::tree::restore::units::decode_units;
 use crate::tree::threads;
@@ -201,17 +202,6 @@ fn run_decoder<R: Read, S: Read>(
         }
     };
     drain(rest)
-}
-
-/// Reads what follows the end-of-archive marker, so a member that fails its check
-/// there is reported instead of silently accepted.
-fn drain(mut rest: impl Read) -> Result<(), TreeError> {
-    io::copy(&mut rest, &mut io::sink())
-        .map(|_| ())
-        .map_err(|e| TreeError::Format {
-            entry: "<end of archive>".into(),
-            reason: format!("stream error after the last entry: {e}"),
-        })
 }
 
 /// The archive's data members, read one by one at the offsets the index gives, for

@@ -235,8 +235,9 @@ pub fn restore_zstd(
 }
 
 /// Reads what follows the end-of-archive marker, so a corrupt or truncated gzip
-/// trailer (CRC, length) is reported instead of silently accepted.
-fn drain(mut rest: impl Read) -> Result<(), TreeError> {
+/// trailer (CRC, length), or a member that fails its check there, is reported
+/// instead of silently accepted. Verify shares it so both report the same error.
+pub(crate) fn drain(mut rest: impl Read) -> Result<(), TreeError> {
     io::copy(&mut rest, &mut io::sink())
         .map(|_| ())
         .map_err(|e| TreeError::Format {
