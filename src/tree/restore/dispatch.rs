@@ -747,24 +747,8 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+    use crate::testkit::raw_tar_entry as entry;
     use crate::tree::restore::{restore, RestoreOptions};
-
-    fn entry(name: &[u8], kind: tar::EntryType, data: &[u8], link: &[u8], mode: u32) -> Vec<u8> {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_000_000);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(512), 0);
-        out
-    }
 
     fn run(entries: &[Vec<u8>], threads: usize) -> (tempfile::TempDir, Result<(), String>) {
         let mut tar = entries.concat();

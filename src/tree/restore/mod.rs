@@ -252,27 +252,7 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    /// One tar entry with a raw name (the `tar` crate refuses `..`, which these tests
-    /// need), owned by root, mtime 1 000 000.
-    fn entry(name: &[u8], kind: tar::EntryType, data: &[u8], link: &[u8], mode: u32) -> Vec<u8> {
-        let mut h = tar::Header::new_ustar();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_000_000);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
-        out.extend_from_slice(data);
-        out.resize(
-            out.len() + crate::tree::format::padding(data.len() as u64),
-            0,
-        );
-        out
-    }
+    use crate::testkit::raw_tar_entry as entry;
 
     fn archive(entries: &[Vec<u8>]) -> Vec<u8> {
         let mut out = entries.concat();
