@@ -1,9 +1,10 @@
 //! Helpers for unit tests: a scratch management node (a temporary directory standing
-//! for `/`, with `/install`, the [`Root`] over it and its SQLite [`Catalog`]) and
-//! hand-built tar entries.
+//! for `/`, with `/install`, the [`Root`] over it and its SQLite [`Catalog`]),
+//! hand-built tar entries and a sample image tree.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, Upsert};
 use crate::root::Root;
@@ -86,4 +87,21 @@ pub fn raw_tar_entry(
         0,
     );
     out
+}
+
+/// Fills `root` with the kinds of file an image tree archive treats apart: a small
+/// file (`etc/hosts`), a 9 MiB one spread over several units (`big`, whose 32-bit
+/// words are `big_word(i)`), a sparse one, a symlink and a hard link.
+pub fn sample_tree(root: &Path, big_word: impl Fn(u32) -> u32) {
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+    let big: Vec<u8> = (0..(9u32 << 20) / 4)
+        .flat_map(|i| big_word(i).to_le_bytes())
+        .collect();
+    fs::write(root.join("big"), &big).unwrap();
+    let sparse = fs::File::create(root.join("sparse")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    sparse.write_all_at(b"middle", 4 << 20).unwrap();
+    std::os::unix::fs::symlink("etc/hosts", root.join("link")).unwrap();
+    fs::hard_link(root.join("etc/hosts"), root.join("hard")).unwrap();
 }

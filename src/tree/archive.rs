@@ -206,27 +206,17 @@ fn write_zeros(out: &mut dyn Write, mut n: u64) -> Result<(), TreeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::sample_tree;
     use crate::tree::encode::writer::{write_tree, WriteOptions};
     use std::fs;
     use std::io::Cursor;
-    use std::os::unix::fs::FileExt;
 
     /// A tree with a small file, a large one (several units), a sparse one, a
     /// symlink, a hard link; written with `codec` into memory.
     fn tree_bytes(codec: Codec) -> (tempfile::TempDir, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rootimg");
-        fs::create_dir_all(root.join("etc")).unwrap();
-        fs::write(root.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
-        let big: Vec<u8> = (0..(9u32 << 20) / 4)
-            .flat_map(|i| i.to_le_bytes())
-            .collect();
-        fs::write(root.join("big"), &big).unwrap();
-        let sparse = fs::File::create(root.join("sparse")).unwrap();
-        sparse.set_len(8 << 20).unwrap();
-        sparse.write_all_at(b"middle", 4 << 20).unwrap();
-        std::os::unix::fs::symlink("etc/hosts", root.join("link")).unwrap();
-        fs::hard_link(root.join("etc/hosts"), root.join("hard")).unwrap();
+        sample_tree(&root, |i| i);
         let mut out = Vec::new();
         let opts = WriteOptions {
             codec,

@@ -832,6 +832,7 @@ mod tests {
         };
         verify_with(archive, opts)
     }
+    use crate::testkit::sample_tree;
     use crate::tree::encode::writer::{write_tree, WriteOptions};
     use crate::tree::format::index::{chunk_digest, file_digest};
     use crate::tree::restore::{restore_stream, RestoreOptions};
@@ -851,20 +852,10 @@ mod tests {
         fn new(codec: Codec) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().join("rootimg");
-            fs::create_dir_all(root.join("etc")).unwrap();
+            sample_tree(&root, |i| i.wrapping_mul(2654435761));
             fs::create_dir_all(root.join("var/lib")).unwrap();
-            fs::write(root.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
             fs::write(root.join("etc/motd"), b"hello\n").unwrap();
             fs::write(root.join("var/lib/state"), b"state").unwrap();
-            let big: Vec<u8> = (0..(9u32 << 20) / 4)
-                .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
-                .collect();
-            fs::write(root.join("big"), &big).unwrap();
-            let sparse = fs::File::create(root.join("sparse")).unwrap();
-            sparse.set_len(8 << 20).unwrap();
-            sparse.write_all_at(b"middle", 4 << 20).unwrap();
-            std::os::unix::fs::symlink("etc/hosts", root.join("link")).unwrap();
-            fs::hard_link(root.join("etc/hosts"), root.join("hard")).unwrap();
             rustix::fs::lsetxattr(
                 root.join("etc/motd"),
                 "user.origin",
