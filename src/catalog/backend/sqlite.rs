@@ -554,15 +554,8 @@ impl Conn for Session {
         if !exists {
             return Ok(None);
         }
-        let stmt = self.conn.prepare(&format!(
-            "SELECT * FROM {schema}.{} LIMIT 0",
-            Dialect::Sqlite.q(table)
-        ))?;
-        Ok(Some(
-            stmt.column_names()
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
-        ))
+        let from = format!("{schema}.{}", Dialect::Sqlite.q(table));
+        Ok(Some(column_names(&self.conn, &from)?))
     }
 
     fn query(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<Rows, DbError> {
@@ -618,6 +611,17 @@ pub(in crate::catalog) fn table_exists(conn: &Connection, name: &str) -> rusqlit
 }
 
 /// Binds optional bytes as TEXT (NULL for None), without requiring UTF-8.
+/// The column names of `from` (a quoted table, schema-qualified or not), from a
+/// `LIMIT 0` statement rather than a PRAGMA; SQLite identifiers are
+/// case-insensitive, hence the lower-casing.
+fn column_names(conn: &Connection, from: &str) -> rusqlite::Result<Vec<String>> {
+    let stmt = conn.prepare(&format!("SELECT * FROM {from} LIMIT 0"))?;
+    Ok(stmt
+        .column_names()
+        .map(|c| c.to_ascii_lowercase())
+        .collect())
+}
+
 fn bind(v: Option<&[u8]>) -> ToSqlOutput<'_> {
     match v {
         Some(b) => ToSqlOutput::Borrowed(ValueRef::Text(b)),
@@ -645,17 +649,7 @@ impl Conn for Connection {
         if !table_exists(self, table)? {
             return Ok(None);
         }
-        // From a `LIMIT 0` statement rather than a PRAGMA; SQLite identifiers are
-        // case-insensitive, hence the lower-casing.
-        let stmt = self.prepare(&format!(
-            "SELECT * FROM {} LIMIT 0",
-            Dialect::Sqlite.q(table)
-        ))?;
-        Ok(Some(
-            stmt.column_names()
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
-        ))
+        Ok(Some(column_names(self, &Dialect::Sqlite.q(table))?))
     }
 
     fn query(&mut self, sql: &str, params: &[Option<&[u8]>]) -> Result<Rows, DbError> {
