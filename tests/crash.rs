@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::crashkit::{copy_mn, imgport, leftovers, snapshot, Fixture};
+use common::crashkit::{copy_mn, imgport, import_v2_ends, leftovers, snapshot, Fixture};
 use common::{bin, python, sh, stderr, stdout, text, IMG, ROOTIMGDIR};
 
 /// What one crash trial ended in.
@@ -52,12 +52,7 @@ const POINTS: &[&str] = &[
 /// point; after each kill runs `then` (`recover`, or the import again) and checks
 /// the end state. Returns (trials, ends).
 fn campaign(fx: &Fixture, base: &Path, reimport: bool) -> (usize, Vec<(String, End)>) {
-    let before = snapshot(base);
-    let clean = copy_mn(base);
-    let out = imgport(clean.path(), &["import", fx.bundle(2)], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let after = snapshot(clean.path());
-    assert_ne!(before, after);
+    let (before, after, clean) = import_v2_ends(fx, base);
     // A re-import after a roll-forward imports the image a second time (xCAT's
     // `.ORIG` rule then keeps version 2 as the backup).
     let out = imgport(clean.path(), &["import", fx.bundle(2)], &[]);

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::crashkit::{copy_mn, imgport, leftovers, snapshot, Fixture};
+use common::crashkit::{copy_mn, imgport, import_v2_ends, leftovers, snapshot, Fixture};
 use common::{bin, text};
 
 /// The states a trial may end in.
@@ -35,12 +35,7 @@ struct Ends {
 impl Ends {
     /// The MN `base` before the import of bundle v2, and after it on a copy.
     fn of(fx: &Fixture, base: &Path) -> Ends {
-        let before = snapshot(base);
-        let clean = copy_mn(base);
-        let out = imgport(clean.path(), &["import", fx.bundle(2)], &[]);
-        assert!(out.status.success(), "{}", text(&out));
-        let after = snapshot(clean.path());
-        assert_ne!(before, after);
+        let (before, after, _clean) = import_v2_ends(fx, base);
         Ends { before, after }
     }
 }
@@ -158,6 +153,23 @@ fn diff(before: &str, after: &str, now: &str) -> String {
     out.join("\n")
 }
 
+/// The import of bundle v2 into `mn` with `inject` (strace's `error=…` or
+/// `signal=…`) at the `n`th call of `call`; only that call is traced.
+fn injected_import(fx: &Fixture, mn: &Path, call: &str, n: u32, inject: &str) -> Output {
+    traced_import(
+        mn,
+        fx.bundle(2),
+        &[
+            "-o",
+            "/dev/null",
+            "-e",
+            &format!("trace={call}"),
+            "-e",
+            &format!("inject={call}:{inject}:when={n}"),
+        ],
+    )
+}
+
 /// ENOSPC into the `n`th call of each of `syscalls`, for every `n` the import makes.
 fn enospc_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
     let ends = Ends::of(fx, base);
@@ -167,18 +179,7 @@ fn enospc_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
         for n in 1..=count {
             let mn = copy_mn(base);
             let what = format!("ENOSPC at {call} #{n}");
-            let out = traced_import(
-                mn.path(),
-                fx.bundle(2),
-                &[
-                    "-o",
-                    "/dev/null",
-                    "-e",
-                    &format!("trace={call}"),
-                    "-e",
-                    &format!("inject={call}:error=ENOSPC:when={n}"),
-                ],
-            );
+            let out = injected_import(fx, mn.path(), call, n, "error=ENOSPC");
             let now = snapshot(mn.path());
             let ended = t.judge(&what, &ends, &now, &leftovers(mn.path()));
             match (ended, out.status.success()) {
@@ -221,18 +222,7 @@ fn kill_campaign(fx: &Fixture, base: &Path, syscalls: &[&str]) -> Tally {
         for n in 1..=count {
             let mn = copy_mn(base);
             let what = format!("SIGKILL at {call} #{n}");
-            let out = traced_import(
-                mn.path(),
-                fx.bundle(2),
-                &[
-                    "-o",
-                    "/dev/null",
-                    "-e",
-                    &format!("trace={call}"),
-                    "-e",
-                    &format!("inject={call}:signal=KILL:when={n}"),
-                ],
-            );
+            let out = injected_import(fx, mn.path(), call, n, "signal=KILL");
             if out.status.success() {
                 t.bad.push(format!("{what}: not killed"));
                 continue;

@@ -82,6 +82,18 @@ pub fn imgport(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run imgport")
 }
 
+/// The MN `base` before the import of bundle v2, and after it on a copy; the copy
+/// is returned for a test that goes on from there.
+pub fn import_v2_ends(fx: &Fixture, base: &Path) -> (String, String, tempfile::TempDir) {
+    let before = snapshot(base);
+    let clean = copy_mn(base);
+    let out = imgport(clean.path(), &["import", fx.bundle(2)], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = snapshot(clean.path());
+    assert_ne!(before, after);
+    (before, after, clean)
+}
+
 /// Three versions of the sample image (kernel, one tree file and the osimage row
 /// differ), the MNs before the crashed import, and the states it may end in.
 pub struct Fixture {
