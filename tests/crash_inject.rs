@@ -59,7 +59,11 @@ fn traced_import(mn: &Path, bundle: &str, strace_args: &[&str]) -> Output {
 /// interest, workers only write tree files).
 fn count_calls(fx: &Fixture, base: &Path, syscalls: &[&str]) -> BTreeMap<String, u32> {
     let mn = copy_mn(base);
-    let log = mn.path().join("../strace.log");
+    // Outside the MN (its snapshot must not see the log) and per call: the tests of
+    // this file run in parallel, and a shared name let one test read or remove
+    // another's log.
+    let logdir = tempfile::tempdir().expect("tempdir");
+    let log = logdir.path().join("strace.log");
     let log = log.to_str().expect("utf8").to_string();
     let set = syscalls.join(",");
     let out = traced_import(
@@ -69,7 +73,6 @@ fn count_calls(fx: &Fixture, base: &Path, syscalls: &[&str]) -> BTreeMap<String,
     );
     assert!(out.status.success(), "{}", text(&out));
     let trace = std::fs::read_to_string(&log).expect("strace log");
-    let _ = std::fs::remove_file(&log);
     let mut main = None;
     let mut counts = BTreeMap::new();
     for line in trace.lines() {
