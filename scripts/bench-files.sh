@@ -52,6 +52,19 @@ files_mode() {
     local tmp=${TMPDIR:-/tmp} key cache gen_s=cached gen_note
     key=$(sha256sum scripts/bench-files.py | cut -c1-12)
     cache=$tmp/imgport-bench-files.$nfiles.$key
+    # The source tree, imgport's restore and tar's restore live at once: about 3N
+    # inodes. A tmpfs has few by default (half the RAM's pages): fail now, not after
+    # minutes of generating. "-" or 0 free means unlimited.
+    local free_inodes need
+    free_inodes=$(df -Pi "$tmp" | awk 'NR == 2 { print $4 }')
+    need=$((nfiles * 2 + 50000))
+    [ -e "$cache/done" ] || need=$((need + nfiles))
+    if [[ "$free_inodes" =~ ^[0-9]+$ ]] && [ "$free_inodes" -gt 0 ] && [ "$free_inodes" -lt "$need" ]; then
+        echo "$tmp has $free_inodes free inodes, the run needs about $need: use a bigger" \
+            "filesystem, e.g. mount -t tmpfs -o size=20G,nr_inodes=0 tmpfs /mnt/benchfs" \
+            "and TMPDIR=/mnt/benchfs" >&2
+        exit 1
+    fi
     if [ ! -e "$cache/done" ] || [ ! -d "$cache/tree" ]; then
         rm -rf "$cache"
         mkdir -p "$cache"
