@@ -324,7 +324,8 @@ pub(crate) fn encode_gzip_trailer_v1(index: &[u8], index_offset: u64) -> Vec<u8>
 mod tests {
     use super::*;
     use crate::tree::entry::{Entry, Kind};
-    use crate::tree::format::index::tests::{encode_v1, sample};
+    use crate::tree::format::index::tests::sample;
+    use crate::tree::format::index::v1::tests::encode_v1;
     use crate::tree::format::index::{share, IndexBuilder, IndexEntry, MemberInfo};
     use std::io::Seek;
     use std::sync::Mutex;

@@ -11,10 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
+use super::varint::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
 use super::{
-    cmp_paths, common_prefix, corrupt, kind_parts, put_bytes, put_varint, unzigzag, zigzag,
-    BlockFetch, Cursor, IndexEntry, IndexError, MemberInfo, StreamFormat, TAG_BLOCK, TAG_CHAR,
-    TAG_DIR, TAG_FIFO, TAG_FILE, TAG_HARDLINK, TAG_SYMLINK,
+    cmp_paths, common_prefix, corrupt, kind_parts, BlockFetch, IndexEntry, IndexError, MemberInfo,
+    StreamFormat, TAG_BLOCK, TAG_CHAR, TAG_DIR, TAG_FIFO, TAG_FILE, TAG_HARDLINK, TAG_SYMLINK,
 };
 use crate::tree::entry::{Kind, Timestamp};
 
