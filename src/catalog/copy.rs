@@ -2,7 +2,7 @@
 //! a cluster from SQLite to PostgreSQL or MySQL when it grows (XCAT.md §8.7).
 
 use super::schema::{self, TableSpec};
-use super::store::all_rows;
+use super::store::{all_rows, insert_rows};
 use super::{spec_of, Catalog, CatalogError};
 
 /// What a copy did (or, in a dry run, would do) to one table.
@@ -100,26 +100,7 @@ impl Catalog {
                 let d = conn.dialect();
                 conn.execute(&format!("DELETE FROM {}", d.q(spec.name)), &[])
                     .map_err(&err)?;
-                if rows.names.is_empty() {
-                    continue;
-                }
-                let insert = format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
-                    d.q(spec.name),
-                    rows.names
-                        .iter()
-                        .map(|c| d.q(c))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    vec!["?"; rows.names.len()].join(", ")
-                );
-                for r in &rows.rows {
-                    let vals: Vec<Option<&[u8]>> = r
-                        .iter()
-                        .map(|v| v.as_deref().filter(|b| !b.is_empty()))
-                        .collect();
-                    conn.execute(&insert, &vals).map_err(&err)?;
-                }
+                insert_rows(conn, spec, rows, true).map_err(&err)?;
             }
             Ok(())
         })?;

@@ -120,6 +120,39 @@ pub(super) fn all_rows(conn: &mut dyn Conn, spec: &TableSpec) -> Result<Option<R
     Ok(Some(rows))
 }
 
+/// Inserts every row of `rows` into `spec`'s table, columns as `rows.names` says.
+/// With `empty_is_null`, empty values go in as NULL, as xCAT stores them on its own
+/// writes; without, every value goes in as read, so a copy keeps `''` apart from NULL.
+pub(super) fn insert_rows(
+    conn: &mut dyn Conn,
+    spec: &TableSpec,
+    rows: &Rows,
+    empty_is_null: bool,
+) -> Result<(), DbError> {
+    if rows.names.is_empty() {
+        return Ok(());
+    }
+    let d = conn.dialect();
+    let insert = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        d.q(spec.name),
+        rows.names
+            .iter()
+            .map(|c| d.q(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        vec!["?"; rows.names.len()].join(", ")
+    );
+    for r in &rows.rows {
+        let vals: Vec<Option<&[u8]>> = r
+            .iter()
+            .map(|v| v.as_deref().filter(|b| !(empty_is_null && b.is_empty())))
+            .collect();
+        conn.execute(&insert, &vals)?;
+    }
+    Ok(())
+}
+
 impl Catalog {
     /// Enabled rows of `spec` matching `key` (see [`Catalog::get`]); stops after the
     /// first when `first_only`.
@@ -179,25 +212,10 @@ impl Catalog {
         let err = self.backend.err(spec.name, "copying for a plan");
         mem.batch(&super::ddl::create(super::backend::Dialect::Sqlite, spec))
             .map_err(&err)?;
-        let Some(rows) = rows.filter(|r| !r.names.is_empty()) else {
-            return Ok(());
-        };
-        let d = mem.dialect();
-        let insert = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            d.q(spec.name),
-            rows.names
-                .iter()
-                .map(|c| d.q(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            vec!["?"; rows.names.len()].join(", ")
-        );
-        for r in &rows.rows {
-            let vals: Vec<Option<&[u8]>> = r.iter().map(|v| v.as_deref()).collect();
-            mem.execute(&insert, &vals).map_err(&err)?;
+        match rows {
+            Some(rows) => insert_rows(mem, spec, &rows, false).map_err(&err),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes `upserts` with xCAT setAttribs merge semantics (XCAT.md §6.4, C15).
