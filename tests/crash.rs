@@ -105,47 +105,57 @@ fn campaign(fx: &Fixture, base: &Path, reimport: bool) -> (usize, Vec<(String, E
     (trials, ends)
 }
 
-fn report(name: &str, trials: usize, ends: &[(String, End)]) {
+/// Runs [`campaign`] on a fresh fixture's empty or populated MN, prints its tally
+/// and checks it made at least `min_trials` kills; returns where each kill ended.
+fn run_campaign(
+    name: &str,
+    populated: bool,
+    reimport: bool,
+    min_trials: usize,
+) -> Vec<(String, End)> {
+    let fx = Fixture::new();
+    let base = if populated {
+        fx.populated.path()
+    } else {
+        fx.empty.path()
+    };
+    let (trials, ends) = campaign(&fx, base, reimport);
     let before = ends.iter().filter(|(_, e)| *e == End::Before).count();
     eprintln!(
         "{name}: {trials} kills, all clean: {before} back to before, {} complete",
         ends.len() - before
     );
+    assert!(trials >= min_trials, "{trials}");
+    ends
+}
+
+/// Where the kill at `point` ended, if the campaign reached it.
+fn end_at<'a>(ends: &'a [(String, End)], point: &str) -> Option<&'a End> {
+    ends.iter().find(|(a, _)| a == point).map(|(_, e)| e)
 }
 
 #[test]
 fn kill_at_every_step_then_recover_on_an_empty_mn() {
-    let fx = Fixture::new();
-    let (trials, ends) = campaign(&fx, fx.empty.path(), false);
-    report("empty MN, recover", trials, &ends);
-    assert!(trials >= 20, "{trials}");
+    let ends = run_campaign("empty MN, recover", false, false, 20);
     // Killed before its rows, an import is undone; after them, completed.
-    let end = |p: &str| ends.iter().find(|(a, _)| a == p).map(|(_, e)| e);
-    assert_eq!(end("did-place:1"), Some(&End::Before));
-    assert_eq!(end("rec-rows:1"), Some(&End::Before));
-    assert_eq!(end("rows-commit:1"), Some(&End::Before));
-    assert_eq!(end("did-rows:1"), Some(&End::After));
+    assert_eq!(end_at(&ends, "did-place:1"), Some(&End::Before));
+    assert_eq!(end_at(&ends, "rec-rows:1"), Some(&End::Before));
+    assert_eq!(end_at(&ends, "rows-commit:1"), Some(&End::Before));
+    assert_eq!(end_at(&ends, "did-rows:1"), Some(&End::After));
 }
 
 #[test]
 fn kill_at_every_step_then_recover_on_an_mn_with_the_image() {
-    let fx = Fixture::new();
-    let (trials, ends) = campaign(&fx, fx.populated.path(), false);
-    report("populated MN, recover", trials, &ends);
-    assert!(trials >= 30, "{trials}");
-    let end = |p: &str| ends.iter().find(|(a, _)| a == p).map(|(_, e)| e);
+    let ends = run_campaign("populated MN, recover", true, false, 30);
     // The original version's .ORIG backups survive a kill after they were parked.
-    assert_eq!(end("did-park:1"), Some(&End::Before));
-    assert_eq!(end("did-backup:1"), Some(&End::Before));
-    assert_eq!(end("did-rows:1"), Some(&End::After));
+    assert_eq!(end_at(&ends, "did-park:1"), Some(&End::Before));
+    assert_eq!(end_at(&ends, "did-backup:1"), Some(&End::Before));
+    assert_eq!(end_at(&ends, "did-rows:1"), Some(&End::After));
 }
 
 #[test]
 fn kill_at_every_step_then_import_again_on_an_mn_with_the_image() {
-    let fx = Fixture::new();
-    let (trials, ends) = campaign(&fx, fx.populated.path(), true);
-    report("populated MN, re-import", trials, &ends);
-    assert!(trials >= 30, "{trials}");
+    run_campaign("populated MN, re-import", true, true, 30);
 }
 
 /// Opens `fifo` for writing: returns once the paused process reached its point.
