@@ -108,6 +108,40 @@ class Campaign:
         ks = sorted(set(a) ^ set(b) | {k for k in set(a) & set(b) if a[k] != b[k]})
         return ks[:5]
 
+    def tally(self, trials, trial):
+        """Runs `trial(k)` for k in range(trials); each makes its own directory with
+        fresh() and returns (directory, label, problems). A clean trial's directory is
+        removed, a bad one kept and reported under its label."""
+        counts = {"trials": 0, "clean": 0, "bad": []}
+        for k in range(trials):
+            d, label, problems = trial(k)
+            counts["trials"] += 1
+            if problems:
+                counts["bad"].append(f"{label}: " + "; ".join(problems))
+            else:
+                counts["clean"] += 1
+                shutil.rmtree(d)
+        return counts
+
+    def verify_then_import(self, d, bundle, root):
+        """Verifies `bundle`, then imports it into `root` (already made inside `d`), both
+        from an empty working directory inside `d`. Returns both results and the
+        problems every such trial checks: hangs, panics, writes outside the root."""
+        cwd = os.path.join(d, "cwd")
+        os.makedirs(cwd)
+        outside = sorted(os.listdir(d))
+        v = self.run(["verify", bundle], cwd=cwd)
+        im = self.run(["-q", "import", bundle], root=root, cwd=cwd)
+        problems = []
+        for name, res in (("verify", v), ("import", im)):
+            if res[0] == "timeout":
+                problems.append(f"{name} hung")
+            elif self.panicked(res):
+                problems.append(f"{name} panicked: {res[2].strip()[-200:]}")
+        if sorted(os.listdir(d)) != outside or os.listdir(cwd):
+            problems.append("wrote outside the root")
+        return v, im, problems
+
     def export(self, root, dest, extra=()):
         rc, _, err = self.run(["-q", "export", IMG, dest, *extra], root=root)
         if rc != 0:
@@ -187,11 +221,11 @@ class Campaign:
     def corrupt(self, trials):
         rng = random.Random(self.seed * 1000 + 1)
         size = len(self.bundle_bytes)
-        counts = {"trials": 0, "clean": 0, "bad": []}
         ignored = {}
         stats = {"verify-only": 0, "both-refuse": 0}
         codes = {}
-        for k in range(trials):
+
+        def trial(k):
             kind = "flip" if k % 2 == 0 else "trunc"
             off = rng.randrange(size)
             mask = rng.randrange(1, 256)
@@ -207,22 +241,10 @@ class Campaign:
             with open(b, "wb") as f:
                 f.write(data)
             root = os.path.join(d, "root")
-            cwd = os.path.join(d, "cwd")
             os.makedirs(root)
-            os.makedirs(cwd)
-            outside = sorted(os.listdir(d))
-            v = self.run(["verify", b], cwd=cwd)
-            im = self.run(["-q", "import", b], root=root, cwd=cwd)
+            v, im, problems = self.verify_then_import(d, b, root)
             key = f"{kind} verify {v[0]}/import {im[0]}"
             codes[key] = codes.get(key, 0) + 1
-            problems = []
-            for name, res in (("verify", v), ("import", im)):
-                if res[0] == "timeout":
-                    problems.append(f"{name} hung")
-                elif self.panicked(res):
-                    problems.append(f"{name} panicked: {res[2].strip()[-200:]}")
-            if sorted(os.listdir(d)) != outside or os.listdir(cwd):
-                problems.append("wrote outside the root")
             if im[0] != 0 and v[0] == 0:
                 problems.append(f"verify 0 but import refuses ({im[0]})")
             if kind == "trunc":
@@ -242,12 +264,9 @@ class Campaign:
                 stats["verify-only"] += 1
             else:
                 stats["both-refuse"] += 1
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"{what}: verify={v[0]} import={im[0]}: " + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
+            return d, f"{what}: verify={v[0]} import={im[0]}", problems
+
+        counts = self.tally(trials, trial)
         note = (f"both refused {stats['both-refuse']}, only verify refused {stats['verify-only']}, "
                 f"both accepted {sum(ignored.values())} (" +
                 ", ".join(f"{v} {k}" for k, v in sorted(ignored.items())) + "); exits: " +
@@ -257,11 +276,12 @@ class Campaign:
     # --- kind 2: kill -9 during export ----------------------------------------------
     def kill_export(self, trials):
         rng = random.Random(self.seed * 1000 + 2)
-        counts = {"trials": 0, "clean": 0, "bad": []}
         with open(self.newbundle, "rb") as f:
             old = f.read()
         killed_after_finish = 0
-        for k in range(trials):
+
+        def trial(k):
+            nonlocal killed_after_finish
             d = self.fresh("kill-export")
             dest = os.path.join(d, "out.tgz")
             had_old = k % 2 == 1
@@ -294,12 +314,9 @@ class Campaign:
             temps = [n for n in os.listdir(d) if n.startswith(".imgport-export-")]
             if temps:
                 problems.append(f"temp files left after the second export: {temps}")
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"trial {k} delay={delay:.4f}s old={had_old}: " + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
+            return d, f"trial {k} delay={delay:.4f}s old={had_old}", problems
+
+        counts = self.tally(trials, trial)
         return counts, (f"export took ~{self.export_secs:.3f}s; {killed_after_finish} kills came "
                         "after it had finished")
 
@@ -328,8 +345,8 @@ class Campaign:
 
     def two_imports(self, trials):
         rng = random.Random(self.seed * 1000 + 3)
-        counts = {"trials": 0, "clean": 0, "bad": []}
-        for k in range(trials):
+
+        def trial(k):
             d = self.fresh("two-imports")
             root = os.path.join(d, "root")
             os.makedirs(root)
@@ -344,21 +361,17 @@ class Campaign:
             left = self.leftovers(root)
             if left:
                 problems.append(f"leftovers {left[:5]}")
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"trial {k} offset={off:.4f}s: " + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
-        return counts, ""
+            return d, f"trial {k} offset={off:.4f}s", problems
+
+        return self.tally(trials, trial), ""
 
     def export_vs_import(self, trials):
         rng = random.Random(self.seed * 1000 + 4)
-        counts = {"trials": 0, "clean": 0, "bad": []}
         seen = {"old": 0, "new": 0}
         kern_old = self.member_hash(self.bundle, "kernel")
         kern_new = self.member_hash(self.newbundle, "kernel")
-        for k in range(trials):
+
+        def trial(k):
             d = self.fresh("export-vs-import")
             root = os.path.join(d, "root")
             self.copy_mn(self.mn, root)
@@ -389,19 +402,14 @@ class Campaign:
             left = self.leftovers(root)
             if left:
                 problems.append(f"leftovers {left[:5]}")
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"trial {k} offset={off:.4f}s export_first={export_first}: "
-                                     + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
-        return counts, f"exports wholly old {seen['old']}, wholly new {seen['new']}"
+            return d, f"trial {k} offset={off:.4f}s export_first={export_first}", problems
+
+        return self.tally(trials, trial), f"exports wholly old {seen['old']}, wholly new {seen['new']}"
 
     def two_exports(self, trials):
         rng = random.Random(self.seed * 1000 + 5)
-        counts = {"trials": 0, "clean": 0, "bad": []}
-        for k in range(trials):
+
+        def trial(k):
             d = self.fresh("two-exports")
             out = os.path.join(d, "out.tgz")
             a = (["-q", "export", IMG, out], self.mn)
@@ -415,13 +423,9 @@ class Campaign:
             temps = [n for n in os.listdir(d) if n != "out.tgz"]
             if temps:
                 problems.append(f"left {temps}")
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"trial {k} offset={off:.4f}s: " + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
-        return counts, ""
+            return d, f"trial {k} offset={off:.4f}s", problems
+
+        return self.tally(trials, trial), ""
 
     @staticmethod
     def member_hash(bundle, name):
@@ -494,7 +498,6 @@ class Campaign:
 
     def hostile(self, truncations):
         rng = random.Random(self.seed * 1000 + 6)
-        counts = {"trials": 0, "clean": 0, "bad": []}
         inputs = self.hostile_inputs()
         # Also seeded truncations of each plain tar at block boundaries and inside blocks.
         cases = list(inputs)
@@ -507,7 +510,9 @@ class Campaign:
         os.makedirs(stage, exist_ok=True)
         subprocess.run(["tar", "-xzf", self.bundle, "-C", stage], check=True)
         codes = {}
-        for name, tree in cases:
+
+        def trial(k):
+            name, tree = cases[k]
             d = self.fresh("hostile")
             with open(os.path.join(stage, IMG, "rootimgtree.gz"), "wb") as f:
                 f.write(tree)
@@ -515,23 +520,11 @@ class Campaign:
             subprocess.run(["tar", "czf", b, "-C", stage, "."], check=True)
             root = os.path.join(d, "root")
             self.copy_mn(self.mn, root)
-            cwd = os.path.join(d, "cwd")
-            os.makedirs(cwd)
-            outside = sorted(os.listdir(d))
             before = self.state(root)
-            v = self.run(["verify", b], cwd=cwd)
-            im = self.run(["-q", "import", b], root=root, cwd=cwd)
+            v, im, problems = self.verify_then_import(d, b, root)
             codes[im[0]] = codes.get(im[0], 0) + 1
-            problems = []
-            for what, res in (("verify", v), ("import", im)):
-                if res[0] == "timeout":
-                    problems.append(f"{what} hung")
-                elif self.panicked(res):
-                    problems.append(f"{what} panicked")
             if im[0] not in (0, 4, "timeout"):
                 problems.append(f"import exit {im[0]}: {im[2].strip()[-200:]}")
-            if sorted(os.listdir(d)) != outside or os.listdir(cwd):
-                problems.append("wrote outside the root")
             rootimg = os.path.join(root, IMGDIR, "rootimg")
             if not os.path.isdir(rootimg) or not os.listdir(rootimg):
                 problems.append("rootimg missing or replaced by an empty tree")
@@ -539,12 +532,9 @@ class Campaign:
                 after = self.state(root)
                 if after != before:
                     problems.append(f"refused import changed the MN: {self.diff(after, before)}")
-            counts["trials"] += 1
-            if problems:
-                counts["bad"].append(f"{name}: verify={v[0]} import={im[0]}: " + "; ".join(problems))
-            else:
-                counts["clean"] += 1
-                shutil.rmtree(d)
+            return d, f"{name}: verify={v[0]} import={im[0]}", problems
+
+        counts = self.tally(len(cases), trial)
         return counts, (f"{len(inputs)} distinct inputs, {len(cases) - len(inputs)} truncations; import exits "
                         + ", ".join(f"{k}: {v}" for k, v in sorted(codes.items(), key=str)))
 
