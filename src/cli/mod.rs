@@ -115,7 +115,7 @@ enum Command {
         #[arg(value_parser = clap::value_parser!(OsString))]
         path: OsString,
     },
-    /// Check every CRC and file digest; with --against, compare a restored tree
+    /// Check every member's CRC and BLAKE3 (v1 trees: file digests); with --against, compare a restored tree
     #[command(
         after_help = "Examples:\n  imgport verify myimage.tgz\n  imgport verify myimage.tgz --against /install/netboot/rhels8/x86_64/compute/rootimg"
     )]
