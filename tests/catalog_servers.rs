@@ -46,6 +46,21 @@ fn sample_on(server: Option<&Rc<DbServer>>) -> Mn {
     mn
 }
 
+/// The sample MN (on SQLite) exported into a fresh directory: the bundle most server
+/// tests import. The directory is returned to keep the bundle alive.
+fn sample_bundle() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = export_sample(&sample_on(None), work.path(), &[]);
+    (work, bundle)
+}
+
+/// An empty MN on `server` with the site row an import needs (`installdir`).
+fn mn_with_site(server: &Rc<DbServer>) -> Mn {
+    let mn = mn_on(Some(server));
+    mn.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+    mn
+}
+
 fn db(mn: &Mn) -> &MnDb {
     mn.db.as_ref().expect("an MN on a server")
 }
@@ -95,9 +110,7 @@ fn bundles_and_tabdump_bytes_are_identical_across_the_three_backends() {
     };
     // Export from an SQLite MN, import into a PostgreSQL MN and a MariaDB MN, export
     // both again: the manifests must be byte-identical.
-    let src = sample_on(None);
-    let work = tempfile::tempdir().unwrap();
-    let bundle = export_sample(&src, work.path(), &[]);
+    let (_work, bundle) = sample_bundle();
     let original = manifest_of(&bundle);
     for server in [&pg, &my] {
         let target = mn_on(Some(server));
@@ -275,9 +288,7 @@ fn the_password_is_never_shown() {
     let Some(my) = server(Flavor::MariaDb) else {
         return;
     };
-    let src = sample_on(None);
-    let work = tempfile::tempdir().unwrap();
-    let bundle = export_sample(&src, work.path(), &[]);
+    let (work, bundle) = sample_bundle();
     let bundle = bundle.to_str().unwrap();
     for server in [&pg, &my] {
         let mn = mn_on(Some(server));
@@ -353,9 +364,7 @@ fn connection_failures_are_bounded_and_leave_the_mn_untouched() {
     let Some(pg) = server(Flavor::Postgres) else {
         return;
     };
-    let src = sample_on(None);
-    let work = tempfile::tempdir().unwrap();
-    let bundle = export_sample(&src, work.path(), &[]);
+    let (_work, bundle) = sample_bundle();
     // A peer that accepts and never answers: only the timeout ends the wait.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent = listener.local_addr().unwrap().port();
@@ -496,17 +505,14 @@ impl LockHolder {
 
 #[test]
 fn an_import_whose_connection_dies_leaves_the_mn_as_before() {
-    let src = sample_on(None);
-    let work = tempfile::tempdir().unwrap();
-    let bundle = export_sample(&src, work.path(), &[]);
+    let (_work, bundle) = sample_bundle();
     for flavor in FLAVORS {
         let Some(server) = server(flavor) else {
             return;
         };
         // 1. The server kills the import's session mid-import (files placed, rows not
         //    committed): files rolled back, no rows, the server still there to ask.
-        let mn = mn_on(Some(&server));
-        mn.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+        let mn = mn_with_site(&server);
         let before = snapshot(mn.root());
         let (child, holder) = import_blocked_at_the_lock(&mn, &bundle);
         assert!(
@@ -543,8 +549,7 @@ fn an_import_whose_connection_dies_leaves_the_mn_as_before() {
         //    same way (nothing committed, by construction: the rows were waiting).
         drop(mn);
         let mut server = server;
-        let mut mn = mn_on(Some(&server));
-        mn.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+        let mut mn = mn_with_site(&server);
         let before = snapshot(mn.root());
         let (child, holder) = import_blocked_at_the_lock(&mn, &bundle);
         mn.db.take();
@@ -563,9 +568,7 @@ fn an_import_whose_connection_dies_leaves_the_mn_as_before() {
 
 #[test]
 fn concurrent_imports_into_one_database_each_land_whole() {
-    let src = sample_on(None);
-    let work = tempfile::tempdir().unwrap();
-    let bundle = export_sample(&src, work.path(), &[]);
+    let (_work, bundle) = sample_bundle();
     for flavor in FLAVORS {
         let Some(server) = server(flavor) else {
             return;
@@ -573,9 +576,8 @@ fn concurrent_imports_into_one_database_each_land_whole() {
         // Four MNs (think: service nodes) sharing one catalog database import the same
         // image at once: without the lock two would both see "no row" and one would
         // fail on the duplicate key.
-        let first = mn_on(Some(&server));
+        let first = mn_with_site(&server);
         let cfgloc = db(&first).cfgloc();
-        first.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
         // A dry run on the server plans the rows and writes none.
         let dry = ok(&first.run(&["--json", "import", "--dry-run", bundle.to_str().unwrap()]));
         let doc: Value = serde_json::from_str(&dry).unwrap();
@@ -633,8 +635,7 @@ fn concurrent_imports_into_one_database_each_land_whole() {
             assert!(out.status.success(), "{flavor:?}: {}", text(&out));
         }
         // The rows are those of one import.
-        let single = mn_on(Some(&server));
-        single.tabrestore("site", "#key,value\n\"installdir\",\"/install\"\n", false);
+        let single = mn_with_site(&server);
         single.tabrestore("osimage", "#imagename,profile\n\"other\",\"p\"\n", false);
         ok(&single.run(&["import", bundle.to_str().unwrap()]));
         for t in ["osimage", "linuximage", "litefile"] {
