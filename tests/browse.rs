@@ -157,6 +157,54 @@ fn verify_checks_the_bundle_and_a_restored_tree() {
     }
 }
 
+/// `verify` given a tree file where its bundle was meant: a tree whose index reads is
+/// verified as a tree (members against the index), one without is refused with a
+/// message that says what it is and what to pass.
+#[test]
+fn verify_of_a_bare_tree_checks_it_or_says_what_to_pass() {
+    let out = imgport(&["verify", V1_TREE]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("in a bare tree"), "{}", text(&out));
+
+    let (_mn, work, bundle) = sample_bundle();
+    let w = work.path();
+    sh(&format!(
+        "tar -xzf {} -C {} ./{IMG}/rootimgtree.gz",
+        bundle.display(),
+        w.display()
+    ));
+    let tree = w.join(IMG).join("rootimgtree.gz");
+    let out = imgport(&["verify", tree.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = stdout(&out);
+    assert!(report.starts_with("OK:"), "{report}");
+    assert!(report.contains("in a bare tree"), "{report}");
+    assert!(!report.contains(" 0 members"), "{report}");
+
+    // Damage is found as in a bundle: a flipped byte in the first data member.
+    let mut bytes = fs::read(&tree).unwrap();
+    bytes[200] ^= 0xff;
+    let bad = w.join("bad-rootimgtree.gz");
+    fs::write(&bad, bytes).unwrap();
+    let out = imgport(&["verify", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(stderr(&out).contains("member 0"), "{}", text(&out));
+
+    // xCAT's own rootimgtree.gz (cpio newc, gzip, no index).
+    fs::create_dir_all(w.join("x/rootimg/etc")).unwrap();
+    fs::write(w.join("x/rootimg/etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    sh(&format!(
+        "cd {}/x && find rootimg | cpio -H newc -o --quiet | gzip > ../plain.gz",
+        w.display()
+    ));
+    let out = imgport(&["verify", w.join("plain.gz").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("a root image tree"), "{err}");
+    assert!(err.contains("imgport verify IMAGE.tgz"), "{err}");
+    assert!(!err.contains("not a bundle\n"), "{err}");
+}
+
 #[test]
 fn verify_detects_a_corrupt_member() {
     let (_mn, work, bundle) = sample_bundle();

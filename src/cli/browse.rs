@@ -311,13 +311,24 @@ pub fn verify(bundle: &Path, against: Option<&Path>, g: &Globals) -> i32 {
         return code;
     }
     let indexed = has_footer(bundle);
-    let tree = if indexed || against.is_some() {
-        Some(imgport::bundle::open_tree(bundle))
-    } else {
-        None
+    // Without a bundle footer the file may still be a bare rootimgtree.gz / .zst, given
+    // where its bundle was meant: try its index too. Only a bundle (or --against) makes
+    // an unreadable index an error; an xCAT bundle simply has none.
+    let tree = match imgport::bundle::open_tree(bundle) {
+        Err(_) if !indexed && against.is_none() => None,
+        opened => Some(opened),
     };
-    // A file with no bundle footer whose index opens is a bare rootimgtree.gz / .zst.
     let bare = !indexed && matches!(tree, Some(Ok(_)));
+    if !indexed && !bare && looks_like_tree(bundle) {
+        // Its index is missing (xCAT writes none) or damaged; either way only the
+        // bundle around it can be checked.
+        eprintln!(
+            "imgport: {}: a root image tree (rootimgtree), not a bundle, with no index imgport \
+             can read: verify the bundle that carries it (imgport verify IMAGE.tgz)",
+            bundle.display()
+        );
+        return EXIT_CORRUPT;
+    }
     let container = (!bare).then(|| imgport::bundle::check::check(bundle));
     let container = match container {
         Some(Err(e)) => {
@@ -402,6 +413,47 @@ fn has_footer(bundle: &Path) -> bool {
     )
 }
 
+/// Whether `path` holds a root image tree rather than a bundle: a gzip or zstd stream
+/// whose first entry is `rootimg`, in cpio newc (as xCAT writes rootimgtree.gz) or tar
+/// (FORMAT.md §4, §5). Reads the first few hundred bytes; false on anything unreadable.
+fn looks_like_tree(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() {
+        return false;
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let stream: Box<dyn Read> = if magic[..2] == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        match zstd::stream::read::Decoder::new(file) {
+            Ok(d) => Box::new(d),
+            Err(_) => return false,
+        }
+    } else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(512);
+    if stream.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    // newc: a 110-byte header, then the name; tar: the NUL-padded name field first.
+    let name = if head.starts_with(b"070701") {
+        head.get(110..).unwrap_or_default()
+    } else if head.len() == 512 && &head[257..262] == b"ustar" {
+        &head[..100]
+    } else {
+        return false;
+    };
+    let name = name.strip_prefix(b"./").unwrap_or(name);
+    name.starts_with(b"rootimg") && matches!(name.get(7), None | Some(b'/' | b'\0'))
+}
+
 /// A tree error, naming the bundle member that holds the tree.
 fn in_tree(
     e: &dyn std::fmt::Display,
@@ -440,9 +492,10 @@ fn print_verify(
         println!("{d}");
     }
     let verdict = if report.ok() { "OK" } else { "MISMATCH" };
-    let bundle_part = container
-        .map(|c| format!(" in a bundle of {} members", c.members))
-        .unwrap_or_default();
+    let bundle_part = match container {
+        Some(c) => format!(" in a bundle of {} members", c.members),
+        None => " in a bare tree (no bundle around it)".to_string(),
+    };
     println!(
         "{verdict}: {} members, {} entries, {} files checked, {} differences{bundle_part}",
         report.members,
