@@ -237,6 +237,9 @@ impl DbServer {
         while children.iter().any(|&pid| running(pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        if self.flavor == Flavor::Postgres {
+            remove_sysv_segments_of(self.pid);
+        }
     }
 
     /// Stops the server by its pid and waits (bounded) for it, then SIGKILL. PostgreSQL gets
@@ -667,6 +670,28 @@ fn maria_common_args(datadir: &Path, run_as_root: bool) -> Vec<String> {
     args
 }
 
+/// Removes the System V shared memory segments that process `pid` created and nobody
+/// holds any more. A PostgreSQL postmaster always makes one (a small interlock, whatever
+/// `shared_memory_type` says) and only removes it on a clean shutdown, so each SIGKILLed
+/// test server would leave one behind for good. Best effort: a segment that cannot be
+/// read or removed is left, as it would be without this.
+fn remove_sysv_segments_of(pid: u32) {
+    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return;
+    };
+    // Columns: key shmid perms size cpid lpid nattch ...
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(shmid), Some(cpid), Some(nattch)) = (cols.get(1), cols.get(4), cols.get(6))
+        else {
+            continue;
+        };
+        if cpid.parse() == Ok(pid) && *nattch == "0" {
+            let _ = Command::new("ipcrm").args(["-m", shmid]).output();
+        }
+    }
+}
+
 /// Creates `<dir>/data` with the flavor's own initialiser.
 fn init_datadir(
     flavor: Flavor,
@@ -787,6 +812,10 @@ impl DbServer {
                     "full_page_writes=off".into(),
                     "shared_buffers=16MB".into(),
                     "max_connections=50".into(),
+                    // Dynamic shared memory as files in the data directory, not in
+                    // /dev/shm: a server that kill() SIGKILLs cannot remove its segments,
+                    // and in the data directory they go with the temp dir on drop.
+                    "dynamic_shared_memory_type=mmap".into(),
                 ] {
                     c.arg("-c").arg(setting);
                 }
