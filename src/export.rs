@@ -372,8 +372,10 @@ fn write_bundle<W: TreeSink>(
                     ..Default::default()
                 };
                 let prepared = tree::prepare_newc(&host, &o)?;
-                let sidecar = prepared.sidecar()?;
-                bundle.add_bytes(&format!("{img}/{}", tree::SIDECAR_MEMBER), &sidecar, 0o644)?;
+                // Spooled, not held: it grows with the tree (FORMAT.md §7).
+                let sidecar = prepared.spool_sidecar()?;
+                let name = format!("{img}/{}", tree::SIDECAR_MEMBER);
+                bundle.add_reader(&name, sidecar.len(), 0o644, sidecar)?;
                 Some(prepared)
             }
         };

@@ -38,7 +38,9 @@ pub(crate) mod verify;
 
 pub use archive::TreeArchive;
 pub use codec::{read_tree_index, zstd_level, Codec};
-pub use encode::newc::{prepare_newc, write_newc, write_newc_gz, NewcOptions, NewcStats, NewcTree};
+pub use encode::newc::{
+    prepare_newc, write_newc, write_newc_gz, NewcOptions, NewcStats, NewcTree, SpooledSidecar,
+};
 pub use encode::walk::{walk, Walk, WalkOptions, WalkStream};
 pub use encode::writer::{
     measure, write_tar, write_tree, EntryEncoder, TreeStats, WriteOptions, ROOTIMG_TOP,

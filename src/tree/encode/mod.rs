@@ -6,5 +6,6 @@
 pub mod entry;
 pub mod newc;
 mod pipeline;
+mod spill;
 pub mod walk;
 pub mod writer;

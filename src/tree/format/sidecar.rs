@@ -17,7 +17,7 @@
 //! value) | [varint segment count, each (varint gap from the previous segment's end,
 //! varint length)]`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use crate::tree::entry::Timestamp;
 use crate::tree::error::{display_path, TreeError};
@@ -64,11 +64,52 @@ pub struct Record {
     pub sparse: Option<Vec<(u64, u64)>>,
 }
 
-/// Builds a sidecar in memory, record by record, in newc decoder order.
-#[derive(Debug, Default)]
-pub struct SidecarBuilder {
-    body: Vec<u8>,
+/// Writes a sidecar record by record, in newc decoder order, without holding it: the
+/// records stream to `out` as they come, and [`SidecarWriter::finish`] gives the head
+/// (which holds the header digest, known only once the last header is) and the CRC
+/// to frame them with.
+#[derive(Debug)]
+pub struct SidecarWriter<W: Write> {
+    out: W,
+    /// One record's bytes, reused.
+    scratch: Vec<u8>,
+    /// CRC32 of the records alone; the head's is combined in at the end.
+    crc: crc32fast::Hasher,
+    len: u64,
     count: u64,
+}
+
+/// A finished sidecar in three parts: the whole is `head`, then the records written to
+/// `body`, then `tail`.
+#[derive(Debug)]
+pub struct SidecarParts<W> {
+    pub head: Vec<u8>,
+    pub body: W,
+    pub body_len: u64,
+    /// The CRC32 of head and body.
+    pub tail: [u8; 4],
+}
+
+impl<W> SidecarParts<W> {
+    /// Bytes of the whole sidecar.
+    pub fn len(&self) -> u64 {
+        (self.head.len() + self.tail.len()) as u64 + self.body_len
+    }
+
+    /// Never: a sidecar has at least its head and CRC.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl SidecarParts<Vec<u8>> {
+    /// The sidecar as one byte string.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut out = self.head;
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&self.tail);
+        out
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -96,54 +137,80 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-impl SidecarBuilder {
-    pub fn push(&mut self, r: &Record) {
-        let b = &mut self.body;
-        put_bytes(b, &r.path);
-        let mut flags = 0;
-        if r.uname.is_some() {
-            flags |= FLAG_UNAME;
+/// Appends the encoding of `r` (see the module doc) to `b`.
+fn encode_record(b: &mut Vec<u8>, r: &Record) {
+    put_bytes(b, &r.path);
+    let mut flags = 0;
+    if r.uname.is_some() {
+        flags |= FLAG_UNAME;
+    }
+    if r.gname.is_some() {
+        flags |= FLAG_GNAME;
+    }
+    if r.sparse.is_some() {
+        flags |= FLAG_SPARSE;
+    }
+    b.push(flags);
+    put_varint(b, zigzag(r.mtime.secs));
+    put_varint(b, u64::from(r.mtime.nanos));
+    for name in [&r.uname, &r.gname].into_iter().flatten() {
+        put_bytes(b, name);
+    }
+    put_varint(b, r.xattrs.len() as u64);
+    for (name, value) in &r.xattrs {
+        put_bytes(b, name);
+        put_bytes(b, value);
+    }
+    if let Some(map) = &r.sparse {
+        put_varint(b, map.len() as u64);
+        let mut end = 0u64;
+        for &(off, len) in map {
+            put_varint(b, off.saturating_sub(end));
+            put_varint(b, len);
+            end = off.saturating_add(len);
         }
-        if r.gname.is_some() {
-            flags |= FLAG_GNAME;
+    }
+}
+
+impl<W: Write> SidecarWriter<W> {
+    pub fn new(out: W) -> SidecarWriter<W> {
+        SidecarWriter {
+            out,
+            scratch: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            count: 0,
         }
-        if r.sparse.is_some() {
-            flags |= FLAG_SPARSE;
-        }
-        b.push(flags);
-        put_varint(b, zigzag(r.mtime.secs));
-        put_varint(b, u64::from(r.mtime.nanos));
-        for name in [&r.uname, &r.gname].into_iter().flatten() {
-            put_bytes(b, name);
-        }
-        put_varint(b, r.xattrs.len() as u64);
-        for (name, value) in &r.xattrs {
-            put_bytes(b, name);
-            put_bytes(b, value);
-        }
-        if let Some(map) = &r.sparse {
-            put_varint(b, map.len() as u64);
-            let mut end = 0u64;
-            for &(off, len) in map {
-                put_varint(b, off.saturating_sub(end));
-                put_varint(b, len);
-                end = off.saturating_add(len);
-            }
-        }
-        self.count += 1;
     }
 
-    /// The complete sidecar for a tree whose newc headers hash to `digest`.
-    pub fn finish(self, digest: [u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEAD_BYTES + self.body.len() + 4);
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&digest);
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&self.body);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+    /// Writes the next record to the body.
+    pub fn push(&mut self, r: &Record) -> std::io::Result<()> {
+        self.scratch.clear();
+        encode_record(&mut self.scratch, r);
+        self.out.write_all(&self.scratch)?;
+        self.crc.update(&self.scratch);
+        self.len += self.scratch.len() as u64;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The parts of the complete sidecar for a tree whose newc headers hash to
+    /// `digest`; `body` is the writer given to [`SidecarWriter::new`], not flushed.
+    pub fn finish(self, digest: [u8; 32]) -> SidecarParts<W> {
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        head.extend_from_slice(MAGIC);
+        head.push(VERSION);
+        head.extend_from_slice(&digest);
+        head.extend_from_slice(&self.count.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.combine(&self.crc);
+        SidecarParts {
+            head,
+            body: self.out,
+            body_len: self.len,
+            tail: crc.finalize().to_le_bytes(),
+        }
     }
 }
 
@@ -401,11 +468,11 @@ mod tests {
     }
 
     fn build(records: &[Record]) -> Vec<u8> {
-        let mut b = SidecarBuilder::default();
+        let mut b = SidecarWriter::new(Vec::new());
         for r in records {
-            b.push(r);
+            b.push(r).unwrap();
         }
-        b.finish([9u8; 32])
+        b.finish([9u8; 32]).into_bytes()
     }
 
     fn parse(bytes: &[u8]) -> Result<Vec<Record>, TreeError> {
