@@ -15,7 +15,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use crate::tree::entry::{Entry, Kind, Timestamp};
 use crate::tree::error::TreeError;
-use crate::tree::format::index::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
+use crate::tree::format::index::varint::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
 
 const FLAG_UNAME: u8 = 1;
 const FLAG_GNAME: u8 = 2;
