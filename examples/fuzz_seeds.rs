@@ -72,13 +72,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let encoded = index.finish();
     let data_end = file.len() as u64;
-    file.extend_from_slice(&encode_gzip_trailer(&encoded, data_end));
+    file.extend_from_slice(&encode_gzip_trailer(&encoded, data_end)?);
     write(seeds, "member_reader/tree-v2.gz", &file)?;
     write(seeds, "index_reader/tree-v2.gz", &file)?;
     write(seeds, "index_reader/head.bin", &encoded.head)?;
-    if let Some(b) = encoded.blocks.first() {
+    let mut first = None;
+    encoded.for_each_block(|b| {
+        first.get_or_insert_with(|| b.to_vec());
+        Ok(())
+    })?;
+    if let Some(b) = first {
         // The raw block: what `decode_block` reads.
-        let raw = zstd::bulk::decompress(b, 16 << 20)?;
+        let raw = zstd::bulk::decompress(&b, 16 << 20)?;
         write(seeds, "index_reader/block.bin", &raw)?;
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! Nothing is allocated from a length read off the input without checking it against
 //! the file's own length or a fixed bound.
 
-use std::io::{Read, SeekFrom};
+use std::io::{self, Read, SeekFrom, Write};
 use std::sync::Arc;
 
 use super::gzip::{self, Header, ID_FOOTER, ID_INDEX, MAX_DEFLATE_RATIO, MAX_SUBFIELD_PAYLOAD};
@@ -38,31 +38,41 @@ pub fn ix_span(len: u64) -> u64 {
     members * gzip::tagged_len(0) as u64 + len
 }
 
-fn push_ix(out: &mut Vec<u8>, payload: &[u8]) -> u32 {
+/// Writes `payload` as `IX` members (at least one); returns how many and their bytes.
+fn push_ix<W: Write + ?Sized>(out: &mut W, payload: &[u8]) -> io::Result<(u32, u64)> {
     if payload.is_empty() {
-        out.extend_from_slice(&gzip::encode_tagged(ID_INDEX, &[]));
-        return 1;
+        let m = gzip::encode_tagged(ID_INDEX, &[]);
+        out.write_all(&m)?;
+        return Ok((1, m.len() as u64));
     }
-    let mut n = 0;
+    let (mut n, mut bytes) = (0, 0);
     for chunk in payload.chunks(MAX_SUBFIELD_PAYLOAD) {
-        out.extend_from_slice(&gzip::encode_tagged(ID_INDEX, chunk));
+        let m = gzip::encode_tagged(ID_INDEX, chunk);
+        out.write_all(&m)?;
         n += 1;
+        bytes += m.len() as u64;
     }
-    n
+    Ok((n, bytes))
 }
 
-/// The bytes to append after the data members of a tree written from offset 0 up to
-/// `index_offset`: the index blocks, the head, the footer (v2).
-pub fn encode_gzip_trailer(index: &EncodedIndex, index_offset: u64) -> Vec<u8> {
+/// Writes what follows the data members of a tree written from offset 0 up to
+/// `index_offset`: the index blocks, the head, the footer (v2). Returns the bytes
+/// written. The blocks are streamed from the index (which may have spilled them to a
+/// temporary file), not gathered in memory.
+pub fn write_gzip_trailer<W: Write + ?Sized>(
+    index: &EncodedIndex,
+    index_offset: u64,
+    out: &mut W,
+) -> io::Result<u64> {
     let head_blob = crate::tree::format::index::v2::compress(&mut None, &index.head);
-    let mut out = Vec::with_capacity(
-        (index.blocks_len() + head_blob.len() as u64) as usize + 64 * (index.blocks.len() + 4),
-    );
-    for b in &index.blocks {
-        push_ix(&mut out, b);
-    }
-    let head_offset = index_offset + out.len() as u64;
-    let head_members = push_ix(&mut out, &head_blob);
+    let mut written = 0u64;
+    index.for_each_block(|b| {
+        written += push_ix(out, b)?.1;
+        Ok(())
+    })?;
+    let head_offset = index_offset + written;
+    let (head_members, head_bytes) = push_ix(out, &head_blob)?;
+    written += head_bytes;
     let mut crc = libdeflater::Crc::new();
     crc.update(&index.head);
     let mut footer = Vec::with_capacity(FOOTER_PAYLOAD_BYTES_V2);
@@ -73,8 +83,17 @@ pub fn encode_gzip_trailer(index: &EncodedIndex, index_offset: u64) -> Vec<u8> {
     footer.extend_from_slice(&(head_blob.len() as u64).to_le_bytes());
     footer.extend_from_slice(&(index.head.len() as u64).to_le_bytes());
     footer.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&gzip::encode_tagged(ID_FOOTER, &footer));
-    out
+    let footer = gzip::encode_tagged(ID_FOOTER, &footer);
+    out.write_all(&footer)?;
+    Ok(written + footer.len() as u64)
+}
+
+/// [`write_gzip_trailer`] into memory (tests, fuzz seeds). Fails only if the index's
+/// blocks spilled to a temporary file that cannot be read back.
+pub fn encode_gzip_trailer(index: &EncodedIndex, index_offset: u64) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_gzip_trailer(index, index_offset, &mut out)?;
+    Ok(out)
 }
 
 /// Where the v1 index is, as the `IF` footer member says.
@@ -368,7 +387,7 @@ mod tests {
             b.push_entry(e);
         }
         let mut file = vec![0u8; 150];
-        file.extend_from_slice(&encode_gzip_trailer(&b.finish(), 150));
+        file.extend_from_slice(&encode_gzip_trailer(&b.finish(), 150).unwrap());
         let index = read(file).unwrap();
         assert_eq!(index.version(), 2);
         let got: Vec<IndexEntry> = index.entries().map(|e| e.unwrap()).collect();
@@ -410,9 +429,12 @@ mod tests {
         assert_eq!(index.members[1].0, m[1]);
     }
 
-    /// 20 000 files in path order, 512-byte headers, dense data.
+    /// `n` files in path order, 512-byte headers, dense data.
     fn many(n: u64) -> (IndexBuilder, Vec<IndexEntry>) {
-        let mut b = IndexBuilder::new();
+        many_into(IndexBuilder::new(), n)
+    }
+
+    fn many_into(mut b: IndexBuilder, n: u64) -> (IndexBuilder, Vec<IndexEntry>) {
         let mut at = 0u64;
         let mut all = Vec::new();
         let mut seed = 1u64;
@@ -435,7 +457,7 @@ mod tests {
     #[test]
     fn large_indexes_are_blocks_and_a_lookup_reads_one() {
         let (b, all) = many(20_000);
-        let trailer = encode_gzip_trailer(&b.finish(), 0);
+        let trailer = encode_gzip_trailer(&b.finish(), 0).unwrap();
         let index = read(trailer.clone()).unwrap();
         assert_eq!(index.len(), 20_000);
         assert!(index.sorted());
@@ -461,9 +483,54 @@ mod tests {
     }
 
     #[test]
+    fn a_spilled_index_writes_the_same_trailer() {
+        let (kept, _) = many(20_000);
+        assert!(!kept.spilled(), "20 000 entries stay under the bound");
+        let (spilled, all) = many_into(IndexBuilder::new().spill_after(0), 20_000);
+        assert!(spilled.spilled());
+        let want = encode_gzip_trailer(&kept.finish(), 4096).unwrap();
+        let got = encode_gzip_trailer(&spilled.finish(), 4096).unwrap();
+        assert!(
+            got == want,
+            "same bytes whether the blocks were in memory or not"
+        );
+        let mut file = vec![0u8; 4096];
+        file.extend_from_slice(&got);
+        let index = read(file).unwrap();
+        assert_eq!(index.len(), 20_000);
+        assert_eq!(
+            index.find(b"rootimg/d007/f00123").unwrap().as_ref(),
+            Some(&all[7_123])
+        );
+    }
+
+    #[test]
+    fn a_failing_output_is_an_error_not_a_short_trailer() {
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.0 < b.len() {
+                    return Err(io::Error::from(io::ErrorKind::StorageFull));
+                }
+                self.0 -= b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (b, _) = many_into(IndexBuilder::new().spill_after(0), 20_000);
+        let index = b.finish();
+        let err = write_gzip_trailer(&index, 0, &mut Full(1000)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        let n = write_gzip_trailer(&index, 0, &mut Full(usize::MAX)).unwrap();
+        assert_eq!(n, encode_gzip_trailer(&index, 0).unwrap().len() as u64);
+    }
+
+    #[test]
     fn a_damaged_block_is_an_error_when_read() {
         let (b, _) = many(10_000);
-        let mut trailer = encode_gzip_trailer(&b.finish(), 0);
+        let mut trailer = encode_gzip_trailer(&b.finish(), 0).unwrap();
         trailer[40] ^= 0x10;
         let index = read(trailer).unwrap();
         let errs = index.entries().filter(|e| e.is_err()).count();
@@ -561,7 +628,7 @@ mod tests {
         let mut b = IndexBuilder::new();
         b.push_entry(&sample()[0]);
         let mut file = data.clone();
-        file.extend_from_slice(&encode_gzip_trailer(&b.finish(), data.len() as u64));
+        file.extend_from_slice(&encode_gzip_trailer(&b.finish(), data.len() as u64).unwrap());
         let (ok, _) = counted(file.clone());
         assert!(ok.is_ok());
         let (r, _) = counted(with_footer_v2(file.clone(), |f| {

@@ -13,7 +13,7 @@
 //! frames and seek table), `zstd_frames.rs` (cutting a frame stream, decoding a
 //! frame); `unit.rs` (what both share).
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use libdeflater::Crc;
 
@@ -181,17 +181,19 @@ fn trailer_u32(bytes: &[u8], from_end: usize) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// The bytes that follow the data units of a tree written from offset 0 up to
-/// `data_end`: the index, its footer and (zstd) the seek table.
-pub(super) fn encode_trailer(
+/// Writes what follows the data units of a tree written from offset 0 up to
+/// `data_end`: the index, its footer and (zstd) the seek table. Returns the bytes
+/// written.
+pub(super) fn write_trailer<W: Write + ?Sized>(
     codec: Codec,
     index: &EncodedIndex,
     data_end: u64,
     units: &[UnitRecord],
-) -> std::io::Result<Vec<u8>> {
+    out: &mut W,
+) -> std::io::Result<u64> {
     match codec {
-        Codec::Gzip => Ok(gzip_trailer::encode_gzip_trailer(index, data_end)),
-        Codec::Zstd => zstd_seekable::encode_zstd_trailer(index, data_end, units),
+        Codec::Gzip => gzip_trailer::write_gzip_trailer(index, data_end, out),
+        Codec::Zstd => zstd_seekable::write_zstd_trailer(index, data_end, units, out),
     }
 }
 

@@ -10,7 +10,7 @@
 //! Nothing is allocated from a length read off the input without checking it against
 //! the file's own length or a fixed bound.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use super::unit::UnitRecord;
@@ -80,29 +80,33 @@ fn skippable_header(magic: u32, size: usize) -> [u8; 8] {
     h
 }
 
-/// The bytes that follow the data frames (`data_end` bytes, described by `frames`, in
+/// Writes what follows the data frames (`data_end` bytes, described by `frames`, in
 /// order): the index frame (v2: the blocks back to back, then the head), the footer
-/// frame, the seek table.
-pub(super) fn encode_zstd_trailer(
+/// frame, the seek table. Returns the bytes written. The blocks are streamed from the
+/// index (which may have spilled them to a temporary file), not gathered in memory.
+pub(super) fn write_zstd_trailer<W: Write + ?Sized>(
     index: &EncodedIndex,
     data_end: u64,
     frames: &[UnitRecord],
-) -> io::Result<Vec<u8>> {
+    sink: &mut W,
+) -> io::Result<u64> {
     let head_blob = crate::tree::format::index::v2::compress(&mut None, &index.head);
     let mut crc = libdeflater::Crc::new();
     crc.update(&index.head);
     let blob_len = index.blocks_len() + head_blob.len() as u64;
 
     let index_frame = 8 + INDEX_MAGIC_V2.len() + blob_len as usize;
-    let mut out = Vec::with_capacity(index_frame + FOOTER_FRAME_BYTES_V2 + 12 * (frames.len() + 4));
+    let mut out = Vec::with_capacity(
+        8 + INDEX_MAGIC_V2.len() + FOOTER_FRAME_BYTES_V2 + 12 * (frames.len() + 4),
+    );
     out.extend_from_slice(&skippable_header(
         IMGPORT_SKIPPABLE_MAGIC,
         INDEX_MAGIC_V2.len() + blob_len as usize,
     ));
     out.extend_from_slice(INDEX_MAGIC_V2);
-    for b in &index.blocks {
-        out.extend_from_slice(b);
-    }
+    sink.write_all(&out)?;
+    index.for_each_block(|b| sink.write_all(b))?;
+    out.clear();
     out.extend_from_slice(&head_blob);
 
     out.extend_from_slice(&skippable_header(
@@ -140,6 +144,20 @@ pub(super) fn encode_zstd_trailer(
     out.extend_from_slice(&(count as u32).to_le_bytes());
     out.push(CHECKSUM_FLAG);
     out.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+    sink.write_all(&out)?;
+    // The index frame's header and blocks went first; `out` holds the head onwards.
+    Ok((index_frame - head_blob.len() + out.len()) as u64)
+}
+
+/// [`write_zstd_trailer`] into memory, for tests.
+#[cfg(test)]
+pub(super) fn encode_zstd_trailer(
+    index: &EncodedIndex,
+    data_end: u64,
+    frames: &[UnitRecord],
+) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_zstd_trailer(index, data_end, frames, &mut out)?;
     Ok(out)
 }
 
@@ -485,6 +503,40 @@ mod tests {
             });
         }
         assert_eq!(kinds, [Some(5000), Some(1200), None, None, None]);
+    }
+
+    #[test]
+    fn a_spilled_index_writes_the_same_trailer() {
+        use crate::tree::entry::{Entry, Kind};
+        use crate::tree::format::index::IndexEntry;
+        let fill = |mut b: IndexBuilder| {
+            let mut at = 0;
+            for i in 0..20_000u64 {
+                let mut e = Entry::new(
+                    format!("rootimg/d{:03}/f{i}", i / 700).into_bytes(),
+                    Kind::File,
+                    0o600,
+                );
+                e.size = i % 1777;
+                b.push_entry(&IndexEntry::from_entry(&e, at, at + 512, None));
+                at += 512 + e.size.div_ceil(512) * 512;
+            }
+            b
+        };
+        let kept = fill(IndexBuilder::new());
+        let spilled = fill(IndexBuilder::new().spill_after(0));
+        assert!(spilled.spilled() && !kept.spilled());
+        let want = encode_zstd_trailer(&kept.finish(), 0, &[]).unwrap();
+        let index = spilled.finish();
+        let mut got = Vec::new();
+        let n = write_zstd_trailer(&index, 0, &[], &mut got).unwrap();
+        assert!(
+            got == want,
+            "same bytes whether the blocks were in memory or not"
+        );
+        assert_eq!(n, got.len() as u64);
+        let read = read_zstd_index(share(io::Cursor::new(got)), n).unwrap();
+        assert_eq!(read.len(), 20_000);
     }
 
     #[test]

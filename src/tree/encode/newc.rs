@@ -15,7 +15,7 @@ use std::rc::Rc;
 use libdeflater::Compressor;
 
 use crate::tree::codec::gzip::{compressor, encode_data, TRAILER_BYTES};
-use crate::tree::codec::gzip_trailer::encode_gzip_trailer;
+use crate::tree::codec::gzip_trailer::write_gzip_trailer;
 use crate::tree::codec::member_digest;
 use crate::tree::encode::entry::{output_error, EntryEncoder, IO_BUF_BYTES};
 use crate::tree::encode::spill::{temp_error, temp_file, Spill, SpillReader, SpillWriter};
@@ -774,8 +774,7 @@ impl<W: Write> Members<W> {
     fn finish(mut self) -> std::io::Result<()> {
         self.cut()?;
         self.flush_batch()?;
-        let trailer = encode_gzip_trailer(&self.index.finish(), self.written);
-        self.out.write_all(&trailer)?;
+        write_gzip_trailer(&self.index.finish(), self.written, &mut self.out)?;
         self.out.flush()
     }
 }

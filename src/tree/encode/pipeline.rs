@@ -679,11 +679,9 @@ fn write_members<W: Write>(
         }
         progress.add(enc.info.uncompressed, sum.entries - entries_before);
     }
-    let trailer = codec::encode_trailer(codec, &index.finish(), sum.bytes_out, &units)
+    sum.bytes_out += codec::write_trailer(codec, &index.finish(), sum.bytes_out, &units, out)
         .map_err(output_error)?;
-    out.write_all(&trailer).map_err(output_error)?;
     out.flush().map_err(output_error)?;
-    sum.bytes_out += trailer.len() as u64;
     Ok(sum)
 }
 
