@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::tree::entry::{Entry, Kind, Timestamp};
 
+mod block_store;
 mod source;
 pub mod v1;
 pub mod v2;

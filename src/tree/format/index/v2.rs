@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
+use super::block_store::{BlockStore, StoredBlocks, SPILL_AFTER_BYTES};
 use super::varint::{put_bytes, put_varint, unzigzag, zigzag, Cursor};
 use super::{
     cmp_paths, common_prefix, corrupt, kind_parts, BlockFetch, IndexEntry, IndexError, MemberInfo,
@@ -77,103 +78,11 @@ pub struct BlockInfo {
     pub offset: u64,
 }
 
-/// Compressed bytes of closed blocks the builder keeps in memory; past this it moves
-/// them to an unnamed temporary file and appends there, so an export's memory does
-/// not grow with the number of entries (at 10^6 small files the blocks are ≈1.5 MB;
-/// 10^5 fit in memory).
-pub const SPILL_AFTER_BYTES: usize = 256 << 10;
-
-/// The compressed blocks, back to back: in memory, or (past [`SPILL_AFTER_BYTES`]) in
-/// an unnamed temporary file in `$TMPDIR`. The first error writing the file is kept and
-/// reported when the blocks are read back for the trailer.
-#[derive(Debug)]
-struct BlockStore {
-    /// Bytes kept in memory before spilling ([`SPILL_AFTER_BYTES`]; tests lower it).
-    limit: usize,
-    mem: Vec<u8>,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    error: Option<std::io::Error>,
-}
-
-/// An error of the index spill file, saying which file (it has no name of its own).
-fn spill_error(e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(
-        e.kind(),
-        format!(
-            "index spill file in {}: {e}",
-            std::env::temp_dir().display()
-        ),
-    )
-}
-
-impl BlockStore {
-    fn new(limit: usize) -> BlockStore {
-        BlockStore {
-            limit,
-            mem: Vec::new(),
-            file: None,
-            error: None,
-        }
-    }
-
-    fn push(&mut self, blob: &[u8]) {
-        use std::io::Write;
-        if self.error.is_some() {
-            return;
-        }
-        if self.file.is_none() && self.mem.len() + blob.len() > self.limit {
-            match tempfile::tempfile_in(std::env::temp_dir()) {
-                Ok(f) => {
-                    let mut w = std::io::BufWriter::with_capacity(64 << 10, f);
-                    if let Err(e) = w.write_all(&self.mem) {
-                        self.error = Some(spill_error(e));
-                        return;
-                    }
-                    self.mem = Vec::new();
-                    self.file = Some(w);
-                }
-                Err(e) => {
-                    self.error = Some(spill_error(e));
-                    return;
-                }
-            }
-        }
-        match &mut self.file {
-            Some(w) => {
-                if let Err(e) = w.write_all(blob) {
-                    self.error = Some(spill_error(e));
-                }
-            }
-            None => self.mem.extend_from_slice(blob),
-        }
-    }
-
-    /// The store, readable: the file flushed, or the first error.
-    fn finish(self) -> std::io::Result<Stored> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        match self.file {
-            Some(w) => w
-                .into_inner()
-                .map(Stored::File)
-                .map_err(|e| spill_error(e.into_error())),
-            None => Ok(Stored::Mem(self.mem)),
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Stored {
-    Mem(Vec<u8>),
-    File(std::fs::File),
-}
-
 /// An encoded v2 index: the compressed blocks, in order, and the raw head. The codec
 /// trailer stores them (and compresses the head).
 #[derive(Debug)]
 pub struct EncodedIndex {
-    blocks: std::io::Result<Stored>,
+    blocks: std::io::Result<StoredBlocks>,
     block_lens: Vec<u64>,
     pub head: Vec<u8>,
 }
@@ -184,37 +93,16 @@ impl EncodedIndex {
         self.block_lens.iter().sum()
     }
 
-    /// Number of blocks.
-    pub fn block_count(&self) -> usize {
-        self.block_lens.len()
-    }
-
-    /// Calls `f` with each compressed block, in order; a spilled block is read back
-    /// into one reused buffer.
+    /// Calls `f` with each compressed block, in order (a spilled block is read back
+    /// into one reused buffer); fails first if spilling them failed.
     pub fn for_each_block(
         &self,
-        mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+        f: impl FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let stored = match &self.blocks {
-            Ok(s) => s,
-            Err(e) => return Err(std::io::Error::new(e.kind(), e.to_string())),
-        };
-        let mut at = 0u64;
-        let mut buf = Vec::new();
-        for &len in &self.block_lens {
-            let end = at + len;
-            match stored {
-                Stored::Mem(m) => f(&m[at as usize..end as usize])?,
-                Stored::File(file) => {
-                    use std::os::unix::fs::FileExt;
-                    buf.resize(len as usize, 0);
-                    file.read_exact_at(&mut buf, at).map_err(spill_error)?;
-                    f(&buf)?;
-                }
-            }
-            at = end;
+        match &self.blocks {
+            Ok(stored) => stored.for_each(&self.block_lens, f),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
         }
-        Ok(())
     }
 }
 
@@ -307,14 +195,16 @@ impl IndexBuilder {
     }
 
     /// Keeps at most `bytes` of closed blocks in memory (tests spill at once with 0).
-    pub fn spill_after(mut self, bytes: usize) -> IndexBuilder {
-        self.blocks.limit = bytes;
+    #[cfg(test)]
+    pub(crate) fn spill_after(mut self, bytes: usize) -> IndexBuilder {
+        self.blocks = BlockStore::new(bytes);
         self
     }
 
     /// Whether closed blocks have moved to the temporary file.
-    pub fn spilled(&self) -> bool {
-        self.blocks.file.is_some()
+    #[cfg(test)]
+    pub(crate) fn spilled(&self) -> bool {
+        self.blocks.spilled()
     }
 
     /// Records the next data member.
