@@ -54,7 +54,8 @@ pub struct CpioReader<R: Read> {
     padding: u64,
     /// For `070702`: (checksum stored in the header, running sum of data bytes).
     crc: Option<(u32, u32)>,
-    current: String,
+    /// The current entry's raw name, escaped only for an error or warning.
+    current: Vec<u8>,
     /// Entries decoded but not yet returned (hard links released by a group leader).
     queue: VecDeque<Entry>,
     pending: HashMap<InodeKey, Pending>,
@@ -75,7 +76,7 @@ impl<R: Read> CpioReader<R> {
             remaining: 0,
             padding: 0,
             crc: None,
-            current: "<start of archive>".into(),
+            current: b"<start of archive>".to_vec(),
             queue: VecDeque::new(),
             pending: HashMap::new(),
             leaders: HashMap::new(),
@@ -105,7 +106,7 @@ impl<R: Read> CpioReader<R> {
 
     fn format(&self, reason: impl Into<String>) -> TreeError {
         TreeError::Format {
-            entry: self.current.clone(),
+            entry: display_path(&self.current),
             reason: reason.into(),
         }
     }
@@ -166,7 +167,7 @@ impl<R: Read> CpioReader<R> {
                 return Ok(None);
             }
             let name = clean_name(name);
-            self.current = display_path(&name);
+            self.current.clone_from(&name);
             let Some(kind) = self.kind(&f)? else {
                 self.finish_entry()?;
                 continue;
@@ -249,7 +250,7 @@ impl<R: Read> CpioReader<R> {
                 "name not NUL-terminated at byte offset {header_offset}"
             )));
         }
-        self.current = display_path(&name);
+        self.current.clone_from(&name);
         self.skip_padding(pad4(HEADER as u64 + u64::from(namesize)))?;
         self.remaining = u64::from(filesize);
         self.padding = pad4(u64::from(filesize));
@@ -291,13 +292,13 @@ impl<R: Read> CpioReader<R> {
             S_IFSOCK => {
                 // A socket is recreated by whoever listens on it; tar skips them too.
                 self.warnings
-                    .push(format!("{}: socket skipped", self.current));
+                    .push(format!("{}: socket skipped", display_path(&self.current)));
                 return Ok(None);
             }
             other => {
                 self.warnings.push(format!(
                     "{}: skipped entry of unknown file type {other:o}",
-                    self.current
+                    display_path(&self.current)
                 ));
                 return Ok(None);
             }
@@ -371,7 +372,7 @@ impl<R: Read> EntryReader for CpioReader<R> {
         self.finish_entry()?;
         loop {
             if let Some(e) = self.queue.pop_front() {
-                self.current = display_path(&e.path);
+                self.current.clone_from(&e.path);
                 return Ok(Some(e));
             }
             if self.done {

@@ -600,16 +600,15 @@ impl Restorer {
             replace,
         };
         if runs.total <= JOB_CHUNK as u64 {
-            let spare = pool.spares.try_recv().unwrap_or_default();
-            let pieces = runs.next(reader, JOB_CHUNK, &e, spare)?;
-            let path = e.path.clone();
+            let (data, runs) = pool.read_whole(reader, &mut runs, &e)?;
             let job = Job::Whole {
                 meta: Box::new(meta(e, exact)),
                 parent,
                 name,
-                pieces,
+                data,
+                runs,
             };
-            return pool.send(job, &path);
+            return pool.send(job, b"<restore>");
         }
         let file = create_file(parent.as_fd(), &name, &e.path, create_mode(&e, false))?;
         let path = e.path.clone();
@@ -621,8 +620,7 @@ impl Restorer {
             error: Mutex::new(None),
         });
         loop {
-            let spare = pool.spares.try_recv().unwrap_or_default();
-            let pieces = runs.next(reader, JOB_CHUNK, &big.meta.entry, spare)?;
+            let pieces = pool.read_piece(reader, &mut runs, &big.meta.entry)?;
             if pieces.len == 0 {
                 break;
             }
@@ -748,6 +746,7 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use crate::testkit::raw_tar_entry as entry;
+    use crate::tree::restore::pool::JOB_CHUNK;
     use crate::tree::restore::{restore, RestoreOptions};
 
     fn run(entries: &[Vec<u8>], threads: usize) -> (tempfile::TempDir, Result<(), String>) {
@@ -802,6 +801,60 @@ mod tests {
                 threads,
             );
             assert!(r.unwrap_err().contains("not an earlier entry"));
+        }
+    }
+
+    /// Files travel to the workers in batches (pool.rs): many small files, files
+    /// that fill a batch's bytes, a big file cut into pieces, and names the
+    /// dispatcher must wait for (a file replaced, a file turned into a directory, a
+    /// hard link) while their jobs may still sit in an unsent batch.
+    #[test]
+    fn batched_files_all_land_and_waits_see_unsent_jobs() {
+        use tar::EntryType as T;
+        let content = |i: usize| -> Vec<u8> {
+            let len = match i % 7 {
+                0 => 0,
+                1 => 200 * 1024,
+                _ => i * 13 % 5000,
+            };
+            (0..len).map(|k| (k * 31 + i) as u8).collect()
+        };
+        let big: Vec<u8> = (0..(2 * JOB_CHUNK + 12345))
+            .map(|k| (k % 251) as u8)
+            .collect();
+        let mut entries = vec![entry(b"rootimg/", T::Directory, b"", b"", 0o755)];
+        // First, waits on names whose jobs are still in the batch being filled.
+        for name in [&b"rootimg/a"[..], b"rootimg/b", b"rootimg/c"] {
+            entries.push(entry(name, T::Regular, b"tiny", b"", 0o644));
+        }
+        entries.push(entry(b"rootimg/a", T::Regular, b"replaced", b"", 0o640));
+        entries.push(entry(b"rootimg/b/", T::Directory, b"", b"", 0o755));
+        entries.push(entry(b"rootimg/b/in", T::Regular, b"inside", b"", 0o644));
+        entries.push(entry(b"rootimg/link", T::Link, b"", b"rootimg/c", 0o644));
+        for i in 0..300 {
+            let name = format!("rootimg/f{i:03}");
+            entries.push(entry(name.as_bytes(), T::Regular, &content(i), b"", 0o644));
+        }
+        entries.push(entry(b"rootimg/big", T::Regular, &big, b"", 0o600));
+        for threads in [1, 2, 3] {
+            // A job the dispatcher waits for but never sent deadlocks: fail, not hang.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let all = entries.clone();
+            std::thread::spawn(move || tx.send(run(&all, threads)));
+            let (dir, r) = rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("the restore finished (a wait on an unsent job deadlocks)");
+            r.unwrap();
+            for i in 0..300 {
+                let got = fs::read(dir.path().join(format!("f{i:03}"))).unwrap();
+                assert_eq!(got, content(i), "f{i:03} with {threads} threads");
+            }
+            assert_eq!(fs::read(dir.path().join("big")).unwrap(), big);
+            assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"replaced");
+            assert_eq!(fs::read(dir.path().join("b/in")).unwrap(), b"inside");
+            let link = fs::metadata(dir.path().join("link")).unwrap();
+            assert_eq!(link.nlink(), 2);
+            assert_eq!(fs::read(dir.path().join("c")).unwrap(), b"tiny");
         }
     }
 
