@@ -286,6 +286,16 @@ impl From<TreeError> for PlannerError {
     }
 }
 
+/// Where the planner takes a file's stored data from.
+enum DataFrom {
+    /// Not a regular file, or one with no stored data.
+    Nothing,
+    /// The walk read it whole.
+    Inline(Prefetched),
+    /// A worker reads it.
+    Read(Arc<Source>),
+}
+
 /// Cuts the tar stream into units as FORMAT.md §2.1 says, in archive order.
 struct Cutter {
     units: Sender<Unit>,
@@ -338,24 +348,28 @@ impl Cutter {
         let data_offset = header_offset + header.len() as u64;
         let stored = entry.stored_size();
         let reads = entry.kind == Kind::File && (stored > 0 || entry.sparse.is_some());
-        let record = Box::new(IndexEntry::from_entry(
-            &entry,
-            header_offset,
-            data_offset,
-            None,
-        ));
+        // Where the data comes from is settled before the entry moves into its record.
+        let data = match prefetched {
+            _ if !reads => DataFrom::Nothing,
+            Some(p)
+                if entry.sparse.is_none()
+                    && stored <= DIGEST_CHUNK_BYTES
+                    && p.data.len() as u64 <= stored =>
+            {
+                DataFrom::Inline(p)
+            }
+            _ => DataFrom::Read(Arc::new(Source::new(src, &entry))),
+        };
+        let record = Box::new(IndexEntry::from_owned(entry, header_offset, data_offset));
         self.pos = data_offset;
         self.parts.push(Part::Entry {
             record,
             header,
             reads,
         });
-        if !reads {
-            return Ok(());
-        }
-        if let Some(Prefetched { data, now }) = prefetched {
-            if entry.sparse.is_none() && stored <= DIGEST_CHUNK_BYTES && data.len() as u64 <= stored
-            {
+        let source = match data {
+            DataFrom::Nothing => return Ok(()),
+            DataFrom::Inline(Prefetched { data, now }) => {
                 self.parts.push(Part::Inline {
                     data,
                     size: stored,
@@ -364,8 +378,8 @@ impl Cutter {
                 self.pos += stored + padding(stored) as u64;
                 return Ok(());
             }
-        }
-        let source = Arc::new(Source::new(src, &entry));
+            DataFrom::Read(source) => source,
+        };
         let mut start = 0u64;
         loop {
             let len = (stored - start).min(DIGEST_CHUNK_BYTES);

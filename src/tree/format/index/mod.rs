@@ -343,8 +343,18 @@ impl IndexEntry {
         digest: Option<[u8; 32]>,
     ) -> IndexEntry {
         IndexEntry {
-            path: entry.path.clone(),
-            kind: entry.kind.clone(),
+            digest,
+            ..IndexEntry::from_owned(entry.clone(), header_offset, data_offset)
+        }
+    }
+
+    /// [`Self::from_entry`] without a digest, for an entry no longer needed: its path
+    /// and sparse map move into the record (the encoder makes one per entry).
+    pub fn from_owned(entry: Entry, header_offset: u64, data_offset: u64) -> IndexEntry {
+        let stored = entry.stored_size();
+        IndexEntry {
+            path: entry.path,
+            kind: entry.kind,
             mode: entry.mode,
             uid: entry.uid,
             gid: entry.gid,
@@ -352,9 +362,9 @@ impl IndexEntry {
             size: entry.size,
             header_offset,
             data_offset,
-            stored: entry.stored_size(),
-            sparse: entry.sparse.clone(),
-            digest,
+            stored,
+            sparse: entry.sparse,
+            digest: None,
         }
     }
 }
