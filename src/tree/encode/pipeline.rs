@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use crate::tree::entry::{Entry, Kind};
 use crate::tree::error::{display_path, TreeError};
 use crate::tree::format::index::{IndexBuilder, IndexEntry, MemberInfo, DIGEST_CHUNK_BYTES};
 use crate::tree::format::tar_header::{
-    encode_header, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
+    encode_header_into, end_of_archive, padding, END_OF_ARCHIVE_BYTES,
 };
 use crate::tree::threads;
 
@@ -115,6 +116,9 @@ where
     let (unit_tx, unit_rx) = bounded::<Unit>(workers);
     let (done_tx, done_rx) = bounded::<Result<Encoded, TreeError>>(in_flight);
     let (token_tx, token_rx) = bounded::<()>(in_flight);
+    // Plan buffers go back to the planner: one per unit in flight, plus one per
+    // worker being filled or emptied.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(in_flight + workers);
     for _ in 0..in_flight {
         // Cannot fail: the channel has room for exactly these tokens and we hold its
         // receiver.
@@ -122,12 +126,15 @@ where
     }
     std::thread::scope(|scope| {
         let target = codec.unit_target_bytes();
-        let planner = scope.spawn(move || run_planner(entries, unit_tx, token_rx, target));
+        let planner =
+            scope.spawn(move || run_planner(entries, unit_tx, token_rx, spare_rx, target));
         for _ in 0..workers {
             let units = unit_rx.clone();
             let done = done_tx.clone();
-            scope.spawn(move || work(units, done, codec, level));
+            let spares = spare_tx.clone();
+            scope.spawn(move || work(units, done, spares, codec, level));
         }
+        drop(spare_tx);
         // Only the threads may hold these ends: the writer must see the result channel
         // close when the workers are gone, and the workers when the planner is.
         drop(unit_rx);
@@ -208,12 +215,13 @@ impl Source {
 
 /// One piece of a unit's plan, in tar order.
 enum Part {
-    /// An entry starts: its header bytes (pax header, ustar block, sparse map). `reads`
-    /// says whether `Data` parts for it follow (regular files with stored data, and
-    /// sparse files, whose size is checked even when all hole).
+    /// An entry starts: its header bytes (pax header, ustar block, sparse map), at
+    /// `header` in the unit's `plan` bytes. `reads` says whether `Data` parts for it
+    /// follow (regular files with stored data, and sparse files, whose size is
+    /// checked even when all hole).
     Entry {
         record: Box<IndexEntry>,
-        header: Vec<u8>,
+        header: Range<usize>,
         reads: bool,
     },
     /// Stored bytes `[start, start + len)` of the current file; `last` adds the tar
@@ -224,9 +232,14 @@ enum Part {
         len: u64,
         last: bool,
     },
-    /// All the stored bytes of the current file, read by the walk: `data` (zeros
-    /// after it up to `size` if the file shrank), then the tar padding.
-    Inline { data: Vec<u8>, size: u64, now: u64 },
+    /// All the stored bytes of the current file, read by the walk: `data` in the
+    /// unit's `plan` bytes (zeros after it up to `size` if the file shrank), then the
+    /// tar padding.
+    Inline {
+        data: Range<usize>,
+        size: u64,
+        now: u64,
+    },
     /// The end-of-archive blocks.
     End,
 }
@@ -235,6 +248,10 @@ enum Part {
 struct Unit {
     seq: u64,
     parts: Vec<Part>,
+    /// The headers and small files' data the parts point into, back to back: one
+    /// recycled buffer per unit rather than an allocation per entry, which the
+    /// planner made and a worker freed (glibc then locks the planner's arena).
+    plan: Vec<u8>,
     /// Tar bytes the unit will hold (checked by the worker).
     tar_bytes: u64,
 }
@@ -300,8 +317,11 @@ enum DataFrom {
 struct Cutter {
     units: Sender<Unit>,
     tokens: Receiver<()>,
+    /// Plan buffers the workers are done with.
+    spares: Receiver<Vec<u8>>,
     seq: u64,
     parts: Vec<Part>,
+    plan: Vec<u8>,
     /// Tar offset of the next byte to plan.
     pos: u64,
     /// Tar offset where the current unit starts.
@@ -318,9 +338,11 @@ impl Cutter {
             return Ok(());
         }
         self.tokens.recv().map_err(|_| PlannerError::Stopped)?;
+        let plan = self.spares.try_recv().unwrap_or_default();
         let unit = Unit {
             seq: self.seq,
             parts: std::mem::take(&mut self.parts),
+            plan: std::mem::replace(&mut self.plan, plan),
             tar_bytes: self.pos - self.unit_start,
         };
         self.units.send(unit).map_err(|_| PlannerError::Stopped)?;
@@ -343,7 +365,9 @@ impl Cutter {
         // Headers are encoded here, not in the workers: the cut points and the index
         // offsets depend on their lengths, and encoding twice would cost more than the
         // little the workers would gain.
-        let header = encode_header(&entry)?;
+        let header_at = self.plan.len();
+        encode_header_into(&entry, &mut self.plan)?;
+        let header = header_at..self.plan.len();
         let header_offset = self.pos;
         let data_offset = header_offset + header.len() as u64;
         let stored = entry.stored_size();
@@ -370,8 +394,10 @@ impl Cutter {
         let source = match data {
             DataFrom::Nothing => return Ok(()),
             DataFrom::Inline(Prefetched { data, now }) => {
+                let at = self.plan.len();
+                self.plan.extend_from_slice(&data);
                 self.parts.push(Part::Inline {
-                    data,
+                    data: at..self.plan.len(),
                     size: stored,
                     now,
                 });
@@ -406,6 +432,7 @@ fn run_planner<I>(
     entries: I,
     units: Sender<Unit>,
     tokens: Receiver<()>,
+    spares: Receiver<Vec<u8>>,
     target: u64,
 ) -> Result<(), PlannerError>
 where
@@ -414,8 +441,10 @@ where
     let mut cutter = Cutter {
         units,
         tokens,
+        spares,
         seq: 0,
         parts: Vec::new(),
+        plan: Vec::new(),
         pos: 0,
         unit_start: 0,
         target,
@@ -443,7 +472,13 @@ impl Drop for PanicGuard<'_> {
 }
 
 /// A worker: encodes units until there are none or the writer is gone.
-fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, codec: Codec, level: u32) {
+fn work(
+    units: Receiver<Unit>,
+    done: Sender<Result<Encoded, TreeError>>,
+    spares: Sender<Vec<u8>>,
+    codec: Codec,
+    level: u32,
+) {
     let _guard = PanicGuard(&done);
     let mut compressor = match UnitEncoder::new(codec, level) {
         Ok(c) => c,
@@ -455,7 +490,7 @@ fn work(units: Receiver<Unit>, done: Sender<Result<Encoded, TreeError>>, codec: 
     // Reused across units: it grows to the largest unit (about 5 MiB) once.
     let mut tar = Vec::new();
     for unit in units {
-        let result = encode_unit(&mut compressor, &mut tar, unit);
+        let result = encode_unit(&mut compressor, &mut tar, unit, &spares);
         let failed = result.is_err();
         if done.send(result).is_err() || failed {
             return;
@@ -468,9 +503,15 @@ fn encode_unit(
     compressor: &mut UnitEncoder,
     tar: &mut Vec<u8>,
     unit: Unit,
+    spares: &Sender<Vec<u8>>,
 ) -> Result<Encoded, TreeError> {
     tar.clear();
     let mut done = Vec::with_capacity(unit.parts.len());
+    let plan = |range: Range<usize>| {
+        unit.plan
+            .get(range)
+            .ok_or_else(|| internal("a unit's part lies outside its plan"))
+    };
     for part in unit.parts {
         match part {
             Part::Entry {
@@ -478,7 +519,7 @@ fn encode_unit(
                 header,
                 reads,
             } => {
-                tar.extend_from_slice(&header);
+                tar.extend_from_slice(plan(header)?);
                 done.push(Done::Entry { record, reads });
             }
             Part::Data {
@@ -495,7 +536,8 @@ fn encode_unit(
             }
             Part::Inline { data, size, now } => {
                 let at = tar.len();
-                tar.extend_from_slice(&data);
+                let data = plan(data)?;
+                tar.extend_from_slice(data);
                 let short = (data.len() as u64) < size;
                 // The plan's size is authoritative: a file that shrank is zero-filled.
                 tar.resize(at + size as usize, 0);
@@ -516,6 +558,9 @@ fn encode_unit(
     if tar.len() as u64 != unit.tar_bytes {
         return Err(internal("a unit's tar bytes differ from its plan"));
     }
+    let mut spent = unit.plan;
+    spent.clear();
+    let _ = spares.try_send(spent);
     let unit_bytes = compressor.encode(tar).map_err(output_error)?;
     Ok(Encoded {
         seq: unit.seq,

@@ -66,6 +66,16 @@ const PAX_HEADER_MODE: u64 = 0o644;
 /// ([`TreeError::Unsupported`]) only for an empty path or device numbers above
 /// 2 097 151, which Linux cannot produce.
 pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
+    let mut out = Vec::new();
+    encode_header_into(entry, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_header`] appended to `out`, which is left as it was on error. For an
+/// entry with no pax records (short ASCII name, whole-second times, no xattrs) it
+/// allocates nothing: the parallel encoder plans every header of a unit into one
+/// buffer.
+pub fn encode_header_into(entry: &Entry, out: &mut Vec<u8>) -> Result<(), TreeError> {
     if entry.path.is_empty() {
         return Err(unsupported(entry, "empty archive path"));
     }
@@ -85,7 +95,8 @@ pub fn encode_header(entry: &Entry) -> Result<Vec<u8>, TreeError> {
     put_acls_and_xattrs(entry, &mut records);
     put_bytes(&mut block, MAGIC, b"ustar\x0000");
     finish_checksum(&mut block);
-    Ok(assemble(entry, records, &block, map_block))
+    assemble(entry, records, &block, map_block, out);
+    Ok(())
 }
 
 /// The name fields, or the pax `path` record (or, for a sparse file, the GNU sparse
@@ -244,7 +255,8 @@ fn assemble(
     mut records: Vec<u8>,
     block: &[u8; BLOCK_BYTES],
     map_block: Option<Vec<u8>>,
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     // pax values are UTF-8 unless declared otherwise; root images may hold names in
     // any bytes, and libarchive refuses (or converts) undeclared non-UTF-8 names.
     if needs_binary_charset(entry, &records) {
@@ -254,7 +266,8 @@ fn assemble(
         records = first;
     }
 
-    let mut out = Vec::with_capacity(
+    let start = out.len();
+    out.reserve(
         if records.is_empty() {
             0
         } else {
@@ -264,13 +277,14 @@ fn assemble(
     if !records.is_empty() {
         out.extend_from_slice(&pax_header_block(entry, records.len() as u64));
         out.extend_from_slice(&records);
-        pad_to_block(&mut out);
+        // Blocks are counted from this header's start, not from the buffer's.
+        let pad = padding((out.len() - start) as u64);
+        out.resize(out.len() + pad, 0);
     }
     out.extend_from_slice(block);
     if let Some(map) = map_block {
         out.extend_from_slice(&map);
     }
-    out
 }
 
 /// True if a name-like pax record (path, linkpath, names) is not valid UTF-8, which
