@@ -555,6 +555,30 @@ mod tests {
         e
     }
 
+    /// The parallel encoder appends every header of a unit to one buffer: a pax
+    /// header's padding must count from the header's start, not the buffer's, and a
+    /// refused entry must leave the buffer as it was.
+    #[test]
+    fn headers_appended_to_a_buffer_equal_headers_alone() {
+        let mut long = file(&[b'n'; 300], 7);
+        long.mtime.nanos = 123_456_789;
+        long.xattrs
+            .push((b"security.capability".to_vec(), vec![1, 2, 3]));
+        let mut odd = file("rootimg/é".as_bytes(), 0);
+        odd.uname = Some(b"root".to_vec());
+        let mut dir = Entry::new(b"rootimg/d".to_vec(), Kind::Dir, 0o755);
+        dir.uid = 0o7777777 + 1;
+        for e in [file(b"rootimg/a", 3), long, odd, dir] {
+            let mut buf = vec![0xaa; 100];
+            encode_header_into(&e, &mut buf).unwrap();
+            assert_eq!(&buf[..100], &[0xaa; 100][..]);
+            assert_eq!(buf[100..], encode_header(&e).unwrap()[..]);
+        }
+        let mut buf = vec![7u8; 3];
+        assert!(encode_header_into(&file(b"", 0), &mut buf).is_err());
+        assert_eq!(buf, [7, 7, 7]);
+    }
+
     #[test]
     fn plain_file_is_one_block_and_checksums() {
         let e = file(b"rootimg/etc/hosts", 5);
