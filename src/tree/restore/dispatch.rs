@@ -608,10 +608,9 @@ impl Restorer {
                 data,
                 runs,
             };
-            return pool.send(job, b"<restore>");
+            return pool.send(job);
         }
         let file = create_file(parent.as_fd(), &name, &e.path, create_mode(&e, false))?;
-        let path = e.path.clone();
         let big = Arc::new(BigFile {
             meta: meta(e, false),
             file,
@@ -629,7 +628,7 @@ impl Restorer {
                 file: big.clone(),
                 pieces,
             };
-            pool.send(job, &path)?;
+            pool.send(job)?;
         }
         if let Some(d) = big.release() {
             pool.handle(d);

@@ -132,7 +132,7 @@ impl Pool {
         dispatched: Result<(), (u64, TreeError)>,
     ) -> Result<(u64, Vec<(u64, String)>), TreeError> {
         let dispatched = match dispatched {
-            Ok(()) => self.flush(b"<restore>").map_err(|e| (u64::MAX, e)),
+            Ok(()) => self.flush().map_err(|e| (u64::MAX, e)),
             Err(e) => Err(e),
         };
         if dispatched.is_err() {
@@ -184,7 +184,7 @@ impl Pool {
     /// Blocks until no worker owns `rel`. False when the restore must stop instead
     /// (a worker failed, or all are gone).
     pub(super) fn wait_for(&mut self, rel: &[u8]) -> bool {
-        if self.pending.contains_key(rel) && self.flush(rel).is_err() {
+        if self.pending.contains_key(rel) && self.flush().is_err() {
             return false;
         }
         while self.pending.contains_key(rel) {
@@ -243,7 +243,7 @@ impl Pool {
     }
 
     /// Queues a job; the batch goes to the workers once full.
-    pub(super) fn send(&mut self, job: Job, entry: &[u8]) -> Result<(), TreeError> {
+    pub(super) fn send(&mut self, job: Job) -> Result<(), TreeError> {
         if let Job::Piece { pieces, .. } = &job {
             self.batch.own_bytes += pieces.len;
         }
@@ -251,20 +251,23 @@ impl Pool {
         if self.batch.jobs.len() >= BATCH_JOBS
             || self.batch.used + self.batch.own_bytes >= BATCH_BYTES
         {
-            self.flush(entry)?;
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Sends the jobs queued so far.
-    fn flush(&mut self, entry: &[u8]) -> Result<(), TreeError> {
+    /// Sends the jobs queued so far. When the workers are gone, the error names the
+    /// batch's last file.
+    fn flush(&mut self) -> Result<(), TreeError> {
         if self.batch.jobs.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
         match &self.tx {
-            Some(tx) => tx.send(batch).map_err(|_| stopped(entry)),
-            None => Err(stopped(entry)),
+            Some(tx) => tx
+                .send(batch)
+                .map_err(|unsent| stopped(unsent.into_inner().last_path())),
+            None => Err(stopped(batch.last_path())),
         }
     }
 }
@@ -282,6 +285,17 @@ struct Batch {
     runs: Vec<(u64, usize)>,
     /// Data bytes of the big files' pieces in `jobs`.
     own_bytes: usize,
+}
+
+impl Batch {
+    /// The archive path of the last file queued, for errors.
+    fn last_path(&self) -> &[u8] {
+        match self.jobs.last() {
+            Some(Job::Whole { meta, .. }) => &meta.entry.path,
+            Some(Job::Piece { file, .. }) => &file.meta.entry.path,
+            None => b"<restore>",
+        }
+    }
 }
 
 /// What a worker needs to finish a file: the entry and its resolved owner and times.
