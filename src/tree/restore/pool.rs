@@ -323,6 +323,16 @@ pub(super) struct Pieces {
     pub(super) runs: Vec<(u64, usize)>,
 }
 
+impl Pieces {
+    /// The data read and where it goes.
+    fn view(&self) -> Runs<'_> {
+        Runs {
+            data: &self.data[..self.len.min(self.data.len())],
+            runs: &self.runs,
+        }
+    }
+}
+
 /// A file bigger than [`JOB_CHUNK`], created by the dispatcher and written in pieces.
 pub(super) struct BigFile {
     pub(super) meta: FileMeta,
@@ -401,11 +411,7 @@ fn worker(
                     }
                 }
                 Job::Piece { file, pieces } => {
-                    let runs = Runs {
-                        data: &pieces.data[..pieces.len.min(pieces.data.len())],
-                        runs: &pieces.runs,
-                    };
-                    if let Err(e) = write_runs(&file.file, runs, &file.meta.entry.path) {
+                    if let Err(e) = write_runs(&file.file, pieces.view(), &file.meta.entry.path) {
                         file.fail(e);
                     }
                     file.bytes.fetch_add(pieces.len as u64, Ordering::Relaxed);
